@@ -1,0 +1,1 @@
+"""trainyard: batch retraining of tabular models: one importable module per pipeline step."""

@@ -1,0 +1,106 @@
+"""The shell every step shares: ``python -m jobs.<step> --ds YYYY-MM-DD [--start-ds] [--conf] [--dataset]``.
+
+It parses the arguments, loads settings, the dataset spec and params, runs the step, records what the step
+read and wrote (Delta versions, counts) in the run's lineage folder, and turns expected failures into one
+clear line on stderr and a non-zero exit code instead of a stack trace.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import sys
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from jobs.common.config import DatasetSpec, Settings, load_params, parse_ds
+from jobs.common.errors import ConfigError, TrainyardError
+
+
+@dataclass
+class StepContext:
+    step: str
+    ds: dt.date
+    start_ds: dt.date
+    dataset: DatasetSpec
+    settings: Settings
+    params: dict[str, Any]
+    run_id: str
+    reads: dict[str, int] = field(default_factory=dict)
+    writes: dict[str, int] = field(default_factory=dict)
+    counts: dict[str, Any] = field(default_factory=dict)
+
+    def table(self, name: str) -> str:
+        return f"{self.settings.lake}/{self.dataset.name}/{name}"
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.settings.runs) / self.dataset.name / f"ds={self.ds.isoformat()}"
+
+    def step_params(self) -> dict[str, Any]:
+        return dict(self.params.get(self.step, {}))
+
+    @property
+    def cutoff(self) -> dt.datetime:
+        """End of the data interval: nothing known at or after this instant may be used."""
+        return dt.datetime.combine(self.ds + dt.timedelta(days=1), dt.time())
+
+    def record(self) -> Path:
+        """Write the step's lineage: the Delta versions it read and wrote and its counts."""
+        out = self.run_dir / "lineage" / f"{self.step}.json"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        doc = {"step": self.step, "dataset": self.dataset.name, "ds": self.ds.isoformat(),
+               "start_ds": self.start_ds.isoformat(), "run_id": self.run_id,
+               "reads": self.reads, "writes": self.writes, "counts": self.counts}
+        write_json_atomic(out, doc)
+        return out
+
+
+def write_json_atomic(path: Path, doc: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(doc, indent=2, sort_keys=True, default=str))
+    os.replace(tmp, path)
+
+
+def parser(step: str, doc: str | None = None) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=f"python -m jobs.{step}", description=(doc or "").strip().splitlines()[0] if doc else None)
+    p.add_argument("--ds", required=True, help="the data interval (day) this run is for, YYYY-MM-DD")
+    p.add_argument("--start-ds", default=None,
+                   help="first day of a range processed in one go (backfill); default: --ds alone")
+    p.add_argument("--conf", default=os.environ.get("TRAINYARD_CONF", "conf/local.yaml"), help="environment settings")
+    p.add_argument("--dataset", default=os.environ.get("TRAINYARD_DATASET", "cards"),
+                   help="dataset spec name (conf/datasets/NAME.yaml) or path")
+    p.add_argument("--params", default=os.environ.get("TRAINYARD_PARAMS", "params.yaml"), help="experiment knobs")
+    return p
+
+
+def build_context(step: str, args: argparse.Namespace) -> StepContext:
+    ds = parse_ds(args.ds)
+    start = parse_ds(args.start_ds) if args.start_ds else ds
+    if start > ds:
+        raise ConfigError(f"--start-ds {start} is after --ds {ds}")
+    run_id = os.environ.get("AIRFLOW_CTX_DAG_RUN_ID") or f"cli__{ds.isoformat()}"
+    return StepContext(step=step, ds=ds, start_ds=start, dataset=DatasetSpec.load(args.dataset),
+                       settings=Settings.load(args.conf), params=load_params(args.params), run_id=run_id)
+
+
+def run_step(step: str, body: Callable[[StepContext], Any], argv: list[str] | None = None,
+             doc: str | None = None, extra_args: Callable[[argparse.ArgumentParser], None] | None = None) -> None:
+    p = parser(step, doc)
+    if extra_args:
+        extra_args(p)
+    args = p.parse_args(argv)
+    try:
+        ctx = build_context(step, args)
+        ctx.args = args  # type: ignore[attr-defined]
+        body(ctx)
+        ctx.record()
+    except TrainyardError as e:
+        print(f"trainyard {step} FAILED [{type(e).__name__}]: {e}", file=sys.stderr)
+        if os.environ.get("TRAINYARD_DEBUG"):
+            traceback.print_exc()
+        sys.exit(e.exit_code)

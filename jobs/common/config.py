@@ -1,0 +1,237 @@
+"""Typed configuration: environment settings (conf/*.yaml), dataset specs (conf/datasets/*.yaml) and
+experiment parameters (params.yaml). Loading validates early and names the file and key that is wrong."""
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from jobs.common.errors import ConfigError
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+TYPES = {"string", "int", "long", "double", "boolean", "timestamp", "date"}
+
+
+def load_yaml(path: str | Path) -> dict[str, Any]:
+    p = Path(path)
+    if not p.is_absolute() and not p.exists():
+        p = REPO_ROOT / p
+    if not p.exists():
+        raise ConfigError(f"{path}: file not found")
+    with p.open() as f:
+        data = yaml.safe_load(f) or {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level")
+    return data
+
+
+def _req(d: dict, key: str, where: str) -> Any:
+    if key not in d:
+        raise ConfigError(f"{where}: missing required key '{key}'")
+    return d[key]
+
+
+# ---------------------------------------------------------------- environment settings
+@dataclass(frozen=True)
+class Settings:
+    spark_master: str
+    spark_packages: tuple[str, ...]
+    spark_conf: dict[str, str]
+    landing: str
+    lake: str
+    runs: str
+    gx: str
+    registry: str
+    source: str = ""
+
+    @classmethod
+    def load(cls, path: str | Path) -> "Settings":
+        d = load_yaml(path)
+        spark, storage, reg = d.get("spark", {}), _req(d, "storage", str(path)), d.get("registry", {})
+        return cls(
+            spark_master=spark.get("master", "local[*]"),
+            spark_packages=tuple(spark.get("packages", [])),
+            spark_conf={k: str(v) for k, v in (spark.get("conf") or {}).items()},
+            landing=_resolve(_req(storage, "landing", f"{path}: storage")),
+            lake=_resolve(_req(storage, "lake", f"{path}: storage")),
+            runs=_resolve(_req(storage, "runs", f"{path}: storage")),
+            gx=_resolve(storage.get("gx", "state/gx")),
+            registry=_resolve(reg.get("uri", "state/registry")),
+            source=str(path),
+        )
+
+
+def _resolve(p: str) -> str:
+    """Relative local paths are relative to the repository root, so every caller agrees on them."""
+    if "://" in p or Path(p).is_absolute():
+        return p
+    return str(REPO_ROOT / p)
+
+
+# ---------------------------------------------------------------- dataset spec
+@dataclass(frozen=True)
+class Column:
+    name: str
+    type: str
+    nullable: bool = True
+    format: str | None = None
+    min: float | None = None
+    max: float | None = None
+    values: tuple[str, ...] | None = None  # allowed values (case-sensitive after standardisation)
+
+
+@dataclass(frozen=True)
+class Enrichment:
+    path: str
+    key: str
+    columns: dict[str, str]
+
+
+@dataclass(frozen=True)
+class Source:
+    name: str
+    path: str
+    format: str
+    key: str
+    event_time: str
+    columns: tuple[Column, ...]
+    options: dict[str, str] = field(default_factory=dict)
+    enrich: tuple[Enrichment, ...] = ()
+    max_quarantine_rate: float = 0.05
+    allow_empty: bool = False   # a day with no files is normal (e.g. a label feed), not an error
+
+    @property
+    def column_names(self) -> list[str]:
+        return [c.name for c in self.columns]
+
+
+@dataclass(frozen=True)
+class LabelSpec:
+    name: str
+    column: str | None = None            # inline label: a column of the examples source
+    positive_values: tuple[str, ...] = ()
+    source: str | None = None            # label feed: a source whose rows mark positives
+    source_key: str | None = None
+    known_at: str | None = None          # column of the label feed: when the label became known
+    maturity_days: int = 0               # an example with no positive label is negative only after this
+
+
+@dataclass(frozen=True)
+class Aggregate:
+    name: str
+    entity: tuple[str, ...]
+    agg: str
+    window: str
+    column: str | None = None
+
+
+@dataclass(frozen=True)
+class FeatureSpec:
+    derived: dict[str, str]
+    aggregates: tuple[Aggregate, ...]
+    ratios: dict[str, tuple[str, str]]
+    recency: dict[str, tuple[str, ...]]
+    numeric: tuple[str, ...]
+    categorical: dict[str, tuple[str, ...]]
+
+    @property
+    def names(self) -> list[str]:
+        """Model inputs, in a fixed order (the single source of feature names)."""
+        return (list(self.numeric) + list(self.derived) + [a.name for a in self.aggregates] + list(self.ratios)
+                + list(self.recency) + list(self.categorical))
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    name: str
+    origin: dict[str, Any]
+    sources: dict[str, Source]
+    examples: str
+    entity: str
+    label: LabelSpec
+    sensitive: tuple[str, ...]
+    slices: tuple[str, ...]
+    features: FeatureSpec
+    path: str = ""
+
+    @property
+    def example_source(self) -> Source:
+        return self.sources[self.examples]
+
+    @classmethod
+    def load(cls, name_or_path: str) -> "DatasetSpec":
+        path = Path(name_or_path)
+        if path.suffix not in (".yaml", ".yml"):
+            path = REPO_ROOT / "conf" / "datasets" / f"{name_or_path}.yaml"
+        if not path.exists():
+            known = sorted(p.stem for p in (REPO_ROOT / "conf" / "datasets").glob("*.yaml"))
+            raise ConfigError(f"unknown dataset '{name_or_path}': no {path} (known: {', '.join(known)})")
+        return cls.from_dict(load_yaml(path), str(path))
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any], where: str = "<dataset>") -> "DatasetSpec":
+        sources = {}
+        for sname, s in _req(d, "sources", where).items():
+            sw = f"{where}: sources.{sname}"
+            cols = []
+            for c in _req(s, "columns", sw):
+                ctype = _req(c, "type", f"{sw}.columns")
+                if ctype not in TYPES:
+                    raise ConfigError(f"{sw}: column '{c.get('name')}' has unknown type '{ctype}' (one of {sorted(TYPES)})")
+                cols.append(Column(name=_req(c, "name", f"{sw}.columns"), type=ctype, nullable=c.get("nullable", True),
+                                   format=c.get("format"), min=c.get("min"), max=c.get("max"),
+                                   values=tuple(c["values"]) if c.get("values") else None))
+            names = [c.name for c in cols]
+            for k in ("key", "event_time"):
+                if _req(s, k, sw) not in names:
+                    raise ConfigError(f"{sw}: {k} '{s[k]}' is not one of its columns {names}")
+            sources[sname] = Source(
+                name=sname, path=_req(s, "path", sw), format=s.get("format", "csv"), key=s["key"],
+                event_time=s["event_time"], columns=tuple(cols), options={k: str(v) for k, v in (s.get("options") or {}).items()},
+                enrich=tuple(Enrichment(path=e["path"], key=e["key"], columns=dict(e["columns"])) for e in s.get("enrich", [])),
+                max_quarantine_rate=float(s.get("max_quarantine_rate", 0.05)),
+                allow_empty=bool(s.get("allow_empty", False)))
+        lab = _req(d, "label", where)
+        label = LabelSpec(name=_req(lab, "name", f"{where}: label"), column=lab.get("column"),
+                          positive_values=tuple(str(v) for v in lab.get("positive_values", [])),
+                          source=lab.get("source"), source_key=lab.get("source_key"), known_at=lab.get("known_at"),
+                          maturity_days=int(lab.get("maturity_days", 0)))
+        if (label.column is None) == (label.source is None):
+            raise ConfigError(f"{where}: label needs exactly one of 'column' (inline) or 'source' (a label feed)")
+        if label.source and label.source not in sources:
+            raise ConfigError(f"{where}: label.source '{label.source}' is not a source ({list(sources)})")
+        f = d.get("features", {})
+        feats = FeatureSpec(
+            derived=dict(f.get("derived", {})),
+            aggregates=tuple(Aggregate(name=a["name"], entity=tuple(_as_list(a["entity"])), agg=a["agg"],
+                                       window=a["window"], column=a.get("column")) for a in f.get("aggregates", [])),
+            ratios={k: tuple(v) for k, v in (f.get("ratios") or {}).items()},
+            recency={k: tuple(_as_list(v)) for k, v in (f.get("recency") or {}).items()},
+            numeric=tuple(f.get("numeric", [])),
+            categorical={k: tuple(str(x) for x in v) for k, v in (f.get("categorical") or {}).items()},
+        )
+        examples = _req(d, "examples", where)
+        if examples not in sources:
+            raise ConfigError(f"{where}: examples '{examples}' is not a source ({list(sources)})")
+        return cls(name=_req(d, "name", where), origin=dict(d.get("origin", {})), sources=sources, examples=examples,
+                   entity=d.get("entity", sources[examples].key), label=label, sensitive=tuple(d.get("sensitive", [])),
+                   slices=tuple(d.get("slices", [])), features=feats, path=where)
+
+
+def _as_list(v: Any) -> list:
+    return list(v) if isinstance(v, (list, tuple)) else [v]
+
+
+# ---------------------------------------------------------------- params.yaml
+def load_params(path: str | Path = "params.yaml") -> dict[str, Any]:
+    return load_yaml(path)
+
+
+def parse_ds(value: str) -> dt.date:
+    try:
+        return dt.date.fromisoformat(value)
+    except ValueError:
+        raise ConfigError(f"--ds '{value}' is not a date YYYY-MM-DD") from None

@@ -1,0 +1,27 @@
+"""Errors a user can act on. The CLI shell prints them as one clear line and exits non-zero."""
+
+
+class TrainyardError(Exception):
+    """Base: an expected failure with a message that names what is wrong (file, column, rule)."""
+
+    exit_code = 2
+
+
+class ConfigError(TrainyardError):
+    """A configuration, dataset spec or argument is wrong."""
+
+
+class DataError(TrainyardError):
+    """Input data breaks a contract: schema, emptiness, a reconciliation, a quarantine rate."""
+
+
+class ValidationFailed(TrainyardError):
+    """A critical Great Expectations expectation failed."""
+
+    exit_code = 3
+
+
+class NotBlessed(TrainyardError):
+    """Publishing was asked for a model without a passing evaluation of that exact artifact."""
+
+    exit_code = 99  # the DAG maps this exit code to "skipped"

@@ -1,0 +1,84 @@
+"""The landing zone: raw files by day, on a local directory or object storage (through pyarrow's
+filesystems), listed and schema-checked per file before Spark reads them."""
+from __future__ import annotations
+
+import codecs
+import datetime as dt
+from dataclasses import dataclass
+
+from jobs.common.config import Source
+from jobs.common.errors import DataError
+
+BOMS = (codecs.BOM_UTF8, codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)
+
+
+@dataclass(frozen=True)
+class LandedFile:
+    uri: str
+    ds: dt.date
+
+
+def _fs(uri: str):
+    from pyarrow import fs
+    if "://" not in uri:
+        return fs.LocalFileSystem(), uri
+    return fs.FileSystem.from_uri(uri.replace("s3a://", "s3://"))
+
+
+def _join(root: str, *parts: str) -> str:
+    return "/".join([root.rstrip("/"), *parts])
+
+
+def list_source_files(landing_root: str, source: Source, start: dt.date, end: dt.date) -> list[LandedFile]:
+    """Every data file of ``source`` in the ds folders [start, end]. A missing folder is an error unless
+    the source allows empty days; hidden and temporary files (``.x``, ``_x``) are skipped."""
+    from pyarrow import fs as pafs
+    out: list[LandedFile] = []
+    day = start
+    while day <= end:
+        folder = _join(landing_root, source.path, f"ds={day.isoformat()}")
+        fs, path = _fs(folder)
+        info = fs.get_file_info(path)
+        if info.type == pafs.FileType.NotFound:
+            if not source.allow_empty:
+                raise DataError(f"source '{source.name}': no landing folder for ds={day} at {folder}")
+        else:
+            files = [f for f in fs.get_file_info(pafs.FileSelector(path)) if f.type == pafs.FileType.File
+                     and not f.base_name.startswith((".", "_"))]
+            if not files and not source.allow_empty:
+                raise DataError(f"source '{source.name}': landing folder {folder} has no files for ds={day}")
+            scheme = folder.split("://")[0] + "://" if "://" in folder else ""
+            out += [LandedFile(uri=scheme + f.path if scheme else f.path, ds=day) for f in sorted(files, key=lambda f: f.path)]
+        day += dt.timedelta(days=1)
+    return out
+
+
+def csv_header(uri: str, delimiter: str = ",") -> list[str]:
+    """The header row of a CSV file, BOM and surrounding whitespace removed."""
+    fs, path = _fs(uri)
+    with fs.open_input_stream(path) as f:
+        head = f.read(64 * 1024)
+    for bom in BOMS:
+        if head.startswith(bom):
+            enc = {codecs.BOM_UTF8: "utf-8"}.get(bom, "utf-16")
+            head = head.decode(enc, errors="replace").lstrip("\ufeff")
+            break
+    else:
+        head = head.decode("utf-8", errors="replace")
+    line = head.splitlines()[0] if head else ""
+    return [c.strip().strip('"') for c in line.split(delimiter)] if line else []
+
+
+def check_columns(found: list[str], source: Source, where: str) -> None:
+    """Schema drift: a missing, extra or renamed column stops the run with both lists named."""
+    expected = source.column_names
+    missing = [c for c in expected if c not in found]
+    extra = [c for c in found if c not in expected]
+    if missing or extra:
+        parts = []
+        if missing:
+            parts.append(f"missing column(s) {missing}")
+        if extra:
+            parts.append(f"unexpected column(s) {extra}")
+        raise DataError(f"{where}: schema drift in source '{source.name}': {'; '.join(parts)}; "
+                        f"expected columns {expected}")

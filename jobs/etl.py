@@ -1,0 +1,227 @@
+"""ETL: landing files -> bronze (raw rows + ingest metadata) -> silver (typed, standardised, deduplicated)
++ quarantine (every rejected row with a reason code and the rule), per source of the dataset spec, for the
+ds partitions [--start-ds, --ds]. Each table's partitions are replaced, never appended; counts reconcile
+(rows read = silver + quarantined + duplicates dropped) and land in the etl_ledger table."""
+from __future__ import annotations
+
+import datetime as dt
+from collections import defaultdict
+
+from pyspark.sql import Column as SparkColumn
+from pyspark.sql import DataFrame, Window
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
+
+from jobs.common import delta_io
+from jobs.common.cli import StepContext, run_step
+from jobs.common.config import Column, Source
+from jobs.common.errors import DataError
+from jobs.common.landing import LandedFile, check_columns, csv_header, list_source_files
+
+SCHEMA_VERSION = 1
+META = ["_source_file", "_file_mtime", "_ingest_run_id", "_schema_version", "_row_hash"]
+CORRUPT = "_corrupt_record"
+SPARK_TYPES = {"string": "string", "int": "int", "long": "bigint", "double": "double", "boolean": "boolean",
+               "date": "date", "timestamp": "timestamp"}
+
+
+# ---------------------------------------------------------------- read (shell)
+def read_landing(spark, files: list[LandedFile], source: Source) -> DataFrame:
+    """Raw rows as strings, one column per declared column, plus _source_file/_file_mtime/ds."""
+    if source.format == "csv":
+        by_header: dict[tuple[str, ...], list[str]] = defaultdict(list)
+        for f in files:
+            header = csv_header(f.uri, source.options.get("sep", ","))
+            check_columns(header, source, f.uri)
+            by_header[tuple(header)].append(f.uri)
+        frames = []
+        for header, uris in sorted(by_header.items()):
+            schema = T.StructType([T.StructField(c, T.StringType()) for c in header]
+                                  + [T.StructField(CORRUPT, T.StringType())])
+            reader = (spark.read.schema(schema).option("header", "true").option("mode", "PERMISSIVE")
+                      .option("columnNameOfCorruptRecord", CORRUPT).option("encoding", "UTF-8"))
+            for k, v in source.options.items():
+                reader = reader.option(k, v)
+            frames.append(reader.csv(uris))
+        df = frames[0]
+        for other in frames[1:]:
+            df = df.unionByName(other)
+    elif source.format in ("json", "parquet"):
+        df = spark.read.format(source.format).load([f.uri for f in files])
+        check_columns([c for c in df.columns if c != CORRUPT], source, ", ".join(f.uri for f in files[:3]))
+        df = df.select(*[F.col(c).cast("string").alias(c) for c in source.column_names],
+                       *([F.col(CORRUPT)] if CORRUPT in df.columns else [F.lit(None).cast("string").alias(CORRUPT)]))
+    else:
+        raise DataError(f"source '{source.name}': unsupported landing format '{source.format}'")
+    return (df.withColumn("_source_file", F.col("_metadata.file_path"))
+              .withColumn("_file_mtime", F.col("_metadata.file_modification_time"))
+              .withColumn("ds", F.to_date(F.regexp_extract("_source_file", r"ds=(\d{4}-\d{2}-\d{2})", 1))))
+
+
+# ---------------------------------------------------------------- pure transforms
+def to_bronze(raw: DataFrame, source: Source, run_id: str) -> DataFrame:
+    """Raw strings kept as landed, plus ingest metadata and a content hash of the raw row."""
+    cols = source.column_names
+    return (raw.withColumn("_ingest_run_id", F.lit(run_id))
+               .withColumn("_schema_version", F.lit(SCHEMA_VERSION))
+               .withColumn("_row_hash", F.sha2(F.concat_ws("\u0001", *[F.coalesce(F.col(c), F.lit("\u0000")) for c in cols]), 256))
+               .select(*cols, CORRUPT, *META, "ds"))
+
+
+def _parse(c: Column) -> SparkColumn:
+    raw = F.col(c.name)
+    if c.type == "timestamp":
+        return F.expr(f"try_to_timestamp(`{c.name}`, '{c.format}')") if c.format else F.expr(f"try_cast(`{c.name}` as timestamp)")
+    if c.type == "date":
+        return F.expr(f"try_to_date(`{c.name}`, '{c.format}')") if c.format else F.expr(f"try_cast(`{c.name}` as date)")
+    if c.type == "string":
+        return raw
+    return F.expr(f"try_cast(`{c.name}` as {SPARK_TYPES[c.type]})")
+
+
+def rejection(source: Source) -> SparkColumn:
+    """The first rule a row breaks, as struct(reason, rule), or null for a good row. Expects the standardised
+    raw columns and their parsed values in ``<col>__v``."""
+    checks: list[tuple[SparkColumn, str, str]] = [(F.col(CORRUPT).isNotNull(), "malformed_row", "row must have every declared field")]
+    for c in source.columns:
+        raw, val = F.col(c.name), F.col(f"{c.name}__v")
+        if not c.nullable:
+            checks.append((raw.isNull(), f"null_{c.name}", f"{c.name} is not null"))
+        checks.append((raw.isNotNull() & val.isNull(), f"unparseable_{c.name}",
+                       f"{c.name} parses as {c.type}" + (f" with format {c.format}" if c.format else "")))
+        if c.min is not None:
+            checks.append((val < F.lit(c.min), f"below_min_{c.name}", f"{c.name} >= {c.min}"))
+        if c.max is not None:
+            checks.append((val > F.lit(c.max), f"above_max_{c.name}", f"{c.name} <= {c.max}"))
+        if c.values:
+            checks.append((val.isNotNull() & ~val.isin(*c.values), f"unknown_value_{c.name}", f"{c.name} in {list(c.values)}"))
+    ts = F.col(f"{source.event_time}__v")
+    checks.append((ts >= F.date_add(F.col("ds"), 1).cast("timestamp"), "future_event",
+                   f"{source.event_time} < end of its landing day (ds + 1 day)"))
+    out = F.lit(None).cast("struct<reason:string,rule:string>")
+    for cond, reason, rule in reversed(checks):
+        out = F.when(cond, F.struct(F.lit(reason).alias("reason"), F.lit(rule).alias("rule"))).otherwise(out)
+    return out
+
+
+def standardise(bronze: DataFrame, source: Source) -> DataFrame:
+    """Trim strings, turn empty strings into nulls, parse each column into ``<col>__v``, find the rejection."""
+    df = bronze
+    for c in source.columns:
+        df = df.withColumn(c.name, F.nullif(F.trim(F.col(c.name)), F.lit("")))
+    for c in source.columns:
+        df = df.withColumn(f"{c.name}__v", _parse(c))
+    return df.withColumn("_rejection", rejection(source))
+
+
+def split_silver(std: DataFrame, source: Source) -> tuple[DataFrame, DataFrame, DataFrame]:
+    """(silver, quarantine, duplicates) from standardised rows. Deduplication rule: per key, the latest event
+    time wins; equal event times keep the largest row hash, so the choice never depends on file order."""
+    quarantine = (std.where(F.col("_rejection").isNotNull())
+                  .select(*source.column_names, CORRUPT, F.col("_rejection.reason").alias("reason"),
+                          F.col("_rejection.rule").alias("rule"), *META, "ds"))
+    good = std.where(F.col("_rejection").isNull())
+    w = Window.partitionBy(f"{source.key}__v").orderBy(F.col(f"{source.event_time}__v").desc(), F.col("_row_hash").desc())
+    ranked = good.withColumn("_rank", F.row_number().over(w))
+    typed = [F.col(f"{c.name}__v").alias(c.name) for c in source.columns]
+    silver = ranked.where("_rank = 1").select(*typed, "_source_file", "_ingest_run_id", "_row_hash", "ds")
+    dups = ranked.where("_rank > 1").select(F.col(f"{source.key}__v").alias(source.key), "_row_hash", "_source_file", "ds")
+    return silver, quarantine, dups
+
+
+def enrich(silver: DataFrame, dims: list[tuple[DataFrame, str]]) -> DataFrame:
+    """Left-join small dimension snapshots by key (broadcast): a missing dimension row leaves nulls."""
+    for dim, key in dims:
+        silver = silver.join(F.broadcast(dim.dropDuplicates([key])), on=key, how="left")
+    return silver
+
+
+def reconcile(read: DataFrame, silver: DataFrame, quarantine: DataFrame, dups: DataFrame, source: Source) -> list[dict]:
+    """One ledger row per ds: rows read, to silver, quarantined (by reason), duplicates dropped, balanced?"""
+    def per_ds(df: DataFrame, name: str) -> dict:
+        return {r["ds"]: r["n"] for r in df.groupBy("ds").agg(F.count(F.lit(1)).alias("n")).collect()}
+    n_read, n_silver, n_dups = per_ds(read, "read"), per_ds(silver, "silver"), per_ds(dups, "dups")
+    reasons: dict = defaultdict(dict)
+    for r in quarantine.groupBy("ds", "reason").count().collect():
+        reasons[r["ds"]][r["reason"]] = r["count"]
+    rows = []
+    for ds in sorted(n_read):
+        q = sum(reasons[ds].values())
+        rows.append({"ds": ds, "source": source.name, "rows_read": n_read[ds], "rows_silver": n_silver.get(ds, 0),
+                     "rows_quarantined": q, "duplicates_dropped": n_dups.get(ds, 0),
+                     "quarantined_by_reason": dict(sorted(reasons[ds].items())),
+                     "balanced": n_read[ds] == n_silver.get(ds, 0) + q + n_dups.get(ds, 0)})
+    return rows
+
+
+# ---------------------------------------------------------------- shell
+def _read_dimension(spark, ctx: StepContext, e) -> DataFrame:
+    uri = f"{ctx.settings.landing.rstrip('/')}/{e.path}"
+    df = spark.read.option("header", "true").csv(uri)
+    missing = [c for c in [e.key, *e.columns] if c not in df.columns]
+    if missing:
+        raise DataError(f"{uri}: dimension file lacks column(s) {missing}; expected {[e.key, *e.columns]}")
+    return df.select(F.trim(e.key).alias(e.key), *[F.trim(c).cast(SPARK_TYPES[t]).alias(c) for c, t in e.columns.items()])
+
+
+def ledger_frame(spark, rows: list[dict], run_id: str) -> DataFrame:
+    schema = ("ds date, source string, rows_read long, rows_silver long, rows_quarantined long, "
+              "duplicates_dropped long, quarantined_by_reason map<string,long>, balanced boolean, run_id string")
+    return spark.createDataFrame([{**r, "run_id": run_id} for r in rows], schema)
+
+
+def process_source(spark, ctx: StepContext, source: Source) -> list[dict]:
+    files = list_source_files(ctx.settings.landing, source, ctx.start_ds, ctx.ds)
+    name = source.name
+    if not files:
+        return []
+    raw = read_landing(spark, files, source)
+    bronze = to_bronze(raw, source, ctx.run_id).cache()
+    delta_io.replace_partitions(bronze, ctx.table(f"bronze_{name}"), ctx.start_ds, ctx.ds, writes=ctx.writes, name=f"bronze_{name}")
+    std = standardise(bronze, source)
+    silver, quarantine, dups = split_silver(std, source)
+    silver, quarantine, dups = silver.cache(), quarantine.cache(), dups.cache()
+    ledger = reconcile(bronze, silver, quarantine, dups, source)
+    unbalanced = [r for r in ledger if not r["balanced"]]
+    if unbalanced:
+        raise DataError(f"source '{name}': counts do not reconcile: {unbalanced}")
+    # quarantine first, so that a rate failure leaves the rejected rows there to inspect
+    delta_io.replace_partitions(quarantine, ctx.table(f"quarantine_{name}"), ctx.start_ds, ctx.ds,
+                                writes=ctx.writes, name=f"quarantine_{name}")
+    for r in ledger:
+        rate = r["rows_quarantined"] / max(r["rows_read"], 1)
+        if rate > source.max_quarantine_rate:
+            raise DataError(f"source '{name}' ds={r['ds']}: {r['rows_quarantined']} of {r['rows_read']} rows "
+                            f"quarantined ({rate:.1%} > max_quarantine_rate {source.max_quarantine_rate:.1%}); "
+                            f"by reason: {r['quarantined_by_reason']}")
+    dims = [(_read_dimension(spark, ctx, e), e.key) for e in source.enrich]
+    delta_io.replace_partitions(enrich(silver, dims), ctx.table(f"silver_{name}"), ctx.start_ds, ctx.ds,
+                                writes=ctx.writes, name=f"silver_{name}")
+    for df in (bronze, silver, quarantine, dups):
+        df.unpersist()
+    return ledger
+
+
+def run(ctx: StepContext) -> None:
+    from jobs.common.spark import get_spark
+    spark = get_spark(ctx.settings, "etl")
+    ledger: list[dict] = []
+    for source in ctx.dataset.sources.values():
+        rows = process_source(spark, ctx, source)
+        ledger += rows
+        ctx.counts[source.name] = {
+            "rows_read": sum(r["rows_read"] for r in rows), "rows_silver": sum(r["rows_silver"] for r in rows),
+            "rows_quarantined": sum(r["rows_quarantined"] for r in rows),
+            "duplicates_dropped": sum(r["duplicates_dropped"] for r in rows)}
+        print(f"etl {ctx.dataset.name}.{source.name} {ctx.start_ds}..{ctx.ds}: {ctx.counts[source.name]}")
+    if ledger:
+        delta_io.replace_partitions(ledger_frame(spark, ledger, ctx.run_id), ctx.table("etl_ledger"), ctx.start_ds,
+                                    ctx.ds, writes=ctx.writes, name="etl_ledger")
+
+
+def main(argv: list[str] | None = None) -> None:
+    run_step("etl", run, argv, __doc__)
+
+
+if __name__ == "__main__":
+    main()

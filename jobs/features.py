@@ -1,0 +1,179 @@
+"""Features: the declared features of the dataset spec, point-in-time correct, for the examples of the ds
+partitions [--start-ds, --ds] (table ``features``), then the training set of this run's cutoff (table
+``training_set``, partition ``cutoff_ds``): features joined with the labels that were known by the cutoff,
+split by time into train / valid / holdout.
+
+Point in time: an entity aggregate for an example at time t sees only events with event time strictly
+before t (window frames end one microsecond before t) that were ingested by the run (silver partitions up
+to --ds). The same ``compute_features`` serves training and batch scoring."""
+from __future__ import annotations
+
+import datetime as dt
+import re
+
+from pyspark.sql import DataFrame, Window
+from pyspark.sql import functions as F
+
+from jobs.common import delta_io
+from jobs.common.cli import StepContext, run_step
+from jobs.common.config import Aggregate, DatasetSpec
+from jobs.common.errors import ConfigError, DataError
+
+UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+TS = "_ts_us"
+LABEL_STATUS = "label_status"
+
+
+def window_seconds(window: str) -> int:
+    m = re.fullmatch(r"(\d+)([smhd])", window)
+    if not m:
+        raise ConfigError(f"feature window '{window}' is not <number><s|m|h|d>, e.g. 30d")
+    return int(m.group(1)) * UNITS[m.group(2)]
+
+
+def lookback_days(spec: DatasetSpec) -> int:
+    """How much history before the first example the aggregates need."""
+    secs = [window_seconds(a.window) for a in spec.features.aggregates]
+    recency = 30 * 86400 if spec.features.recency else 0
+    return -(-max(secs + [recency, 0]) // 86400)
+
+
+def _agg_expr(a: Aggregate) -> F.Column:
+    col = F.col(a.column) if a.column else F.lit(1)
+    if a.agg == "count":
+        return F.count(col) if a.column else F.count(F.lit(1))
+    if a.agg == "sum":
+        return F.sum(col)
+    if a.agg == "mean":
+        return F.avg(col)
+    if a.agg == "max":
+        return F.max(col)
+    if a.agg == "min":
+        return F.min(col)
+    if a.agg == "distinct_count":
+        return F.size(F.collect_set(col))
+    raise ConfigError(f"feature '{a.name}': unknown aggregate '{a.agg}' (count, sum, mean, max, min, distinct_count)")
+
+
+def compute_features(events: DataFrame, spec: DatasetSpec, start: dt.date, end: dt.date) -> DataFrame:
+    """Pure transform: ``events`` = silver rows of the examples source covering [start - lookback, end];
+    returns one row per example with event date in [start, end]: key, entity, event time, ds, the declared
+    features, and the slice columns. Built only from Spark built-ins and window functions."""
+    src = spec.example_source
+    f = spec.features
+    df = events.withColumn(TS, F.unix_micros(F.col(src.event_time)))
+    for name, expr in f.derived.items():
+        df = df.withColumn(name, F.expr(expr))
+    for a in f.aggregates:
+        w = (Window.partitionBy(*a.entity).orderBy(TS)
+             .rangeBetween(-window_seconds(a.window) * 1_000_000, -1))  # strictly before t
+        df = df.withColumn(a.name, _agg_expr(a).over(w))
+        if a.agg in ("count", "distinct_count", "sum"):
+            df = df.withColumn(a.name, F.coalesce(F.col(a.name), F.lit(0)).cast("double"))
+    for name, (num, den) in f.ratios.items():
+        df = df.withColumn(name, F.when(F.col(den) > 0, F.col(num) / F.col(den)))
+    for name, entity in f.recency.items():
+        w = Window.partitionBy(*entity).orderBy(TS).rangeBetween(Window.unboundedPreceding, -1)
+        df = df.withColumn(name, ((F.col(TS) - F.max(TS).over(w)) / 1_000_000).cast("double"))
+    for name, vocab in f.categorical.items():
+        code = F.lit(len(vocab))  # unknown and null share the last code: a fixed vocabulary, no target info
+        for i, v in reversed(list(enumerate(vocab))):
+            code = F.when(F.col(name) == v, F.lit(i)).otherwise(code)
+        df = df.withColumn(f"{name}__code", code.cast("int"))
+    keep = [src.key, spec.entity, src.event_time, "ds"]
+    feats = [F.col(f"{n}__code").alias(n) if n in f.categorical else F.col(n).cast("double").alias(n) for n in f.names]
+    extra = [c for c in dict.fromkeys([*spec.sensitive, *spec.slices]) if c not in keep and c not in f.names]
+    if spec.label.column:
+        extra.append(spec.label.column)
+    return (df.where(delta_io.ds_predicate(start, end))
+              .select(*[F.col(c) for c in keep], *feats, *[F.col(c) for c in extra]))
+
+
+def label_examples(features: DataFrame, spec: DatasetSpec, cutoff: dt.datetime, labels: DataFrame | None) -> DataFrame:
+    """Attach the label as known at ``cutoff``: 1/0 where known, null where it cannot be known yet.
+    A label-feed positive counts only if it arrived strictly before the cutoff; with no positive, an example
+    is negative only once it is ``maturity_days`` old, so young examples are never labelled negative."""
+    lab = spec.label
+    cutoff_lit = F.lit(cutoff).cast("timestamp")
+    src = spec.example_source
+    if lab.column:
+        known = F.col(src.event_time) < cutoff_lit
+        value = F.col(lab.column).isin(*lab.positive_values).cast("int")
+        out = features.withColumn(lab.name, F.when(known, value)).drop(lab.column)
+    else:
+        assert labels is not None
+        pos = (labels.where(F.col(lab.known_at) < cutoff_lit)
+               .select(F.col(lab.source_key).alias(src.key)).distinct().withColumn("_pos", F.lit(1)))
+        mature = F.col(src.event_time) < (cutoff_lit - F.expr(f"INTERVAL {lab.maturity_days} DAYS"))
+        out = (features.join(pos, on=src.key, how="left")
+               .withColumn(lab.name, F.when(F.col("_pos") == 1, F.lit(1)).when(mature, F.lit(0)).cast("int"))
+               .drop("_pos"))
+    return out.withColumn(LABEL_STATUS, F.when(F.col(lab.name).isNull(), "unknown").otherwise("known"))
+
+
+def split_by_time(df: DataFrame, ds: dt.date, maturity_days: int, train_days: int, valid_days: int,
+                  holdout_days: int) -> DataFrame:
+    """Time-based split on event day: the newest ``holdout_days`` whose labels are mature form the holdout,
+    the ``valid_days`` before it the validation window (early stopping), the ``train_days`` before that
+    the training window; newer examples are 'recent' (labels not mature), older ones 'out_of_window'."""
+    w = {k: (dt.date.fromisoformat(a), dt.date.fromisoformat(b))
+         for k, (a, b) in split_windows(ds, maturity_days, train_days, valid_days, holdout_days).items()}
+    d = F.col("ds")
+    split = (F.when(d > F.lit(w["holdout"][1]), "recent").when(d >= F.lit(w["holdout"][0]), "holdout")
+             .when(d >= F.lit(w["valid"][0]), "valid").when(d >= F.lit(w["train"][0]), "train")
+             .otherwise("out_of_window"))
+    return df.withColumn("split", split)
+
+
+def split_windows(ds: dt.date, maturity_days: int, train_days: int, valid_days: int, holdout_days: int) -> dict:
+    horizon = ds - dt.timedelta(days=maturity_days)
+    h0 = horizon - dt.timedelta(days=holdout_days - 1)
+    v0 = h0 - dt.timedelta(days=valid_days)
+    t0 = v0 - dt.timedelta(days=train_days)
+    return {"train": [t0.isoformat(), (v0 - dt.timedelta(days=1)).isoformat()],
+            "valid": [v0.isoformat(), (h0 - dt.timedelta(days=1)).isoformat()],
+            "holdout": [h0.isoformat(), horizon.isoformat()]}
+
+
+# ---------------------------------------------------------------- shell
+def run(ctx: StepContext) -> None:
+    from jobs.common.spark import get_spark
+    spark = get_spark(ctx.settings, "features")
+    spec, p = ctx.dataset, ctx.step_params()
+    src = spec.example_source
+    lb = lookback_days(spec)
+    silver = delta_io.read_pinned(spark, ctx.table(f"silver_{src.name}"), ctx.reads, f"silver_{src.name}")
+    events = silver.where(delta_io.ds_predicate(ctx.start_ds - dt.timedelta(days=lb), ctx.ds))
+    feats = compute_features(events, spec, ctx.start_ds, ctx.ds)
+    delta_io.replace_partitions(feats, ctx.table("features"), ctx.start_ds, ctx.ds, writes=ctx.writes, name="features")
+
+    sp = p.get("split", {})
+    train_days, valid_days, holdout_days = int(sp.get("train_days", 60)), int(sp.get("valid_days", 3)), int(sp.get("holdout_days", 4))
+    first = ctx.ds - dt.timedelta(days=spec.label.maturity_days + holdout_days + valid_days + train_days)
+    table = delta_io.read_pinned(spark, ctx.table("features"), ctx.reads, "features").where(delta_io.ds_predicate(first, ctx.ds))
+    labels = None
+    if spec.label.source:
+        name = f"silver_{spec.label.source}"
+        labels = delta_io.read_pinned(spark, ctx.table(name), ctx.reads, name).where(F.col("ds") <= F.lit(ctx.ds))
+    ts = label_examples(table, spec, ctx.cutoff, labels)
+    ts = split_by_time(ts, ctx.ds, spec.label.maturity_days, train_days, valid_days, holdout_days)
+    ts = ts.withColumn("cutoff_ds", F.lit(ctx.ds)).cache()
+    counts = {(r["split"], r[spec.label.name]): r["count"] for r in ts.groupBy("split", spec.label.name).count().collect()}
+    for needed in ("train", "valid", "holdout"):
+        if not any(s == needed and lab is not None for (s, lab) in counts):
+            raise DataError(f"training set for cutoff {ctx.ds}: no labelled examples in the {needed} window "
+                            f"{split_windows(ctx.ds, spec.label.maturity_days, train_days, valid_days, holdout_days)[needed]}; "
+                            f"load more history (etl/features --start-ds) or shorten params features.split")
+    delta_io.replace_partitions(ts, ctx.table("training_set"), ctx.ds, ctx.ds, col="cutoff_ds",
+                                writes=ctx.writes, name="training_set")
+    ctx.counts["training_set"] = {f"{s}/{'unknown' if lab is None else lab}": n for (s, lab), n in sorted(counts.items(), key=str)}
+    ctx.counts["windows"] = split_windows(ctx.ds, spec.label.maturity_days, train_days, valid_days, holdout_days)
+    print(f"features {spec.name} cutoff {ctx.ds}: {ctx.counts['training_set']}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    run_step("features", run, argv, __doc__)
+
+
+if __name__ == "__main__":
+    main()
