@@ -82,11 +82,15 @@ def compute_features(events: DataFrame, spec: DatasetSpec, start: dt.date, end: 
         df = df.withColumn(f"{name}__code", code.cast("int"))
     keep = [src.key, spec.entity, src.event_time, "ds"]
     feats = [F.col(f"{n}__code").alias(n) if n in f.categorical else F.col(n).cast("double").alias(n) for n in f.names]
-    extra = [c for c in dict.fromkeys([*spec.sensitive, *spec.slices]) if c not in keep and c not in f.names]
-    if spec.label.column:
-        extra.append(spec.label.column)
+    attrs = [F.col(c).cast("string").alias(attr_col(c)) for c in dict.fromkeys([*spec.sensitive, *spec.slices])]
+    label = [F.col(spec.label.column)] if spec.label.column else []
     return (df.where(delta_io.ds_predicate(start, end))
-              .select(*[F.col(c) for c in keep], *feats, *[F.col(c) for c in extra]))
+              .select(*[F.col(c) for c in keep], *feats, *attrs, *label))
+
+
+def attr_col(name: str) -> str:
+    """Column holding the raw value of a slice attribute (a feature of the same name may be encoded)."""
+    return f"attr_{name}"
 
 
 def label_examples(features: DataFrame, spec: DatasetSpec, cutoff: dt.datetime, labels: DataFrame | None) -> DataFrame:

@@ -9,7 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from jobs.common import delta_io
-from jobs.common.cli import StepContext, run_step, write_json_atomic
+from jobs.common.cli import StepContext, run_step
+from jobs.common.files import write_json_atomic
 from jobs.common.config import REPO_ROOT
 from jobs.common.errors import ConfigError, ValidationFailed
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
 import os
 import sys
 import traceback
@@ -18,6 +17,7 @@ from typing import Any, Callable
 
 from jobs.common.config import DatasetSpec, Settings, load_params, parse_ds
 from jobs.common.errors import ConfigError, TrainyardError
+from jobs.common.files import write_json_atomic
 
 
 @dataclass
@@ -57,13 +57,6 @@ class StepContext:
                "reads": self.reads, "writes": self.writes, "counts": self.counts}
         write_json_atomic(out, doc)
         return out
-
-
-def write_json_atomic(path: Path, doc: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(doc, indent=2, sort_keys=True, default=str))
-    os.replace(tmp, path)
 
 
 def parser(step: str, doc: str | None = None) -> argparse.ArgumentParser:

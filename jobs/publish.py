@@ -1,0 +1,84 @@
+"""Publish: only a blessed model. Checks that the blessing was given to this exact artifact (sha256), writes
+an immutable registry version (artifact, manifest with sha256 and lineage: the Delta versions every step
+read, params, metrics, blessing, git commit) atomically, then moves the ``champion`` alias last.
+
+Exit code 99 (``NotBlessed``) means "nothing to publish": the DAG marks the task skipped, not failed."""
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+from typing import Any
+
+from jobs.common.cli import StepContext, run_step
+from jobs.common.config import REPO_ROOT
+from jobs.common.errors import DataError, NotBlessed
+from jobs.common.files import sha256_file
+
+
+def git_commit() -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=10)
+        return out.stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def version_id(ds: str, sha: str) -> str:
+    """Deterministic: a rerun of the same run publishes the same version, never a duplicate."""
+    return f"{ds}-{sha[:12]}"
+
+
+def build_manifest(ctx: StepContext, train_doc: dict, blessing: dict, metrics: dict, lineage: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "model": ctx.dataset.name, "version": version_id(ctx.ds.isoformat(), train_doc["sha256"]), "ds": ctx.ds.isoformat(),
+        "artifact": "model.ubj", "format": "xgboost-ubj", "sha256": train_doc["sha256"],
+        "feature_names": train_doc["feature_names"], "feature_types": train_doc["feature_types"], "label": train_doc["label"],
+        "metrics": metrics, "blessing": {k: blessing[k] for k in ("blessed", "mode", "failed", "reasons")},
+        "lineage": {"delta_versions_read": {step: doc.get("reads", {}) for step, doc in lineage.items()},
+                    "tables_written": {step: doc.get("writes", {}) for step, doc in lineage.items()},
+                    "dataset_spec": ctx.dataset.path, "git_commit": git_commit(), "run_id": ctx.run_id},
+        "params": ctx.params, "train": {k: train_doc[k] for k in ("params", "counts", "num_workers", "best_iteration", "num_boosted_rounds")},
+        "published_by": ctx.run_id,
+    }
+
+
+def run(ctx: StepContext) -> None:
+    from jobs.registry import open_registry
+    run_dir = ctx.run_dir
+    blessing_path = run_dir / "evaluation" / "blessing.json"
+    if not blessing_path.exists():
+        raise NotBlessed(f"no evaluation at {blessing_path}: run evaluate for ds={ctx.ds} first")
+    blessing = json.loads(blessing_path.read_text())
+    train_doc = json.loads((run_dir / "model" / "train.json").read_text())
+    art = Path(train_doc["artifact"])
+    sha = sha256_file(art)
+    if blessing["artifact_sha256"] != sha:
+        raise NotBlessed(f"{art} (sha256 {sha[:12]}) is not the artifact that was evaluated "
+                         f"({blessing['artifact_sha256'][:12]}); re-run evaluate")
+    if sha != train_doc["sha256"]:
+        raise DataError(f"{art}: sha256 {sha} differs from the one train recorded")
+    if not blessing["blessed"]:
+        raise NotBlessed(f"model {sha[:12]} for ds={ctx.ds} is not blessed: {'; '.join(blessing['reasons'])}")
+    lineage = {f.stem: json.loads(f.read_text()) for f in sorted((run_dir / "lineage").glob("*.json"))}
+    metrics = json.loads((run_dir / "evaluation" / "metrics.json").read_text())
+    manifest = build_manifest(ctx, train_doc, blessing, metrics, lineage)
+    ev = run_dir / "evaluation"
+    files = {"model.ubj": art, "blessing.json": ev / "blessing.json", "evaluation.json": ev / "evaluation.json",
+             "report.html": ev / "report.html"}
+    reg = open_registry(ctx.settings.registry)
+    created = reg.publish(ctx.dataset.name, manifest["version"], files, manifest)
+    alias = reg.set_alias(ctx.dataset.name, "champion", manifest["version"], reason=f"blessed run {ctx.run_id}")
+    ctx.counts.update({"version": manifest["version"], "created": created, "champion": alias["version"],
+                       "previous_champion": alias.get("previous")})
+    where = reg.version_dir(ctx.dataset.name, manifest["version"])
+    print(f"publish {ctx.dataset.name}: version {manifest['version']} {'published' if created else 'already published'} "
+          f"at {where}; champion -> {alias['version']} (previous {alias.get('previous')})")
+
+
+def main(argv: list[str] | None = None) -> None:
+    run_step("publish", run, argv, __doc__)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,128 @@
+"""Train: SparkXGBClassifier on the training set of this run's cutoff. The train window trains, the valid
+window drives early stopping (``validation_indicator_col``), class imbalance is weighted from the data,
+seeds are fixed. The model is saved in XGBoost's own UBJ format with its feature names and types, never
+pickled, and its sha256 is recorded for the evaluation and publishing steps."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+
+from jobs.common import delta_io
+from jobs.common.cli import StepContext, run_step
+from jobs.common.files import sha256_file, write_json_atomic
+from jobs.common.config import DatasetSpec
+from jobs.common.errors import DataError
+
+MODEL_FILE = "model.ubj"
+VALID_COL = "is_valid"
+
+
+def feature_types(spec: DatasetSpec) -> list[str]:
+    """XGBoost feature types: 'c' for the declared categoricals (integer codes), 'q' otherwise."""
+    return ["c" if n in spec.features.categorical else "q" for n in spec.features.names]
+
+
+def training_frame(training_set: DataFrame, spec: DatasetSpec) -> DataFrame:
+    """Labelled examples of the train and valid windows, with the validation indicator."""
+    label = spec.label.name
+    return (training_set.where(F.col("split").isin("train", "valid") & F.col(label).isNotNull())
+            .select(*spec.features.names, F.col(label).cast("double").alias(label),
+                    (F.col("split") == "valid").alias(VALID_COL)))
+
+
+def class_balance(df: DataFrame, label: str) -> dict[str, int]:
+    rows = df.groupBy(VALID_COL, label).count().collect()
+    get = lambda v, y: sum(r["count"] for r in rows if r[VALID_COL] == v and r[label] == y)  # noqa: E731
+    return {"train_pos": get(False, 1.0), "train_neg": get(False, 0.0), "valid_pos": get(True, 1.0), "valid_neg": get(True, 0.0)}
+
+
+def check_trainable(counts: dict[str, int], where: str) -> None:
+    for part in ("train", "valid"):
+        if counts[f"{part}_pos"] == 0 or counts[f"{part}_neg"] == 0:
+            raise DataError(f"{where}: the {part} window needs both classes, found {counts}; "
+                            "no model is trained from it")
+
+
+def resolve_workers(value: Any, spark) -> int:
+    if value in (None, "auto", 0):
+        return max(1, int(spark.sparkContext.defaultParallelism))
+    return int(value)
+
+
+def xgb_params(p: dict[str, Any], counts: dict[str, int]) -> dict[str, Any]:
+    spw = p.get("scale_pos_weight", "auto")
+    if spw == "auto":
+        spw = counts["train_neg"] / max(counts["train_pos"], 1)
+    return {"n_estimators": int(p.get("n_estimators", 300)), "max_depth": int(p.get("max_depth", 6)),
+            "learning_rate": float(p.get("learning_rate", 0.1)), "subsample": float(p.get("subsample", 1.0)),
+            "colsample_bytree": float(p.get("colsample_bytree", 1.0)), "min_child_weight": float(p.get("min_child_weight", 1.0)),
+            "reg_lambda": float(p.get("reg_lambda", 1.0)), "max_cat_to_onehot": int(p.get("max_cat_to_onehot", 4)),
+            "scale_pos_weight": float(spw), "early_stopping_rounds": int(p.get("early_stopping_rounds", 30)),
+            "eval_metric": p.get("eval_metric", "aucpr"), "tree_method": "hist", "device": p.get("device", "cpu"),
+            "random_state": int(p.get("seed", 42))}
+
+
+def fit(df: DataFrame, spec: DatasetSpec, params: dict[str, Any], num_workers: int):
+    """Fit on Spark. The frame is repartitioned to exactly ``num_workers`` so xgboost does not reshuffle."""
+    from xgboost.spark import SparkXGBClassifier
+    clf = SparkXGBClassifier(features_col=spec.features.names, label_col=spec.label.name,
+                             validation_indicator_col=VALID_COL, num_workers=num_workers,
+                             feature_types=feature_types(spec), missing=float("nan"), **params)
+    return clf.fit(df.repartition(num_workers))
+
+
+def save_booster(model, spec: DatasetSpec, out_dir: Path) -> tuple[Path, Any]:
+    """Save the booster cut at its best iteration: the artifact is exactly the model that gets scored."""
+    booster = model.get_booster()
+    best = booster.attr("best_iteration")
+    if best is not None and int(best) + 1 < booster.num_boosted_rounds():
+        sliced = booster[: int(best) + 1]
+        for k, v in booster.attributes().items():
+            sliced.set_attr(**{k: v})
+        booster = sliced
+    booster.feature_names = spec.features.names
+    booster.feature_types = feature_types(spec)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / MODEL_FILE
+    tmp = out_dir / f".{MODEL_FILE}.tmp"
+    booster.save_model(str(tmp))
+    os.replace(tmp, path)
+    return path, booster
+
+
+def run(ctx: StepContext) -> None:
+    from jobs.common.spark import get_spark
+    spark = get_spark(ctx.settings, "train")
+    spec, p = ctx.dataset, ctx.step_params()
+    ts = (delta_io.read_pinned(spark, ctx.table("training_set"), ctx.reads, "training_set")
+          .where(F.col("cutoff_ds") == F.lit(ctx.ds)))
+    df = training_frame(ts, spec).cache()
+    counts = class_balance(df, spec.label.name)
+    check_trainable(counts, f"training_set cutoff_ds={ctx.ds}")
+    workers = resolve_workers(p.get("num_workers", "auto"), spark)
+    params = xgb_params(p, counts)
+    model = fit(df, spec, params, workers)
+    path, booster = save_booster(model, spec, ctx.run_dir / "model")
+    best = booster.attr("best_iteration")
+    doc = {"artifact": str(path), "sha256": sha256_file(path), "format": "ubj", "num_workers": workers,
+           "params": params, "counts": counts, "feature_names": spec.features.names, "feature_types": feature_types(spec),
+           "best_iteration": int(best) if best is not None else None, "best_score": booster.attr("best_score"),
+           "num_boosted_rounds": booster.num_boosted_rounds(), "label": spec.label.name}
+    write_json_atomic(ctx.run_dir / "model" / "train.json", doc)
+    ctx.counts.update({"rows": counts, "sha256": doc["sha256"], "best_iteration": doc["best_iteration"],
+                       "num_boosted_rounds": doc["num_boosted_rounds"]})
+    df.unpersist()
+    print(f"train {spec.name} cutoff {ctx.ds}: {doc['num_boosted_rounds']} rounds (best {doc['best_iteration']}, "
+          f"valid {params['eval_metric']} {doc['best_score']}) on {workers} workers -> {path} sha256 {doc['sha256'][:12]}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    run_step("train", run, argv, __doc__)
+
+
+if __name__ == "__main__":
+    main()
