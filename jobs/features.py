@@ -80,7 +80,7 @@ def compute_features(events: DataFrame, spec: DatasetSpec, start: dt.date, end: 
         for i, v in reversed(list(enumerate(vocab))):
             code = F.when(F.col(name) == v, F.lit(i)).otherwise(code)
         df = df.withColumn(f"{name}__code", code.cast("int"))
-    keep = [src.key, spec.entity, src.event_time, "ds"]
+    keep = list(dict.fromkeys([src.key, spec.entity, src.event_time, "ds"]))
     feats = [F.col(f"{n}__code").alias(n) if n in f.categorical else F.col(n).cast("double").alias(n) for n in f.names]
     attrs = [F.col(c).cast("string").alias(attr_col(c)) for c in dict.fromkeys([*spec.sensitive, *spec.slices])]
     label = [F.col(spec.label.column)] if spec.label.column else []

@@ -30,7 +30,7 @@ def training_frame(training_set: DataFrame, spec: DatasetSpec) -> DataFrame:
     """Labelled examples of the train and valid windows, with the validation indicator."""
     label = spec.label.name
     return (training_set.where(F.col("split").isin("train", "valid") & F.col(label).isNotNull())
-            .select(*spec.features.names, F.col(label).cast("double").alias(label),
+            .select(spec.example_source.key, *spec.features.names, F.col(label).cast("double").alias(label),
                     (F.col("split") == "valid").alias(VALID_COL)))
 
 
@@ -63,16 +63,34 @@ def xgb_params(p: dict[str, Any], counts: dict[str, int]) -> dict[str, Any]:
             "reg_lambda": float(p.get("reg_lambda", 1.0)), "max_cat_to_onehot": int(p.get("max_cat_to_onehot", 4)),
             "scale_pos_weight": float(spw), "early_stopping_rounds": int(p.get("early_stopping_rounds", 30)),
             "eval_metric": p.get("eval_metric", "aucpr"), "tree_method": "hist", "device": p.get("device", "cpu"),
+            "verbose": bool(p.get("verbose", False)),
             "random_state": int(p.get("seed", 42))}
 
 
-def fit(df: DataFrame, spec: DatasetSpec, params: dict[str, Any], num_workers: int):
-    """Fit on Spark. The frame is repartitioned to exactly ``num_workers`` so xgboost does not reshuffle."""
+def worker_partitions(df: DataFrame, key: str, num_workers: int) -> tuple[DataFrame, int]:
+    """Hash-partition by key into ``num_workers`` partitions, in a fixed pseudo-random order within each
+    (so every worker sees the same rows in the same order on every run and every Arrow batch mixes the
+    train and valid windows). xgboost.spark fails on a worker whose rows lack the validation window, so
+    fewer workers are used, down to one, until every partition holds both windows."""
+    n = num_workers
+    while True:
+        parts = df.repartition(n, key).sortWithinPartitions(F.xxhash64(key))
+        seen = (parts.groupBy(F.spark_partition_id().alias("p")).agg(
+            F.max(F.col(VALID_COL).cast("int")).alias("has_valid"), F.min(F.col(VALID_COL).cast("int")).alias("has_train"))
+            .where("has_valid = 1 AND has_train = 0").count())
+        if seen == n or n == 1:
+            return parts, n
+        print(f"train: {n - seen} of {n} partitions lack a train or valid row; retrying with {n - 1} workers")
+        n -= 1
+
+
+def fit(parts: DataFrame, spec: DatasetSpec, params: dict[str, Any], num_workers: int):
+    """Fit on Spark on a frame already split into exactly ``num_workers`` partitions (no reshuffle)."""
     from xgboost.spark import SparkXGBClassifier
     clf = SparkXGBClassifier(features_col=spec.features.names, label_col=spec.label.name,
                              validation_indicator_col=VALID_COL, num_workers=num_workers,
                              feature_types=feature_types(spec), missing=float("nan"), **params)
-    return clf.fit(df.repartition(num_workers))
+    return clf.fit(parts)
 
 
 def save_booster(model, spec: DatasetSpec, out_dir: Path) -> tuple[Path, Any]:
@@ -105,7 +123,8 @@ def run(ctx: StepContext) -> None:
     check_trainable(counts, f"training_set cutoff_ds={ctx.ds}")
     workers = resolve_workers(p.get("num_workers", "auto"), spark)
     params = xgb_params(p, counts)
-    model = fit(df, spec, params, workers)
+    parts, workers = worker_partitions(df, spec.example_source.key, workers)
+    model = fit(parts, spec, params, workers)
     path, booster = save_booster(model, spec, ctx.run_dir / "model")
     best = booster.attr("best_iteration")
     doc = {"artifact": str(path), "sha256": sha256_file(path), "format": "ubj", "num_workers": workers,

@@ -82,7 +82,8 @@ def build_context(step: str, args: argparse.Namespace) -> StepContext:
 
 
 def run_step(step: str, body: Callable[[StepContext], Any], argv: list[str] | None = None,
-             doc: str | None = None, extra_args: Callable[[argparse.ArgumentParser], None] | None = None) -> None:
+             doc: str | None = None, extra_args: Callable[[argparse.ArgumentParser], None] | None = None,
+             record: bool = True) -> None:
     p = parser(step, doc)
     if extra_args:
         extra_args(p)
@@ -91,7 +92,8 @@ def run_step(step: str, body: Callable[[StepContext], Any], argv: list[str] | No
         ctx = build_context(step, args)
         ctx.args = args  # type: ignore[attr-defined]
         body(ctx)
-        ctx.record()
+        if record:
+            ctx.record()
     except TrainyardError as e:
         print(f"trainyard {step} FAILED [{type(e).__name__}]: {e}", file=sys.stderr)
         if os.environ.get("TRAINYARD_DEBUG"):
