@@ -42,9 +42,9 @@ run: setup ## land the dataset if absent, then run the whole train_pipeline DAG 
 	read START DS < <($(PY) -m jobs.land --dataset $(DATASET) --print-range); \
 	echo "airflow dags test train_pipeline $$DS (history from $$START, dataset $(DATASET))"; \
 	$(AIRFLOW) dags test train_pipeline $$DS -c "{\"dataset\": \"$(DATASET)\", \"start_ds\": \"$$START\", \"conf\": \"$(CONF)\"}" \
-		> state/airflow-dags-test-$(DATASET).log 2>&1 || { grep -E "FAILED|ERROR|error" state/airflow-dags-test-$(DATASET).log | tail -20; \
+		> state/airflow-dags-test-$(DATASET).log 2>&1 || { grep -a -E "FAILED|ERROR|error" state/airflow-dags-test-$(DATASET).log | tail -20; \
 		echo "DAG run failed; full log: state/airflow-dags-test-$(DATASET).log"; exit 1; }; \
-	grep -E "\] (etl|features|train|evaluate|publish|validate) " state/airflow-dags-test-$(DATASET).log | sed -E 's/^[^ ]+ \[info +\] //; s/ \[airflow\.task.*//' || true; \
+	grep -a -E "\] (etl|features|train|evaluate|publish|validate) " state/airflow-dags-test-$(DATASET).log | sed -E 's/^[^ ]+ \[info +\] //; s/ \[airflow\.task.*//' || true; \
 	$(PY) -m jobs.summary --dataset $(DATASET) --ds $$DS --conf $(CONF)
 
 test: setup ## run the test suite: unit, DAG integrity, a real dag.test() and dvc repro end to end

@@ -16,7 +16,7 @@ from jobs.common import delta_io
 from jobs.common.cli import StepContext, run_step
 from jobs.common.config import Column, Source
 from jobs.common.errors import DataError
-from jobs.common.landing import LandedFile, check_columns, csv_header, list_source_files
+from jobs.common.landing import LandedFile, check_columns, check_complete, csv_header, list_source_files
 
 SCHEMA_VERSION = 1
 META = ["_source_file", "_file_mtime", "_ingest_run_id", "_schema_version", "_row_hash"]
@@ -33,6 +33,7 @@ def read_landing(spark, files: list[LandedFile], source: Source) -> DataFrame:
         for f in files:
             header = csv_header(f.uri, source.options.get("sep", ","))
             check_columns(header, source, f.uri)
+            check_complete(f.uri)
             by_header[tuple(header)].append(f.uri)
         frames = []
         for header, uris in sorted(by_header.items()):

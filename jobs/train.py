@@ -5,6 +5,7 @@ pickled, and its sha256 is recorded for the evaluation and publishing steps."""
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -47,9 +48,30 @@ def check_trainable(counts: dict[str, int], where: str) -> None:
                             "no model is trained from it")
 
 
+def task_slots(spark) -> int:
+    """How many tasks Spark can run at once: xgboost.spark runs its workers as one barrier stage, so
+    asking for more workers than slots waits forever."""
+    sc = spark.sparkContext
+    conf = sc.getConf()
+    task_cpus = int(conf.get("spark.task.cpus", "1"))
+    m = re.fullmatch(r"local(?:\[(\*|\d+)(?:,\d+)?\])?", sc.master)
+    if sc.master == "local":
+        cores = 1
+    elif m:
+        cores = (os.cpu_count() or 1) if m.group(1) == "*" else int(m.group(1))
+    else:
+        cores = int(conf.get("spark.executor.instances", "1")) * int(conf.get("spark.executor.cores", "1"))
+    return max(1, cores // task_cpus)
+
+
 def resolve_workers(value: Any, spark) -> int:
+    """``auto``: one worker per task slot. An explicit number above the slots is capped, with a note."""
+    slots = task_slots(spark)
     if value in (None, "auto", 0):
-        return max(1, int(spark.sparkContext.defaultParallelism))
+        return slots
+    if int(value) > slots:
+        print(f"train: num_workers {value} > {slots} task slots; using {slots} (a barrier stage needs them all at once)")
+        return slots
     return int(value)
 
 

@@ -69,6 +69,21 @@ def csv_header(uri: str, delimiter: str = ",") -> list[str]:
     return [c.strip().strip('"') for c in line.split(delimiter)] if line else []
 
 
+def check_complete(uri: str) -> None:
+    """A CSV writer ends its last row with a newline: a file that does not is truncated (a partial upload
+    or an interrupted copy), and reading it would silently load a partial last row."""
+    fs, path = _fs(uri)
+    size = fs.get_file_info(path).size
+    if not size:
+        return
+    with fs.open_input_file(path) as f:
+        f.seek(size - 1)
+        last = f.read(1)
+    if last not in (b"\n", b"\r"):
+        raise DataError(f"{uri}: file is truncated (its last row has no line ending); "
+                        "nothing was loaded for this run; re-deliver the file")
+
+
 def check_columns(found: list[str], source: Source, where: str) -> None:
     """Schema drift: a missing, extra or renamed column stops the run with both lists named."""
     expected = source.column_names

@@ -1,0 +1,155 @@
+"""ETL on tiny landing files: every bad-input rule, deduplication, reconciliation, idempotency, drift."""
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+from pyspark.sql import functions as F
+
+from jobs import etl
+from jobs.common.errors import DataError
+from tests.helpers import TX_HEADER, context, tx_folder, write_cards_dimensions, write_csv
+
+DS = "2026-10-01"
+ROWS = [
+    ["t1", "2026-10-01 10:00:00", "c1-0", "c1", "m1", "10.50", "GBP", "chip", "terminal"],           # good
+    ["", "2026-10-01 10:05:00", "c1-0", "c1", "m1", "3.00", "GBP", "chip", "terminal"],              # null key
+    ["t3", "01/10/2026T10:00:00", "c1-0", "c1", "m1", "3.00", "GBP", "chip", "terminal"],            # malformed ts
+    ["t4", "2026-10-01 10:10:00", "c1-0", "c1", "m1", "-5.00", "GBP", "chip", "terminal"],           # negative
+    ["t5", "2026-10-02 00:00:01", "c1-0", "c1", "m1", "5.00", "GBP", "chip", "terminal"],            # future
+    ["t1", "2026-10-01 10:00:00", "c1-0", "c1", "m1", "10.50", "GBP", "chip", "terminal"],           # exact resend
+    ["t6", "2026-10-01 11:00:00", "c2-0", "c2", "m2", "20.00", "USD", "online", "mobile"],           # first version
+    ["t6", "2026-10-01 11:00:01", "c2-0", "c2", "m2", "21.00", "USD", "online", "mobile"],           # corrected: wins
+    ["t7", "2026-10-01 12:00:00", "c2-0", "c2", "", "7.00", "USD", "online", "mobile"],              # no merchant
+    ["t8", "2026-10-01 12:30:00", "c2-0", "c2", "m2", "7.00", "USD", "teleport", "mobile"],          # unknown channel
+    ["t9", "2026-10-01 13:00:00", "c2-0", "c2", "m2", "10000000", "USD", "online", "mobile"],        # absurd amount
+]
+EXPECTED_REASONS = {"null_txn_id": 1, "unparseable_event_ts": 1, "below_min_amount": 1, "future_event": 1,
+                    "null_merchant_id": 1, "unknown_value_channel": 1, "above_max_amount": 1}
+
+
+def _source(spec, rate=1.0):
+    return dataclasses.replace(spec.sources["transactions"], max_quarantine_rate=rate)
+
+
+def _land(settings, rows=ROWS, header=TX_HEADER, **kw):
+    landing = Path(settings.landing)
+    write_cards_dimensions(landing)
+    return write_csv(tx_folder(landing, DS), header, rows, **kw)
+
+
+def test_every_rule_quarantines_with_reason_and_counts_reconcile(spark, cards, settings):
+    _land(settings)
+    ctx = context("etl", cards, settings, DS)
+    [ledger] = etl.process_source(spark, ctx, _source(cards))
+    assert ledger["rows_read"] == 11
+    assert ledger["rows_silver"] == 2
+    assert ledger["duplicates_dropped"] == 2
+    assert ledger["quarantined_by_reason"] == EXPECTED_REASONS
+    assert ledger["balanced"]
+    silver = spark.read.format("delta").load(ctx.table("silver_transactions"))
+    got = {r["txn_id"]: (r["amount"], r["merchant_category"], r["gender"]) for r in silver.collect()}
+    assert got == {"t1": (10.5, "grocery", "F"), "t6": (21.0, "electronics", "M")}  # latest event time wins
+    q = spark.read.format("delta").load(ctx.table("quarantine_transactions"))
+    rule = {r["reason"]: r["rule"] for r in q.collect()}
+    assert rule["below_min_amount"] == "amount >= 0"
+    assert rule["future_event"].startswith("event_ts < end of its landing day")
+    assert all(r["_source_file"].endswith("part-00000.csv") for r in q.collect())
+
+
+def test_quarantine_rate_above_limit_fails_and_writes_no_silver(spark, cards, settings):
+    _land(settings)
+    ctx = context("etl", cards, settings, DS)
+    with pytest.raises(DataError, match=r"7 of 11 rows quarantined .* > max_quarantine_rate 5.0%"):
+        etl.process_source(spark, ctx, _source(cards, rate=0.05))
+    assert spark.read.format("delta").load(ctx.table("quarantine_transactions")).count() == 7
+    assert not Path(ctx.table("silver_transactions")).exists()
+
+
+def test_rerun_replaces_partition_byte_identical(spark, cards, settings):
+    _land(settings)
+    ctx = context("etl", cards, settings, DS)
+    hashes = []
+    for _ in range(3):
+        etl.process_source(spark, ctx, _source(cards))
+        df = spark.read.format("delta").load(ctx.table("silver_transactions"))
+        hashes.append((df.count(), sorted(r["_row_hash"] for r in df.select("_row_hash").collect())))
+    assert hashes[0] == hashes[1] == hashes[2]
+    assert hashes[0][0] == 2
+
+
+def test_rerun_of_one_day_leaves_other_days_alone(spark, cards, settings):
+    landing = Path(settings.landing)
+    _land(settings)
+    write_csv(tx_folder(landing, "2026-10-02"), TX_HEADER, [["u1", "2026-10-02 09:00:00", "c1-0", "c1", "m1", "1", "GBP", "chip", "terminal"]])
+    both = context("etl", cards, settings, "2026-10-02", start_ds=DS)
+    etl.process_source(spark, both, _source(cards))
+    etl.process_source(spark, context("etl", cards, settings, "2026-10-02"), _source(cards))
+    silver = spark.read.format("delta").load(both.table("silver_transactions"))
+    assert {str(r["ds"]): r["count"] for r in silver.groupBy("ds").count().collect()} == {"2026-10-01": 2, "2026-10-02": 1}
+
+
+@pytest.mark.parametrize("header, message", [
+    ([c for c in TX_HEADER if c != "device"], r"missing column\(s\) \['device'\]"),
+    (TX_HEADER + ["loyalty_tier"], r"unexpected column\(s\) \['loyalty_tier'\]"),
+    ([("amount_gbp" if c == "amount" else c) for c in TX_HEADER], r"missing column\(s\) \['amount'\]; unexpected column\(s\) \['amount_gbp'\]"),
+])
+def test_schema_drift_names_the_column_and_file_and_writes_nothing(spark, cards, settings, header, message):
+    path = _land(settings, rows=[r[: len(header)] for r in ROWS[:1]], header=header)
+    ctx = context("etl", cards, settings, DS)
+    with pytest.raises(DataError, match=message) as e:
+        etl.process_source(spark, ctx, _source(cards))
+    assert str(path) in str(e.value) and "expected columns" in str(e.value)
+    assert not Path(ctx.table("bronze_transactions")).exists()
+
+
+def test_retyped_column_is_quarantined_per_row_with_its_rule(spark, cards, settings):
+    rows = [r[:] for r in ROWS[:1]] + [["t2", "2026-10-01 10:00:00", "c1-0", "c1", "m1", "ten pounds", "GBP", "chip", "terminal"]]
+    _land(settings, rows=rows)
+    [ledger] = etl.process_source(spark, context("etl", cards, settings, DS), _source(cards))
+    assert ledger["quarantined_by_reason"] == {"unparseable_amount": 1}
+
+
+def test_missing_landing_folder_is_a_clear_error(spark, cards, settings):
+    write_cards_dimensions(Path(settings.landing))
+    with pytest.raises(DataError, match=r"source 'transactions': no landing folder for ds=2026-10-01"):
+        etl.process_source(spark, context("etl", cards, settings, DS), _source(cards))
+
+
+def test_empty_landing_folder_is_a_clear_error(spark, cards, settings):
+    tx_folder(Path(settings.landing), DS).mkdir(parents=True)
+    with pytest.raises(DataError, match=r"has no files for ds=2026-10-01"):
+        etl.process_source(spark, context("etl", cards, settings, DS), _source(cards))
+
+
+def test_utf8_bom_header_reads_correctly(spark, cards, settings):
+    _land(settings, rows=ROWS[:1], bom=True)
+    [ledger] = etl.process_source(spark, context("etl", cards, settings, DS), _source(cards))
+    assert (ledger["rows_read"], ledger["rows_silver"]) == (1, 1)
+
+
+def test_truncated_csv_file_is_a_clear_error_naming_the_file(spark, cards, settings):
+    path = _land(settings, rows=ROWS[:1])
+    with path.open("a") as f:
+        f.write("t2,2026-10-01 10:00:00,c1-0,c1")  # cut off mid-row, no line ending
+    ctx = context("etl", cards, settings, DS)
+    with pytest.raises(DataError, match=rf"{path}: file is truncated"):
+        etl.process_source(spark, ctx, _source(cards))
+    assert not Path(ctx.table("bronze_transactions")).exists()
+
+
+def test_row_with_too_many_fields_is_quarantined_as_malformed(spark, cards, settings):
+    _land(settings, rows=[ROWS[0], ROWS[6] + ["surplus"]])
+    [ledger] = etl.process_source(spark, context("etl", cards, settings, DS), _source(cards))
+    assert ledger["quarantined_by_reason"] == {"malformed_row": 1}
+    assert ledger["balanced"]
+
+
+def test_standardise_trims_and_nulls_empty_strings(spark, cards):
+    src = cards.sources["transactions"]
+    row = ["  t1 ", "2026-10-01 10:00:00", "c1-0", "c1", " m1", "1.0", "GBP", "chip", "   "]
+    raw = spark.createDataFrame([row + [None, "f", "r", "h"]], TX_HEADER + [etl.CORRUPT, "_source_file", "_ingest_run_id", "_row_hash"])
+    raw = raw.withColumn("ds", F.to_date(F.lit(DS)))
+    out = etl.standardise(raw, src).collect()[0]
+    assert (out["txn_id"], out["merchant_id"], out["device"], out["_rejection"]) == ("t1", "m1", None, None)

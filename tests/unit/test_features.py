@@ -1,0 +1,120 @@
+"""Point-in-time features on crafted event sequences whose values are computed by hand."""
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+from pyspark.sql import functions as F
+
+from jobs import features
+from jobs.common.config import DatasetSpec
+from jobs.common.errors import ConfigError
+
+SPEC = DatasetSpec.from_dict({
+    "name": "toy",
+    "sources": {
+        "events": {"path": "toy/events", "key": "id", "event_time": "ts", "columns": [
+            {"name": "id", "type": "string"}, {"name": "ts", "type": "timestamp"}, {"name": "card", "type": "string"},
+            {"name": "shop", "type": "string"}, {"name": "amount", "type": "double"}, {"name": "grp", "type": "string"}]},
+        "labels": {"path": "toy/labels", "key": "id", "event_time": "known", "columns": [
+            {"name": "id", "type": "string"}, {"name": "known", "type": "timestamp"}]},
+    },
+    "examples": "events", "entity": "card",
+    "label": {"name": "y", "source": "labels", "source_key": "id", "known_at": "known", "maturity_days": 3},
+    "sensitive": ["grp"],
+    "features": {
+        "numeric": ["amount"],
+        "derived": {"hour": "hour(ts)"},
+        "aggregates": [
+            {"name": "n_1h", "entity": "card", "agg": "count", "window": "1h"},
+            {"name": "sum_1h", "entity": "card", "agg": "sum", "column": "amount", "window": "1h"},
+            {"name": "mean_1d", "entity": "card", "agg": "mean", "column": "amount", "window": "1d"},
+            {"name": "n_pair_1d", "entity": ["card", "shop"], "agg": "count", "window": "1d"},
+            {"name": "shops_1d", "entity": "card", "agg": "distinct_count", "column": "shop", "window": "1d"},
+        ],
+        "ratios": {"amount_to_mean_1d": ["amount", "mean_1d"]},
+        "recency": {"secs_since": "card"},
+        "categorical": {"shop": ["s1", "s2"]},
+    },
+}, "toy")
+
+EVENTS = [  # id, ts, card, shop, amount
+    ("e0", "2026-10-01 10:00:00", "A", "s1", 10.0),
+    ("e1", "2026-10-01 10:30:00", "A", "s2", 20.0),
+    ("e2", "2026-10-01 11:00:00", "A", "s1", 30.0),   # exactly 1h after e0: e0 is inside [t-1h, t)
+    ("e3", "2026-10-01 11:00:00", "A", "s3", 40.0),   # same instant as e2: neither sees the other
+    ("e4", "2026-10-01 11:00:01", "A", "s1", 50.0),   # e0 has just left the 1h window
+    ("e5", "2026-10-01 10:15:00", "B", "s1", 5.0),    # another card: never mixed in
+]
+
+
+def _events(spark, rows=EVENTS):
+    df = spark.createDataFrame([(i, dt.datetime.fromisoformat(t), c, s, a, "g") for i, t, c, s, a in rows],
+                               "id string, ts timestamp, card string, shop string, amount double, grp string")
+    return df.withColumn("ds", F.to_date("ts"))
+
+
+def test_window_aggregates_use_only_strictly_earlier_events(spark):
+    day = dt.date(2026, 10, 1)
+    got = {r["id"]: r for r in features.compute_features(_events(spark), SPEC, day, day).collect()}
+    assert [got[i]["n_1h"] for i in ("e0", "e1", "e2", "e3", "e4")] == [0, 1, 2, 2, 3]
+    assert [got[i]["sum_1h"] for i in ("e0", "e1", "e2", "e3", "e4")] == [0, 10, 30, 30, 90]
+    assert got["e4"]["mean_1d"] == pytest.approx((10 + 20 + 30 + 40) / 4)
+    assert got["e0"]["mean_1d"] is None and got["e0"]["amount_to_mean_1d"] is None
+    assert got["e4"]["amount_to_mean_1d"] == pytest.approx(50 / 25)
+    assert [got[i]["n_pair_1d"] for i in ("e0", "e2", "e4")] == [0, 1, 2]    # card A at s1 before
+    assert got["e4"]["shops_1d"] == 3
+    assert got["e3"]["secs_since"] == 1800 and got["e4"]["secs_since"] == 1 and got["e0"]["secs_since"] is None
+    assert got["e5"]["n_1h"] == 0 and got["e5"]["sum_1h"] == 0
+    assert [got[i]["shop"] for i in ("e0", "e1", "e3")] == [0, 1, 2]        # s3 is unknown: code len(vocab)
+    assert got["e0"]["attr_grp"] == "g"
+
+
+def test_late_arriving_history_is_seen_only_if_in_silver(spark):
+    """Features for day 2 read day 1 from the lookback; an event that is not in silver does not exist."""
+    rows = EVENTS + [("f0", "2026-10-02 10:20:00", "A", "s1", 1.0)]
+    d2 = dt.date(2026, 10, 2)
+    got = {r["id"]: r for r in features.compute_features(_events(spark, rows), SPEC, d2, d2).collect()}
+    assert list(got) == ["f0"]
+    assert got["f0"]["mean_1d"] == pytest.approx((20 + 30 + 40 + 50) / 4)  # [day1 10:20, day2 10:20): not e0
+
+
+def test_labels_join_only_if_known_by_the_cutoff(spark):
+    cutoff = dt.datetime(2026, 10, 11)
+    feats = spark.createDataFrame(
+        [("old_pos", dt.datetime(2026, 10, 1, 9)), ("late_pos", dt.datetime(2026, 10, 2, 9)),
+         ("old_neg", dt.datetime(2026, 10, 3, 9)), ("young_neg", dt.datetime(2026, 10, 9, 9)),
+         ("young_pos", dt.datetime(2026, 10, 10, 9))], "id string, ts timestamp")
+    labels = spark.createDataFrame(
+        [("old_pos", dt.datetime(2026, 10, 5)), ("late_pos", dt.datetime(2026, 10, 11)),   # arrives at the cutoff
+         ("young_pos", dt.datetime(2026, 10, 10, 23, 59, 59))], "id string, known timestamp")
+    got = {r["id"]: (r["y"], r["label_status"]) for r in features.label_examples(feats, SPEC, cutoff, labels).collect()}
+    assert got == {"old_pos": (1, "known"), "late_pos": (0, "known"), "old_neg": (0, "known"),
+                   "young_neg": (None, "unknown"), "young_pos": (1, "known")}
+
+
+def test_time_split_windows():
+    w = features.split_windows(dt.date(2026, 10, 30), maturity_days=10, train_days=5, valid_days=3, holdout_days=4)
+    assert w == {"holdout": ["2026-10-17", "2026-10-20"], "valid": ["2026-10-14", "2026-10-16"],
+                 "train": ["2026-10-09", "2026-10-13"]}
+
+
+def test_split_by_time_labels_each_day(spark):
+    days = spark.createDataFrame([(dt.date(2026, 10, d),) for d in range(1, 31)], "ds date")
+    got = {r["ds"].day: r["split"] for r in features.split_by_time(days, dt.date(2026, 10, 30), 10, 5, 3, 4).collect()}
+    assert got[8] == "out_of_window" and got[9] == "train" and got[14] == "valid" and got[17] == "holdout"
+    assert got[20] == "holdout" and got[21] == "recent"
+
+
+def test_bad_window_and_aggregate_are_config_errors(spark):
+    with pytest.raises(ConfigError, match="feature window '3 weeks'"):
+        features.window_seconds("3 weeks")
+    bad = DatasetSpec.from_dict({**_spec_dict(), "features": {"aggregates": [{"name": "x", "entity": "card", "agg": "median", "window": "1h"}]}})
+    with pytest.raises(ConfigError, match="feature 'x': unknown aggregate 'median'"):
+        features.compute_features(_events(spark), bad, dt.date(2026, 10, 1), dt.date(2026, 10, 1))
+
+
+def _spec_dict():
+    return {"name": "toy", "sources": {"events": {"path": "p", "key": "id", "event_time": "ts", "columns": [
+        {"name": "id", "type": "string"}, {"name": "ts", "type": "timestamp"}, {"name": "card", "type": "string"}]}},
+        "examples": "events", "label": {"name": "y", "column": "id", "positive_values": ["1"]}}

@@ -1,0 +1,41 @@
+"""The gate: checks, modes and the blessing document (pure functions)."""
+from __future__ import annotations
+
+import pytest
+
+from jobs.common.errors import ConfigError
+from jobs.evaluate import bless, fairness_summary, gate
+
+P = {"min_auc": 0.75, "max_auc_drop_vs_champion": 0.01, "max_slice_auc_gap": 0.1}
+SLICES = [{"attribute": "sex", "value": "F", "n": 500, "auc": 0.9, "predicted_positive_rate": 0.1},
+          {"attribute": "sex", "value": "M", "n": 500, "auc": 0.7, "predicted_positive_rate": 0.3},
+          {"attribute": "sex", "value": "X", "n": 5, "auc": 0.1, "predicted_positive_rate": 0.9}]
+
+
+def test_fairness_ignores_small_slices():
+    [f] = fairness_summary(SLICES, min_size=100)
+    assert f["slices"] == 2 and f["auc_gap"] == pytest.approx(0.2) and f["demographic_parity_difference"] == pytest.approx(0.2)
+
+
+def test_worse_than_champion_and_unfair_is_refused_with_each_check_named():
+    checks = gate({"auc": 0.80}, {"overall": {"auc": 0.85}}, fairness_summary(SLICES, 100), P)
+    b = bless(checks, "enabled", "abc")
+    assert not b["blessed"]
+    assert b["failed"] == ["auc_minus_champion_auc", "auc_gap[sex]"]
+    assert {c["name"]: c["passed"] for c in b["checks"]} == {"auc": True, "auc_minus_champion_auc": False, "auc_gap[sex]": False}
+    assert all({"value", "threshold", "op", "passed"} <= set(c) for c in b["checks"])
+
+
+def test_dry_run_reports_but_blesses_and_disabled_skips():
+    checks = gate({"auc": 0.5}, None, [], P)
+    dry = bless(checks, "dry_run", "abc")
+    assert dry["blessed"] and dry["failed"] == ["auc"]
+    off = bless(checks, "disabled", "abc")
+    assert off["blessed"] and off["checks"] == [] and off["reasons"] == ["gate disabled"]
+
+
+def test_missing_metric_fails_its_check_and_bad_mode_is_refused():
+    [c] = gate({"auc": None}, None, [], {"min_auc": 0.7})
+    assert c["passed"] is False
+    with pytest.raises(ConfigError, match="gate.mode 'yolo'"):
+        bless([], "yolo", "abc")

@@ -1,0 +1,68 @@
+"""Train's input checks and publish's refusals (no Spark cluster work needed)."""
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import pytest
+
+from jobs import publish, train
+from jobs.common.errors import DataError, NotBlessed
+from jobs.common.files import sha256_file, write_json_atomic
+from tests.helpers import context
+
+
+def test_training_frame_and_single_class_refusal(spark, cards):
+    names = cards.features.names
+    cols = ", ".join(f"`{n}` double" for n in names)
+    rows = [tuple([f"t{i}"] + [1.0] * len(names) + [0, split]) for i, split in enumerate(["train", "valid", "holdout", "recent"])]
+    ts = spark.createDataFrame(rows, f"txn_id string, {cols}, is_fraud int, split string")
+    df = train.training_frame(ts, cards)
+    assert df.count() == 2 and train.VALID_COL in df.columns
+    counts = train.class_balance(df, "is_fraud")
+    assert counts == {"train_pos": 0, "train_neg": 1, "valid_pos": 0, "valid_neg": 1}
+    with pytest.raises(DataError, match="the train window needs both classes"):
+        train.check_trainable(counts, "training_set cutoff_ds=2026-10-01")
+
+
+def test_feature_types_mark_categoricals(cards):
+    types = dict(zip(cards.features.names, train.feature_types(cards)))
+    assert types["channel"] == "c" and types["amount"] == "q"
+
+
+def _run_dir(cards, settings, blessed: bool, tamper: bool = False):
+    ctx = context("publish", cards, settings, "2026-10-01")
+    model = ctx.run_dir / "model" / "model.ubj"
+    model.parent.mkdir(parents=True)
+    model.write_bytes(b"booster")
+    sha = sha256_file(model)
+    write_json_atomic(ctx.run_dir / "model" / "train.json", {"artifact": str(model), "sha256": sha, "feature_names": ["a"],
+                      "feature_types": ["q"], "label": "is_fraud", "params": {}, "counts": {}, "num_workers": 1,
+                      "best_iteration": 1, "num_boosted_rounds": 2})
+    ev = ctx.run_dir / "evaluation"
+    write_json_atomic(ev / "blessing.json", {"blessed": blessed, "artifact_sha256": sha, "mode": "enabled",
+                                             "failed": [] if blessed else ["auc"], "reasons": ["x"]})
+    write_json_atomic(ev / "metrics.json", {"auc": 0.9})
+    write_json_atomic(ev / "evaluation.json", {})
+    (ev / "report.html").write_text("<html></html>")
+    if tamper:
+        model.write_bytes(b"another booster")
+    return ctx
+
+
+def test_publish_refuses_unblessed_and_changed_artifacts(cards, settings):
+    with pytest.raises(NotBlessed, match="is not blessed"):
+        publish.run(_run_dir(cards, settings, blessed=False))
+    with pytest.raises(NotBlessed, match="is not the artifact that was evaluated"):
+        publish.run(_run_dir(cards, dataclasses.replace(settings, runs=settings.runs + "2"), blessed=True, tamper=True))
+
+
+def test_publish_writes_version_then_alias(cards, settings):
+    ctx = _run_dir(cards, settings, blessed=True)
+    publish.run(ctx)
+    reg = Path(settings.registry) / "cards"
+    champ = json.loads((reg / "aliases" / "champion.json").read_text())
+    manifest = json.loads((reg / "versions" / champ["version"] / "manifest.json").read_text())
+    assert champ["version"] == f"2026-10-01-{manifest['sha256'][:12]}"
+    assert manifest["lineage"]["git_commit"] and manifest["blessing"]["blessed"]

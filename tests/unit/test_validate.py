@@ -1,0 +1,65 @@
+"""GX validation on tiny silver frames: critical failures stop the run naming the column; warnings don't."""
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+import pytest
+from pyspark.sql import functions as F
+
+from jobs import validate
+from jobs.common import delta_io
+from jobs.common.errors import ValidationFailed
+from tests.helpers import context
+
+COLS = ("txn_id string, event_ts timestamp, card_id string, customer_id string, merchant_id string, amount double, "
+        "currency string, channel string, device string, age_band string, gender string, region string, "
+        "merchant_category string, merchant_country string, _source_file string, _ingest_run_id string, _row_hash string")
+
+
+def _silver(spark, rows):
+    ts = dt.datetime(2026, 10, 1, 10)
+    full = [(i, ts, "c1-0", "c1", "m1", amt, "GBP", ch, "terminal", "26-35", g, "north", "grocery", "GB", "f", "r", "h")
+            for i, amt, ch, g in rows]
+    return spark.createDataFrame(full, COLS).withColumn("ds", F.to_date(F.lit("2026-10-01")))
+
+
+def _run(spark, cards, settings, rows):
+    ctx = context("validate", cards, settings, "2026-10-01")
+    delta_io.replace_partitions(_silver(spark, rows), ctx.table("silver_transactions"), ctx.ds, ctx.ds)
+    chargebacks = spark.createDataFrame([], "txn_id string, reported_at timestamp, reason_code string, _source_file string, "
+                                            "_ingest_run_id string, _row_hash string, ds date")
+    delta_io.replace_partitions(chargebacks, ctx.table("silver_chargebacks"), ctx.ds, ctx.ds)
+    return ctx
+
+
+def test_clean_partition_passes_and_stores_result(spark, cards, settings):
+    ctx = _run(spark, cards, settings, [("t1", 10.0, "chip", "F"), ("t2", 12.0, "online", "M")])
+    validate.run(ctx)
+    res = json.loads((ctx.run_dir / "validation" / "silver_transactions.json").read_text())
+    assert res["success"] and res["delta_version"] == 0 and len(res["checks"]) == 13
+    assert ctx.counts["data_docs"].endswith("index.html")
+
+
+def test_critical_failure_names_table_expectation_and_column(spark, cards, settings):
+    ctx = _run(spark, cards, settings, [("t1", 10.0, "chip", "F"), ("t1", 12.0, "online", "M")])
+    with pytest.raises(ValidationFailed, match=r"silver_transactions: expect_column_values_to_be_unique on column 'txn_id' failed \(unexpected_count=2"):
+        validate.run(ctx)
+    res = json.loads((ctx.run_dir / "validation" / "silver_transactions.json").read_text())
+    assert not res["success"] and [c["column"] for c in res["failed_critical"]] == ["txn_id"]
+
+
+def test_warning_is_recorded_and_the_run_goes_on(spark, cards, settings, capsys):
+    ctx = _run(spark, cards, settings, [(f"t{i}", 10.0, "chip", None) for i in range(3)])
+    validate.run(ctx)
+    res = json.loads((ctx.run_dir / "validation" / "silver_transactions.json").read_text())
+    assert res["success"] and [c["column"] for c in res["failed_warning"]] == ["gender"]
+    assert "validate WARNING silver_transactions: expect_column_values_to_not_be_null on column 'gender'" in capsys.readouterr().out
+
+
+def test_suite_files_are_valid_gx_suites(cards, adult):
+    for spec in (cards, adult):
+        for source in spec.sources:
+            path = validate.suite_path(spec.name, source)
+            suite = validate.load_suite(path)
+            assert len(suite.expectations) == len(json.loads(path.read_text())["expectations"])
