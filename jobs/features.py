@@ -38,20 +38,13 @@ def lookback_days(spec: DatasetSpec) -> int:
     return -(-max(secs + [recency, 0]) // 86400)
 
 
-def _agg_expr(a: Aggregate) -> F.Column:
+def _agg_over(a: Aggregate, w) -> F.Column:
     col = F.col(a.column) if a.column else F.lit(1)
-    if a.agg == "count":
-        return F.count(col) if a.column else F.count(F.lit(1))
-    if a.agg == "sum":
-        return F.sum(col)
-    if a.agg == "mean":
-        return F.avg(col)
-    if a.agg == "max":
-        return F.max(col)
-    if a.agg == "min":
-        return F.min(col)
+    simple = {"count": F.count, "sum": F.sum, "mean": F.avg, "max": F.max, "min": F.min}
+    if a.agg in simple:
+        return simple[a.agg](col).over(w)
     if a.agg == "distinct_count":
-        return F.size(F.collect_set(col))
+        return F.size(F.collect_set(col).over(w))
     raise ConfigError(f"feature '{a.name}': unknown aggregate '{a.agg}' (count, sum, mean, max, min, distinct_count)")
 
 
@@ -67,7 +60,7 @@ def compute_features(events: DataFrame, spec: DatasetSpec, start: dt.date, end: 
     for a in f.aggregates:
         w = (Window.partitionBy(*a.entity).orderBy(TS)
              .rangeBetween(-window_seconds(a.window) * 1_000_000, -1))  # strictly before t
-        df = df.withColumn(a.name, _agg_expr(a).over(w))
+        df = df.withColumn(a.name, _agg_over(a, w))
         if a.agg in ("count", "distinct_count", "sum"):
             df = df.withColumn(a.name, F.coalesce(F.col(a.name), F.lit(0)).cast("double"))
     for name, (num, den) in f.ratios.items():

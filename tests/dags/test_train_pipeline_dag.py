@@ -21,16 +21,16 @@ def test_no_import_errors(dagbag):
 
 
 def test_edges_are_the_pipeline(dagbag):
-    dag = dagbag.get_dag("train_pipeline")
+    dag = dagbag.dags["train_pipeline"]
     edges = sorted((t.task_id, d) for t in dag.tasks for d in t.downstream_task_ids)
     assert edges == sorted([("etl", "validate"), ("validate", "features"), ("features", "train"),
                             ("train", "evaluate"), ("evaluate", "publish")])
 
 
 def test_schedule_catchup_retries_docs(dagbag):
-    dag = dagbag.get_dag("train_pipeline")
+    dag = dagbag.dags["train_pipeline"]
     assert dag.catchup is False
-    assert str(dag.timetable.summary) == "@daily"
+    assert dag.schedule == "@daily" and dag.timetable.expression == "0 0 * * *"
     assert dag.start_date.tzinfo is not None
     assert dag.doc_md and "etl" in dag.doc_md
     assert all(t.retries >= 1 for t in dag.tasks)
@@ -38,7 +38,7 @@ def test_schedule_catchup_retries_docs(dagbag):
 
 
 def test_each_task_is_one_step_cli(dagbag):
-    dag = dagbag.get_dag("train_pipeline")
+    dag = dagbag.dags["train_pipeline"]
     for t in dag.tasks:
         assert f"-m jobs.{t.task_id} --ds {{{{ ds }}}}" in t.bash_command
         assert t.do_xcom_push is False
