@@ -4,7 +4,6 @@ ds partitions [--start-ds, --ds]. Each table's partitions are replaced, never ap
 (rows read = silver + quarantined + duplicates dropped) and land in the etl_ledger table."""
 from __future__ import annotations
 
-import datetime as dt
 from collections import defaultdict
 
 from pyspark.sql import Column as SparkColumn
@@ -139,9 +138,9 @@ def enrich(silver: DataFrame, dims: list[tuple[DataFrame, str]]) -> DataFrame:
 
 def reconcile(read: DataFrame, silver: DataFrame, quarantine: DataFrame, dups: DataFrame, source: Source) -> list[dict]:
     """One ledger row per ds: rows read, to silver, quarantined (by reason), duplicates dropped, balanced?"""
-    def per_ds(df: DataFrame, name: str) -> dict:
+    def per_ds(df: DataFrame) -> dict:
         return {r["ds"]: r["n"] for r in df.groupBy("ds").agg(F.count(F.lit(1)).alias("n")).collect()}
-    n_read, n_silver, n_dups = per_ds(read, "read"), per_ds(silver, "silver"), per_ds(dups, "dups")
+    n_read, n_silver, n_dups = per_ds(read), per_ds(silver), per_ds(dups)
     reasons: dict = defaultdict(dict)
     for r in quarantine.groupBy("ds", "reason").count().collect():
         reasons[r["ds"]][r["reason"]] = r["count"]

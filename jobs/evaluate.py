@@ -83,11 +83,15 @@ def bless(checks: list[dict], mode: str, sha: str) -> dict[str, Any]:
             "reasons": ([f"failed: {', '.join(failed)}"] if failed else ["all checks passed"]) if mode != "disabled" else ["gate disabled"]}
 
 
-def fairness_summary(slices: list[dict], min_size: int) -> list[dict]:
+def fairness_summary(slices: list[dict], min_size: int, min_class_count: int = 10) -> list[dict]:
+    """Per sensitive attribute: the largest AUC gap between its slices and the demographic parity difference
+    (spread of predicted positive rates). Slices under ``min_size`` rows are left out of both; an AUC from a
+    slice with fewer than ``min_class_count`` positives or negatives is noise and is left out of the gap."""
     out = []
     for attr in dict.fromkeys(s["attribute"] for s in slices):
         rows = [s for s in slices if s["attribute"] == attr and s["n"] >= min_size]
-        aucs = [s["auc"] for s in rows if s["auc"] is not None]
+        aucs = [s["auc"] for s in rows if s["auc"] is not None
+                and min(s["n_pos"], s["n"] - s["n_pos"]) >= min_class_count]
         ppr = [s["predicted_positive_rate"] for s in rows if s["predicted_positive_rate"] is not None]
         out.append({"attribute": attr, "slices": len(rows), "auc_gap": max(aucs) - min(aucs) if len(aucs) > 1 else None,
                     "demographic_parity_difference": max(ppr) - min(ppr) if len(ppr) > 1 else None})
@@ -131,7 +135,8 @@ def run(ctx: StepContext) -> None:
     if not overall["n"]:
         raise DataError(f"training_set cutoff_ds={ctx.ds}: the holdout window is empty; nothing to evaluate")
     slices = slice_metrics(scored, label, attrs, threshold)
-    fairness = fairness_summary([s for s in slices if s["attribute"] in spec.sensitive], int(p.get("min_slice_size", 50)))
+    fairness = fairness_summary([s for s in slices if s["attribute"] in spec.sensitive], int(p.get("min_slice_size", 50)),
+                                int(p.get("min_slice_class_count", 10)))
 
     champion: dict[str, Any] = {}
     reg = open_registry(ctx.settings.registry)

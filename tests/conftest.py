@@ -2,6 +2,7 @@
 helpers that write tiny landing files. Airflow's environment is set here, before anything imports it."""
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from pathlib import Path
@@ -44,6 +45,7 @@ def spark(tmp_path_factory):
     s = get_spark(settings, "tests")
     yield s
     s.stop()
+    logging.getLogger("py4j").setLevel(logging.WARNING)  # no "closing connection" lines after pytest closes its streams
 
 
 @pytest.fixture()

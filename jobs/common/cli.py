@@ -82,15 +82,10 @@ def build_context(step: str, args: argparse.Namespace) -> StepContext:
 
 
 def run_step(step: str, body: Callable[[StepContext], Any], argv: list[str] | None = None,
-             doc: str | None = None, extra_args: Callable[[argparse.ArgumentParser], None] | None = None,
-             record: bool = True) -> None:
-    p = parser(step, doc)
-    if extra_args:
-        extra_args(p)
-    args = p.parse_args(argv)
+             doc: str | None = None, record: bool = True) -> None:
+    args = parser(step, doc).parse_args(argv)
     try:
         ctx = build_context(step, args)
-        ctx.args = args  # type: ignore[attr-defined]
         body(ctx)
         if record:
             ctx.record()

@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pendulum
 import pytest

@@ -7,14 +7,16 @@ from jobs.common.errors import ConfigError
 from jobs.evaluate import bless, fairness_summary, gate
 
 P = {"min_auc": 0.75, "max_auc_drop_vs_champion": 0.01, "max_slice_auc_gap": 0.1}
-SLICES = [{"attribute": "sex", "value": "F", "n": 500, "auc": 0.9, "predicted_positive_rate": 0.1},
-          {"attribute": "sex", "value": "M", "n": 500, "auc": 0.7, "predicted_positive_rate": 0.3},
-          {"attribute": "sex", "value": "X", "n": 5, "auc": 0.1, "predicted_positive_rate": 0.9}]
+SLICES = [{"attribute": "sex", "value": "F", "n": 500, "n_pos": 50, "auc": 0.9, "predicted_positive_rate": 0.1},
+          {"attribute": "sex", "value": "M", "n": 500, "n_pos": 60, "auc": 0.7, "predicted_positive_rate": 0.3},
+          {"attribute": "sex", "value": "X", "n": 5, "n_pos": 1, "auc": 0.1, "predicted_positive_rate": 0.9},
+          {"attribute": "sex", "value": "U", "n": 300, "n_pos": 2, "auc": 0.2, "predicted_positive_rate": 0.25}]
 
 
 def test_fairness_ignores_small_slices():
-    [f] = fairness_summary(SLICES, min_size=100)
-    assert f["slices"] == 2 and f["auc_gap"] == pytest.approx(0.2) and f["demographic_parity_difference"] == pytest.approx(0.2)
+    [f] = fairness_summary(SLICES, min_size=100, min_class_count=10)
+    assert f["slices"] == 3 and f["auc_gap"] == pytest.approx(0.2)           # U: too few positives for an AUC
+    assert f["demographic_parity_difference"] == pytest.approx(0.2)
 
 
 def test_worse_than_champion_and_unfair_is_refused_with_each_check_named():
