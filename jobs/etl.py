@@ -15,7 +15,8 @@ from jobs.common import delta_io
 from jobs.common.cli import StepContext, run_step
 from jobs.common.config import Column, Source
 from jobs.common.errors import DataError
-from jobs.common.landing import LandedFile, check_columns, check_complete, csv_header, list_source_files
+from jobs.common.landing import (LandedFile, check_columns, check_complete, check_parquet_types, csv_header, json_keys,
+                                 list_source_files, parquet_schema)
 
 SCHEMA_VERSION = 1
 META = ["_source_file", "_file_mtime", "_ingest_run_id", "_schema_version", "_row_hash"]
@@ -46,16 +47,39 @@ def read_landing(spark, files: list[LandedFile], source: Source) -> DataFrame:
         df = frames[0]
         for other in frames[1:]:
             df = df.unionByName(other)
-    elif source.format in ("json", "parquet"):
-        df = spark.read.format(source.format).load([f.uri for f in files])
-        check_columns([c for c in df.columns if c != CORRUPT], source, ", ".join(f.uri for f in files[:3]))
-        df = df.select(*[F.col(c).cast("string").alias(c) for c in source.column_names],
-                       *([F.col(CORRUPT)] if CORRUPT in df.columns else [F.lit(None).cast("string").alias(CORRUPT)]))
+    elif source.format == "json":
+        for f in files:
+            check_columns(json_keys(f.uri), source, f.uri)
+            check_complete(f.uri)
+        schema = T.StructType([T.StructField(c, T.StringType()) for c in source.column_names]
+                              + [T.StructField(CORRUPT, T.StringType())])
+        df = (spark.read.schema(schema).option("mode", "PERMISSIVE").option("columnNameOfCorruptRecord", CORRUPT)
+              .json([f.uri for f in files]))
+    elif source.format == "parquet":
+        by_file = {f.uri: parquet_schema(f.uri) for f in files}  # a corrupt file fails here, by name
+        for uri, schema in by_file.items():
+            check_columns(list(schema), source, uri)
+            check_parquet_types(schema, source, uri)
+        typed = next(iter(by_file.values()))
+        df = spark.read.parquet(*by_file)
+        df = df.select(*[_parquet_as_string(c, typed[c.name]) for c in source.columns],
+                       F.lit(None).cast("string").alias(CORRUPT))
     else:
         raise DataError(f"source '{source.name}': unsupported landing format '{source.format}'")
     return (df.withColumn("_source_file", F.col("_metadata.file_path"))
               .withColumn("_file_mtime", F.col("_metadata.file_modification_time"))
               .withColumn("ds", F.to_date(F.regexp_extract("_source_file", r"ds=(\d{4}-\d{2}-\d{2})", 1))))
+
+
+def _parquet_as_string(c: Column, arrow_type: str) -> SparkColumn:
+    """Raw value as text; a typed timestamp is written in the declared format so it parses back exactly.
+    Nanosecond timestamps (pandas' default) arrive as longs (spark.sql.legacy.parquet.nanosAsLong)."""
+    col = F.col(c.name)
+    if arrow_type.startswith("timestamp[ns"):
+        col = F.timestamp_micros(F.floor(col / 1000))
+    if arrow_type.startswith("timestamp") and c.format:
+        return F.date_format(col, c.format).alias(c.name)
+    return F.col(c.name).cast("string").alias(c.name)
 
 
 # ---------------------------------------------------------------- pure transforms
@@ -85,6 +109,7 @@ def rejection(source: Source) -> SparkColumn:
     checks: list[tuple[SparkColumn, str, str]] = [(F.col(CORRUPT).isNotNull(), "malformed_row", "row must have every declared field")]
     for c in source.columns:
         raw, val = F.col(c.name), F.col(f"{c.name}__v")
+        checks.append((raw.contains("\ufffd"), f"invalid_encoding_{c.name}", f"{c.name} is valid UTF-8 text"))
         if not c.nullable:
             checks.append((raw.isNull(), f"null_{c.name}", f"{c.name} is not null"))
         checks.append((raw.isNotNull() & val.isNull(), f"unparseable_{c.name}",

@@ -97,3 +97,47 @@ def check_columns(found: list[str], source: Source, where: str) -> None:
             parts.append(f"unexpected column(s) {extra}")
         raise DataError(f"{where}: schema drift in source '{source.name}': {'; '.join(parts)}; "
                         f"expected columns {expected}")
+
+
+def json_keys(uri: str) -> list[str]:
+    """The keys of the first record of a JSON-lines file (schema drift is checked on them)."""
+    import json
+    fs, path = _fs(uri)
+    with fs.open_input_stream(path) as f:
+        head = f.read(1 << 20).decode("utf-8", errors="replace").lstrip("\ufeff")
+    first = next((line for line in head.splitlines() if line.strip()), "")
+    try:
+        return list(json.loads(first)) if first else []
+    except json.JSONDecodeError as e:
+        raise DataError(f"{uri}: first record is not valid JSON ({e.msg} at column {e.colno})") from None
+
+
+def parquet_schema(uri: str) -> dict[str, str]:
+    """Column name -> Arrow type of a Parquet file, from its footer; a corrupt file is named."""
+    import pyarrow.parquet as pq
+    fs, path = _fs(uri)
+    try:
+        schema = pq.read_schema(path, filesystem=fs)
+    except Exception as e:  # pyarrow raises ArrowInvalid/OSError variants for damaged files
+        raise DataError(f"{uri}: not a readable Parquet file ({type(e).__name__}: {e}); nothing was loaded") from None
+    return {f.name: str(f.type) for f in schema}
+
+
+COMPATIBLE = {  # declared type -> Arrow types a Parquet file may carry for it
+    "string": ("string", "large_string"),
+    "double": ("double", "float", "int", "decimal"),
+    "int": ("int8", "int16", "int32"),
+    "long": ("int8", "int16", "int32", "int64"),
+    "boolean": ("bool",),
+    "timestamp": ("timestamp", "string", "large_string"),
+    "date": ("date32", "date64", "string", "large_string"),
+}
+
+
+def check_parquet_types(schema: dict[str, str], source: Source, where: str) -> None:
+    """A retyped column (e.g. amount landed as string) stops the run, naming column and both types."""
+    bad = [f"'{c.name}' is {schema[c.name]}, expected {c.type}" for c in source.columns
+           if c.name in schema and not schema[c.name].startswith(COMPATIBLE[c.type])]
+    if bad:
+        raise DataError(f"{where}: retyped column(s) in source '{source.name}': {'; '.join(bad)}; "
+                        f"expected schema {[(c.name, c.type) for c in source.columns]}")

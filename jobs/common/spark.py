@@ -16,6 +16,7 @@ def spark_conf(settings: Settings, app_name: str) -> dict[str, str]:
         "spark.jars.ivy": os.environ.get("TRAINYARD_IVY", str(REPO_ROOT / "state" / "ivy")),
         "spark.sql.session.timeZone": "UTC",
         "spark.sql.sources.partitionOverwriteMode": "static",
+        "spark.sql.legacy.parquet.nanosAsLong": "true",  # pandas writes ns timestamps; etl converts them
     }
     if settings.spark_packages:
         conf["spark.jars.packages"] = ",".join(settings.spark_packages)

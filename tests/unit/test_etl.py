@@ -154,3 +154,61 @@ def test_standardise_trims_and_nulls_empty_strings(spark, cards):
     raw = raw.withColumn("ds", F.to_date(F.lit(DS)))
     out = etl.standardise(raw, src).collect()[0]
     assert (out["txn_id"], out["merchant_id"], out["device"], out["_rejection"]) == ("t1", "m1", None, None)
+
+
+def test_mixed_encoding_rows_are_quarantined_not_crashing(spark, cards, settings):
+    path = _land(settings, rows=ROWS[:1])
+    with path.open("ab") as f:
+        f.write("t2,2026-10-01 10:00:00,c1-0,c1,m_café,3.00,EUR,chip,terminal\n".encode("latin-1"))
+    [ledger] = etl.process_source(spark, context("etl", cards, settings, DS), _source(cards))
+    assert ledger["quarantined_by_reason"] == {"invalid_encoding_merchant_id": 1}
+    assert ledger["rows_silver"] == 1
+
+
+def _parquet_spec(cards, fmt):
+    return dataclasses.replace(_source(cards), format=fmt)
+
+
+def _typed_rows():
+    import pandas as pd
+    return pd.DataFrame({"txn_id": ["t1", "t2", "t2"], "event_ts": pd.to_datetime(["2026-10-01 10:00:00", "2026-10-01 11:00:00", "2026-10-01 11:00:05"]),
+                         "card_id": ["c1-0", "c2-0", "c2-0"], "customer_id": ["c1", "c2", "c2"], "merchant_id": ["m1", "m2", "m2"],
+                         "amount": [10.5, -1.0, 7.0], "currency": ["GBP", "USD", "USD"], "channel": ["chip", "online", "online"],
+                         "device": ["terminal", "mobile", "mobile"]})
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "json"])
+def test_parquet_and_json_lines_land_like_csv(spark, cards, settings, fmt):
+    folder = tx_folder(Path(settings.landing), DS)
+    folder.mkdir(parents=True)
+    write_cards_dimensions(Path(settings.landing))
+    df = _typed_rows()
+    if fmt == "parquet":
+        df.to_parquet(folder / "part-0.parquet", index=False)
+    else:
+        df.assign(event_ts=df["event_ts"].dt.strftime("%Y-%m-%d %H:%M:%S")).to_json(folder / "part-0.json", orient="records", lines=True)
+    ctx = context("etl", cards, settings, DS)
+    [ledger] = etl.process_source(spark, ctx, _parquet_spec(cards, fmt))
+    assert (ledger["rows_read"], ledger["rows_silver"], ledger["duplicates_dropped"]) == (3, 2, 0)
+    assert ledger["quarantined_by_reason"] == {"below_min_amount": 1}
+    silver = {r["txn_id"]: r for r in spark.read.format("delta").load(ctx.table("silver_transactions")).collect()}
+    assert str(silver["t1"]["event_ts"]) == "2026-10-01 10:00:00" and silver["t1"]["amount"] == 10.5
+
+
+def test_retyped_parquet_column_is_a_clear_error(spark, cards, settings):
+    folder = tx_folder(Path(settings.landing), DS)
+    folder.mkdir(parents=True)
+    _typed_rows().astype({"amount": str}).to_parquet(folder / "part-0.parquet", index=False)
+    with pytest.raises(DataError, match=r"part-0.parquet: retyped column\(s\) in source 'transactions': 'amount' is string, expected double"):
+        etl.process_source(spark, context("etl", cards, settings, DS), _parquet_spec(cards, "parquet"))
+
+
+def test_corrupt_parquet_is_named_and_nothing_written(spark, cards, settings):
+    folder = tx_folder(Path(settings.landing), DS)
+    folder.mkdir(parents=True)
+    _typed_rows().to_parquet(folder / "part-0.parquet", index=False)
+    (folder / "part-1.parquet").write_bytes((folder / "part-0.parquet").read_bytes()[:200])  # cut short
+    ctx = context("etl", cards, settings, DS)
+    with pytest.raises(DataError, match=r"part-1.parquet: not a readable Parquet file"):
+        etl.process_source(spark, ctx, _parquet_spec(cards, "parquet"))
+    assert not Path(ctx.table("bronze_transactions")).exists()
