@@ -48,6 +48,8 @@ def with_conflict_retry(fn: Callable[[], T], attempts: int = 5, base_sleep: floa
         except Exception as e:  # py4j / pyspark wrap the JVM exception; match on its class name
             if i == attempts - 1 or not any(c in str(e) for c in CONFLICTS):
                 raise
+            kind = next(c for c in CONFLICTS if c in str(e))
+            print(f"delta: write lost a concurrent commit race ({kind}); retry {i + 1} of {attempts - 1}")
             time.sleep(base_sleep * 2 ** i)
     raise AssertionError("unreachable")
 
