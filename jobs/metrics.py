@@ -13,7 +13,7 @@ def ranking_metrics(scored: DataFrame, label: str, groups: list[str] | None = No
     """ROC-AUC (Mann-Whitney with ties counted half) and average precision per group, exact."""
     g = list(groups or [])
     counts = (scored.groupBy(*g, score)
-              .agg(F.sum(F.col(label)).alias("pos"), F.sum(1 - F.col(label)).alias("neg")))
+              .agg(F.sum(F.col(label)).cast("long").alias("pos"), F.sum(1 - F.col(label)).cast("long").alias("neg")))
     asc = Window.partitionBy(*g).orderBy(score).rowsBetween(Window.unboundedPreceding, -1)
     desc = Window.partitionBy(*g).orderBy(F.col(score).desc()).rowsBetween(Window.unboundedPreceding, Window.currentRow)
     per = (counts.withColumn("neg_below", F.coalesce(F.sum("neg").over(asc), F.lit(0)))
@@ -42,8 +42,8 @@ def pointwise_metrics(scored: DataFrame, label: str, threshold: float, groups: l
         F.avg((F.col(score) - y) ** 2).alias("brier"),
         F.avg(F.col(score)).alias("mean_score"),
         F.avg(y).alias("prevalence"),
-        F.sum(pred * y).alias("tp"), F.sum(pred * (1 - y)).alias("fp"),
-        F.sum((1 - pred) * y).alias("fn"), F.sum((1 - pred) * (1 - y)).alias("tn")))
+        F.sum(pred * y).cast("long").alias("tp"), F.sum(pred * (1 - y)).cast("long").alias("fp"),
+        F.sum((1 - pred) * y).cast("long").alias("fn"), F.sum((1 - pred) * (1 - y)).cast("long").alias("tn")))
 
 
 def binary_metrics(scored: DataFrame, label: str, threshold: float, groups: list[str] | None = None) -> list[dict]:

@@ -40,7 +40,7 @@ def line_chart(series: dict[str, list[tuple[float, float]]], title: str, xlabel:
 
 
 def bar_chart(items: list[tuple[str, float | None]], title: str, vmax: float = 1.0, w: int = 420) -> str:
-    row, pad_l = 18, 150
+    row, pad_l = 18, 210
     h = 30 + row * len(items) + 10
     parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" role="img" aria-label="{html.escape(title)}">',
              f'<text x="{w / 2}" y="16" text-anchor="middle" font-size="13" font-weight="bold">{html.escape(title)}</text>']
@@ -93,7 +93,7 @@ def render(doc: dict[str, Any]) -> str:
             for attr in dict.fromkeys(s["attribute"] for s in slice_rows)) + "</div>",
         table(slice_rows, ["attribute", "value", "n", "n_pos", "auc", "pr_auc", "predicted_positive_rate", "recall", "fpr"]),
         "<h2>Fairness</h2>", table(doc["fairness"], ["attribute", "slices", "auc_gap", "demographic_parity_difference"]),
-        "<h2>Feature importance (gain)</h2>", bar_chart(imp, "Top features by gain", vmax=vmax, w=520),
+        "<h2>Feature importance (gain)</h2>", bar_chart(imp, "Top features by gain", vmax=vmax, w=600),
         "<h2>Lineage</h2>", f"<pre>{html.escape(json.dumps(doc.get('lineage', {}), indent=1))}</pre>",
     ]
     style = ("body{font-family:system-ui,sans-serif;margin:24px;color:#222}table{border-collapse:collapse;margin:8px 0}"
