@@ -139,19 +139,26 @@ def standardise(bronze: DataFrame, source: Source) -> DataFrame:
     return df.withColumn("_rejection", rejection(source))
 
 
-def split_silver(std: DataFrame, source: Source) -> tuple[DataFrame, DataFrame, DataFrame]:
-    """(silver, quarantine, duplicates) from standardised rows. Deduplication rule: per key, the latest event
-    time wins; equal event times keep the largest row hash, so the choice never depends on file order."""
-    quarantine = (std.where(F.col("_rejection").isNotNull())
-                  .select(*source.column_names, CORRUPT, F.col("_rejection.reason").alias("reason"),
-                          F.col("_rejection.rule").alias("rule"), *META, "ds"))
-    good = std.where(F.col("_rejection").isNull())
-    w = Window.partitionBy(f"{source.key}__v").orderBy(F.col(f"{source.event_time}__v").desc(), F.col("_row_hash").desc())
-    ranked = good.withColumn("_rank", F.row_number().over(w))
+def judge(std: DataFrame, source: Source) -> DataFrame:
+    """Every standardised row with its ``_outcome``: 'quarantined' (it breaks a rule), 'silver' (the row kept
+    for its key) or 'duplicate'. Deduplication rule: per key, the latest event time wins; equal event times
+    keep the largest row hash, so the choice never depends on file order. One shuffle, by key."""
+    ok = F.col("_rejection").isNull()
+    w = (Window.partitionBy(ok, F.col(f"{source.key}__v"))
+         .orderBy(F.col(f"{source.event_time}__v").desc(), F.col("_row_hash").desc()))
+    return (std.withColumn("_rank", F.row_number().over(w))
+               .withColumn("_outcome", F.when(~ok, "quarantined").when(F.col("_rank") == 1, "silver").otherwise("duplicate")))
+
+
+def silver_rows(judged: DataFrame, source: Source) -> DataFrame:
     typed = [F.col(f"{c.name}__v").alias(c.name) for c in source.columns]
-    silver = ranked.where("_rank = 1").select(*typed, "_source_file", "_ingest_run_id", "_row_hash", "ds")
-    dups = ranked.where("_rank > 1").select(F.col(f"{source.key}__v").alias(source.key), "_row_hash", "_source_file", "ds")
-    return silver, quarantine, dups
+    return judged.where(F.col("_outcome") == "silver").select(*typed, "_source_file", "_ingest_run_id", "_row_hash", "ds")
+
+
+def quarantine_rows(judged: DataFrame, source: Source) -> DataFrame:
+    return (judged.where(F.col("_outcome") == "quarantined")
+            .select(*source.column_names, CORRUPT, F.col("_rejection.reason").alias("reason"),
+                    F.col("_rejection.rule").alias("rule"), *META, "ds"))
 
 
 def enrich(silver: DataFrame, dims: list[tuple[DataFrame, str]]) -> DataFrame:
@@ -161,22 +168,35 @@ def enrich(silver: DataFrame, dims: list[tuple[DataFrame, str]]) -> DataFrame:
     return silver
 
 
-def reconcile(read: DataFrame, silver: DataFrame, quarantine: DataFrame, dups: DataFrame, source: Source) -> list[dict]:
-    """One ledger row per ds: rows read, to silver, quarantined (by reason), duplicates dropped, balanced?"""
-    def per_ds(df: DataFrame) -> dict:
-        return {r["ds"]: r["n"] for r in df.groupBy("ds").agg(F.count(F.lit(1)).alias("n")).collect()}
-    n_read, n_silver, n_dups = per_ds(read), per_ds(silver), per_ds(dups)
-    reasons: dict = defaultdict(dict)
-    for r in quarantine.groupBy("ds", "reason").count().collect():
-        reasons[r["ds"]][r["reason"]] = r["count"]
+def ledger_rows(judged: DataFrame, source: Source) -> list[dict]:
+    """One ledger row per ds from one aggregation: rows read, to silver, quarantined (by reason),
+    duplicates dropped, and whether they add up."""
+    counts = judged.groupBy("ds", "_outcome", F.col("_rejection.reason").alias("reason")).count().collect()
+    per: dict = defaultdict(lambda: {"silver": 0, "duplicate": 0, "reasons": {}})
+    for r in counts:
+        d = per[r["ds"]]
+        if r["_outcome"] == "quarantined":
+            d["reasons"][r["reason"]] = d["reasons"].get(r["reason"], 0) + r["count"]
+        else:
+            d[r["_outcome"]] += r["count"]
     rows = []
-    for ds in sorted(n_read):
-        q = sum(reasons[ds].values())
-        rows.append({"ds": ds, "source": source.name, "rows_read": n_read[ds], "rows_silver": n_silver.get(ds, 0),
-                     "rows_quarantined": q, "duplicates_dropped": n_dups.get(ds, 0),
-                     "quarantined_by_reason": dict(sorted(reasons[ds].items())),
-                     "balanced": n_read[ds] == n_silver.get(ds, 0) + q + n_dups.get(ds, 0)})
+    for ds, d in sorted(per.items()):
+        q = sum(d["reasons"].values())
+        read = d["silver"] + d["duplicate"] + q
+        rows.append({"ds": ds, "source": source.name, "rows_read": read, "rows_silver": d["silver"], "rows_quarantined": q,
+                     "duplicates_dropped": d["duplicate"], "quarantined_by_reason": dict(sorted(d["reasons"].items())),
+                     "balanced": True})
     return rows
+
+
+def reconcile(ledger: list[dict], written: dict[str, int | None], source: Source) -> list[dict]:
+    """Check the ledger against what the Delta commits say they wrote: bronze rows = rows read, silver rows
+    = rows to silver, quarantine rows = rows quarantined. A mismatch marks every row unbalanced."""
+    expected = {"bronze": sum(r["rows_read"] for r in ledger), "silver": sum(r["rows_silver"] for r in ledger),
+                "quarantine": sum(r["rows_quarantined"] for r in ledger)}
+    ok = all(written.get(k) is None or written[k] == v for k, v in expected.items())
+    return [{**r, "balanced": r["balanced"] and ok,
+             **({} if ok else {"mismatch": {k: (expected[k], written.get(k)) for k in expected}})} for r in ledger]
 
 
 # ---------------------------------------------------------------- shell
@@ -196,23 +216,27 @@ def ledger_frame(spark, rows: list[dict], run_id: str) -> DataFrame:
 
 
 def process_source(spark, ctx: StepContext, source: Source) -> list[dict]:
+    """landing -> bronze -> (quarantine, silver) for one source over [start_ds, ds]; returns the ledger.
+    Bronze is written and kept in memory; every later output comes from one judged, cached frame."""
     files = list_source_files(ctx.settings.landing, source, ctx.start_ds, ctx.ds)
     name = source.name
     if not files:
         return []
     raw = read_landing(spark, files, source)
-    bronze = to_bronze(raw, source, ctx.run_id).cache()
-    delta_io.replace_partitions(bronze, ctx.table(f"bronze_{name}"), ctx.start_ds, ctx.ds, writes=ctx.writes, name=f"bronze_{name}")
-    std = standardise(bronze, source)
-    silver, quarantine, dups = split_silver(std, source)
-    silver, quarantine, dups = silver.cache(), quarantine.cache(), dups.cache()
-    ledger = reconcile(bronze, silver, quarantine, dups, source)
-    unbalanced = [r for r in ledger if not r["balanced"]]
-    if unbalanced:
-        raise DataError(f"source '{name}': counts do not reconcile: {unbalanced}")
+    bronze = to_bronze(raw, source, ctx.run_id).persist()
+    written: dict[str, int | None] = {}
+
+    def write(df: DataFrame, table: str) -> None:
+        path = ctx.table(f"{table}_{name}")
+        before = delta_io.latest_version(spark, path)
+        version = delta_io.replace_partitions(df, path, ctx.start_ds, ctx.ds, writes=ctx.writes, name=f"{table}_{name}")
+        written[table] = delta_io.commit_rows(spark, path, version, before)
+
+    write(bronze, "bronze")
+    judged = judge(standardise(bronze, source), source).persist()
+    ledger = ledger_rows(judged, source)
     # quarantine first, so that a rate failure leaves the rejected rows there to inspect
-    delta_io.replace_partitions(quarantine, ctx.table(f"quarantine_{name}"), ctx.start_ds, ctx.ds,
-                                writes=ctx.writes, name=f"quarantine_{name}")
+    write(quarantine_rows(judged, source), "quarantine")
     for r in ledger:
         rate = r["rows_quarantined"] / max(r["rows_read"], 1)
         if rate > source.max_quarantine_rate:
@@ -220,10 +244,13 @@ def process_source(spark, ctx: StepContext, source: Source) -> list[dict]:
                             f"quarantined ({rate:.1%} > max_quarantine_rate {source.max_quarantine_rate:.1%}); "
                             f"by reason: {r['quarantined_by_reason']}")
     dims = [(_read_dimension(spark, ctx, e), e.key) for e in source.enrich]
-    delta_io.replace_partitions(enrich(silver, dims), ctx.table(f"silver_{name}"), ctx.start_ds, ctx.ds,
-                                writes=ctx.writes, name=f"silver_{name}")
-    for df in (bronze, silver, quarantine, dups):
-        df.unpersist()
+    write(enrich(silver_rows(judged, source), dims), "silver")
+    ledger = reconcile(ledger, written, source)
+    judged.unpersist()
+    bronze.unpersist()
+    unbalanced = [r for r in ledger if not r["balanced"]]
+    if unbalanced:
+        raise DataError(f"source '{name}': counts do not reconcile with what was written: {unbalanced[0].get('mismatch')}")
     return ledger
 
 

@@ -47,8 +47,10 @@ def score(df: DataFrame, model_bytes: bytes, names: list[str], types: list[str],
     return df.mapInPandas(predict, schema)
 
 
-def gate(metrics: dict[str, Any], champion: dict[str, Any] | None, fairness: list[dict], p: dict[str, Any]) -> list[dict]:
-    """Each check: name, value, op, threshold, passed. Absolute, relative-to-champion and fairness checks."""
+def gate(metrics: dict[str, Any], champion: dict[str, Any] | None, fairness: list[dict], p: dict[str, Any],
+         importance: dict[str, float] | None = None, golden: dict[str, Any] | None = None) -> list[dict]:
+    """Each check: name, value, op, threshold, passed. Absolute, relative-to-champion, fairness and leakage
+    checks (an AUC too good to be true, one feature carrying the model)."""
     checks = []
 
     def check(name: str, value: float | None, op: str, threshold: float) -> None:
@@ -59,11 +61,22 @@ def gate(metrics: dict[str, Any], champion: dict[str, Any] | None, fairness: lis
         check("auc", metrics.get("auc"), ">=", float(p["min_auc"]))
     if "min_pr_auc" in p:
         check("pr_auc", metrics.get("pr_auc"), ">=", float(p["min_pr_auc"]))
+    if "max_auc" in p:
+        check("auc_below_leakage_ceiling", metrics.get("auc"), "<=", float(p["max_auc"]))
+    if "max_top_feature_share" in p and importance:
+        check(f"top_feature_gain_share[{max(importance, key=importance.get)}]",
+              max(importance.values()) / sum(importance.values()), "<=", float(p["max_top_feature_share"]))
     if "max_logloss" in p:
         check("logloss", metrics.get("logloss"), "<=", float(p["max_logloss"]))
     if champion and champion.get("overall") and "max_auc_drop_vs_champion" in p:
         delta = None if metrics.get("auc") is None else metrics["auc"] - champion["overall"]["auc"]
         check("auc_minus_champion_auc", delta, ">=", -float(p["max_auc_drop_vs_champion"]))
+    if golden:  # regression check on the pinned golden set
+        if "min_golden_auc" in p:
+            check(f"golden_auc[v{golden['version']}]", golden["challenger_auc"], ">=", float(p["min_golden_auc"]))
+        if golden.get("champion_auc") is not None and "max_golden_auc_drop_vs_champion" in p:
+            check(f"golden_auc_minus_champion[v{golden['version']}]", golden["challenger_auc"] - golden["champion_auc"],
+                  ">=", -float(p["max_golden_auc_drop_vs_champion"]))
     for f in fairness:
         if "max_slice_auc_gap" in p and f["auc_gap"] is not None:
             check(f"auc_gap[{f['attribute']}]", f["auc_gap"], "<=", float(p["max_slice_auc_gap"]))
@@ -139,29 +152,34 @@ def run(ctx: StepContext) -> None:
                                 int(p.get("min_slice_class_count", 10)))
 
     champion: dict[str, Any] = {}
+    champ_model: tuple[bytes, list[str]] | None = None
     reg = open_registry(ctx.settings.registry)
     alias = reg.alias(spec.name, "champion")
     if alias:
         champ_art = reg.verify(spec.name, alias["version"])
         champ_manifest = reg.manifest(spec.name, alias["version"])
         if champ_manifest.get("feature_names") == names:
-            cs = score(holdout, champ_art.read_bytes(), names, champ_manifest["feature_types"]).cache()
+            champ_model = (champ_art.read_bytes(), champ_manifest["feature_types"])
+            cs = score(holdout, champ_model[0], names, champ_model[1]).cache()
             champion = {"version": alias["version"], "sha256": champ_manifest["sha256"],
                         "overall": _headline(binary_metrics(cs, label, threshold)[0]), "curves": curve_points(cs, label)}
         else:
             champion = {"version": alias["version"], "note": "champion uses other features; not comparable on this holdout"}
 
-    checks = gate(overall, champion, fairness, gp)
+    golden = None
+    if p.get("golden_version") is not None:
+        golden = golden_metrics(spark, ctx, int(p["golden_version"]), art.read_bytes(), names, types, champ_model, threshold)
+    importance = {k: float(v) for k, v in _booster_importance(art).items()}
+    checks = gate(overall, champion, fairness, gp, importance, golden)
     blessing = bless(checks, gp.get("mode", "enabled"), sha)
     blessing.update({"dataset": spec.name, "ds": ctx.ds.isoformat(), "champion_version": champion.get("version")})
-    importance = {k: float(v) for k, v in _booster_importance(art).items()}
     lineage_dir = ctx.run_dir / "lineage"
     lineage = {f.stem: json.loads(f.read_text()).get("reads", {}) for f in sorted(lineage_dir.glob("*.json"))}
     windows = json.loads((lineage_dir / "features.json").read_text()).get("counts", {}).get("windows", {}) if (lineage_dir / "features.json").exists() else {}
     doc = {"dataset": spec.name, "ds": ctx.ds.isoformat(), "overall": _headline(overall), "threshold": threshold,
            "slices": slices, "fairness": fairness, "blessing": blessing, "importance": importance, "windows": windows,
            "curves": {"challenger": curve_points(scored, label), "champion": champion.get("curves")},
-           "champion": {k: v for k, v in champion.items() if k != "curves"}, "lineage": lineage}
+           "champion": {k: v for k, v in champion.items() if k != "curves"}, "golden": golden, "lineage": lineage}
     out = ctx.run_dir / "evaluation"
     write_json_atomic(out / "blessing.json", blessing)
     write_json_atomic(out / "metrics.json", {k: v for k, v in _headline(overall).items()} | {"blessed": blessing["blessed"]})
@@ -174,6 +192,23 @@ def run(ctx: StepContext) -> None:
     print(f"evaluate {spec.name} ds {ctx.ds}: auc {overall['auc']:.4f} pr_auc {overall['pr_auc']:.4f} on {overall['n']} "
           f"holdout rows; {'BLESSED' if blessing['blessed'] else 'NOT BLESSED'} ({'; '.join(blessing['reasons'])}); "
           f"report {out / 'report.html'}")
+
+
+def golden_metrics(spark, ctx: StepContext, version: int, model: bytes, names: list[str], types: list[str],
+                   champion: tuple[bytes, list[str]] | None, threshold: float) -> dict[str, Any]:
+    """Challenger (and champion) on the golden set pinned at a Delta version (made by ``jobs.golden``)."""
+    label = ctx.dataset.label.name
+    path = ctx.table("golden_set")
+    if delta_io.latest_version(spark, path) is None:
+        raise DataError(f"params evaluate.golden_version is {version} but there is no golden set at {path}: "
+                        f"run python -m jobs.golden --ds <ds> first")
+    df = (spark.read.format("delta").option("versionAsOf", version).load(path)
+          .select(*names, F.col(label).cast("double").alias(label)))
+    ctx.reads[f"golden_set@{version}"] = version
+    out = {"version": version, "challenger_auc": binary_metrics(score(df, model, names, types), label, threshold)[0]["auc"]}
+    if champion:
+        out["champion_auc"] = binary_metrics(score(df, champion[0], names, champion[1]), label, threshold)[0]["auc"]
+    return out
 
 
 def write_plots(folder: Path, doc: dict[str, Any]) -> None:
@@ -190,7 +225,7 @@ def _booster_importance(path: Path) -> dict[str, float]:
     import xgboost as xgb
     b = xgb.Booster()
     b.load_model(str(path))
-    return b.get_score(importance_type="gain")
+    return b.get_score(importance_type="total_gain")
 
 
 def main(argv: list[str] | None = None) -> None:

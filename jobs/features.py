@@ -48,12 +48,53 @@ def _agg_over(a: Aggregate, w) -> F.Column:
     raise ConfigError(f"feature '{a.name}': unknown aggregate '{a.agg}' (count, sum, mean, max, min, distinct_count)")
 
 
+IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def referenced_columns(expr: str, columns: list[str]) -> list[str]:
+    """Columns an SQL expression mentions (identifiers that are column names; backticks allowed)."""
+    names = set(IDENT.findall(expr.replace("`", " ")))
+    return [c for c in columns if c in names]
+
+
+def leakage_check(events: DataFrame, spec: DatasetSpec) -> None:
+    """Refuse, naming the feature, any feature whose inputs were not known before the example's time:
+    the label itself, or a column declared ``known_at`` another timestamp that is not strictly before the
+    event time on every row. Aggregates may not read such columns at all (their values would have to be
+    taken as of each example's time, not as of the aggregated event's)."""
+    from jobs.common.errors import LeakageError
+    src = spec.example_source
+    f = spec.features
+    label_cols = {spec.label.name} | ({spec.label.column} if spec.label.column else set())
+    late = {c.name: c.known_at for c in src.columns if c.known_at and c.known_at != src.event_time}
+    uses: dict[str, list[str]] = {n: referenced_columns(e, list(events.columns)) for n, e in f.derived.items()}
+    uses.update({n: [n] for n in f.numeric})
+    uses.update({n: list(v) for n, v in f.ratios.items()})
+    uses.update({n: [n] for n in f.categorical})
+    for a in f.aggregates:
+        if a.column in late:
+            raise LeakageError(f"feature '{a.name}' aggregates '{a.column}', known only at '{late[a.column]}', not at "
+                               f"the event time: refused (it would leak values from after the example's time)")
+        uses[a.name] = [c for c in (a.column, *a.entity) if c]
+    for name, used in uses.items():
+        if label_cols & set(used):
+            raise LeakageError(f"feature '{name}' reads the label ({sorted(label_cols & set(used))}): refused")
+        for c in used:
+            if c in late:
+                known = F.col(late[c])
+                n = events.where(F.col(c).isNotNull() & (known.isNull() | (known >= F.col(src.event_time)))).limit(1).count()
+                if n:
+                    raise LeakageError(f"feature '{name}' reads '{c}', which becomes known at '{late[c]}', not before the "
+                                       f"example's time '{src.event_time}': refused")
+
+
 def compute_features(events: DataFrame, spec: DatasetSpec, start: dt.date, end: dt.date) -> DataFrame:
     """Pure transform: ``events`` = silver rows of the examples source covering [start - lookback, end];
     returns one row per example with event date in [start, end]: key, entity, event time, ds, the declared
     features, and the slice columns. Built only from Spark built-ins and window functions."""
     src = spec.example_source
     f = spec.features
+    leakage_check(events, spec)
     df = events.withColumn(TS, F.unix_micros(F.col(src.event_time)))
     for name, expr in f.derived.items():
         df = df.withColumn(name, F.expr(expr))

@@ -93,7 +93,7 @@ def render(doc: dict[str, Any]) -> str:
             for attr in dict.fromkeys(s["attribute"] for s in slice_rows)) + "</div>",
         table(slice_rows, ["attribute", "value", "n", "n_pos", "auc", "pr_auc", "predicted_positive_rate", "recall", "fpr"]),
         "<h2>Fairness</h2>", table(doc["fairness"], ["attribute", "slices", "auc_gap", "demographic_parity_difference"]),
-        "<h2>Feature importance (gain)</h2>", bar_chart(imp, "Top features by gain", vmax=vmax, w=600),
+        "<h2>Feature importance (total gain)</h2>", bar_chart(imp, "Top features by total gain", vmax=vmax, w=600),
         "<h2>Lineage</h2>", f"<pre>{html.escape(json.dumps(doc.get('lineage', {}), indent=1))}</pre>",
     ]
     style = ("body{font-family:system-ui,sans-serif;margin:24px;color:#222}table{border-collapse:collapse;margin:8px 0}"

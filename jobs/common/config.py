@@ -81,6 +81,7 @@ class Column:
     min: float | None = None
     max: float | None = None
     values: tuple[str, ...] | None = None  # allowed values (case-sensitive after standardisation)
+    known_at: str | None = None  # a timestamp column: when this value became known (default: the event time)
 
 
 @dataclass(frozen=True)
@@ -183,7 +184,7 @@ class DatasetSpec:
                     raise ConfigError(f"{sw}: column '{c.get('name')}' has unknown type '{ctype}' (one of {sorted(TYPES)})")
                 cols.append(Column(name=_req(c, "name", f"{sw}.columns"), type=ctype, nullable=c.get("nullable", True),
                                    format=c.get("format"), min=c.get("min"), max=c.get("max"),
-                                   values=tuple(c["values"]) if c.get("values") else None))
+                                   values=tuple(c["values"]) if c.get("values") else None, known_at=c.get("known_at")))
             names = [c.name for c in cols]
             for k in ("key", "event_time"):
                 if _req(s, k, sw) not in names:

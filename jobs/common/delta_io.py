@@ -23,6 +23,17 @@ def latest_version(spark, path: str) -> int | None:
     return int(DeltaTable.forPath(spark, path).history(1).collect()[0]["version"])
 
 
+def commit_rows(spark, path: str, version: int | None, before: int | None) -> int | None:
+    """Rows that commit ``version`` wrote (Delta's operation metrics); 0 if the write made no new commit
+    (``version == before``), None if the commit does not say."""
+    if version is None or version == before:
+        return 0
+    from delta.tables import DeltaTable
+    hist = DeltaTable.forPath(spark, path).history().where(f"version = {version}").collect()
+    metrics = (hist[0]["operationMetrics"] or {}) if hist else {}
+    return int(metrics["numOutputRows"]) if "numOutputRows" in metrics else None
+
+
 def read_pinned(spark, path: str, reads: dict[str, int] | None = None, name: str | None = None):
     """Read the table at its current version and record that version (lineage): the step then sees one
     consistent snapshot even if a concurrent writer commits while it runs."""

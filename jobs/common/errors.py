@@ -25,3 +25,7 @@ class NotBlessed(TrainyardError):
     """Publishing was asked for a model without a passing evaluation of that exact artifact."""
 
     exit_code = 99  # the DAG maps this exit code to "skipped"
+
+
+class LeakageError(TrainyardError):
+    """A feature would use information not available at the example's time."""

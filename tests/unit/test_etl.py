@@ -212,3 +212,11 @@ def test_corrupt_parquet_is_named_and_nothing_written(spark, cards, settings):
     with pytest.raises(DataError, match=r"part-1.parquet: not a readable Parquet file"):
         etl.process_source(spark, ctx, _parquet_spec(cards, "parquet"))
     assert not Path(ctx.table("bronze_transactions")).exists()
+
+
+def test_reconcile_flags_a_write_that_lost_rows(cards):
+    ledger = [{"ds": DS, "rows_read": 10, "rows_silver": 7, "rows_quarantined": 2, "duplicates_dropped": 1, "balanced": True}]
+    src = cards.sources["transactions"]
+    assert etl.reconcile(ledger, {"bronze": 10, "silver": 7, "quarantine": 2}, src)[0]["balanced"]
+    [bad] = etl.reconcile(ledger, {"bronze": 10, "silver": 6, "quarantine": 2}, src)
+    assert not bad["balanced"] and bad["mismatch"]["silver"] == (7, 6)

@@ -131,3 +131,41 @@ def test_training_and_scoring_paths_give_identical_features(spark):
     serving = scoring_features(events, SPEC, dt.date(2026, 10, 3))
     assert serving.count() == 9
     assert sorted(map(tuple, training.collect())) == sorted(map(tuple, serving.collect()))
+
+
+def _leaky_spec(features_block, label=None):
+    return DatasetSpec.from_dict({
+        "name": "leaky", "examples": "events", "entity": "card",
+        "sources": {"events": {"path": "p", "key": "id", "event_time": "ts", "columns": [
+            {"name": "id", "type": "string"}, {"name": "ts", "type": "timestamp"}, {"name": "card", "type": "string"},
+            {"name": "amount", "type": "double"}, {"name": "outcome", "type": "string"},
+            {"name": "refunded", "type": "double", "known_at": "refund_ts"}, {"name": "refund_ts", "type": "timestamp"}]}},
+        "label": label or {"name": "y", "column": "outcome", "positive_values": ["bad"]},
+        "features": features_block})
+
+
+def _leaky_events(spark):
+    df = spark.createDataFrame([("a", dt.datetime(2026, 10, 1, 10), "A", 5.0, "bad", 5.0, dt.datetime(2026, 10, 4)),
+                                ("b", dt.datetime(2026, 10, 1, 11), "A", 7.0, "ok", None, None)],
+                               "id string, ts timestamp, card string, amount double, outcome string, refunded double, refund_ts timestamp")
+    return df.withColumn("ds", F.to_date("ts"))
+
+
+@pytest.mark.parametrize("block, message", [
+    ({"derived": {"was_refunded": "cast(refunded > 0 as int)"}},
+     "feature 'was_refunded' reads 'refunded', which becomes known at 'refund_ts', not before the example's time 'ts'"),
+    ({"derived": {"looks_bad": "cast(outcome = 'bad' as int)"}}, r"feature 'looks_bad' reads the label \(\['outcome'"),
+    ({"aggregates": [{"name": "refunds_30d", "entity": "card", "agg": "sum", "column": "refunded", "window": "30d"}]},
+     "feature 'refunds_30d' aggregates 'refunded', known only at 'refund_ts'"),
+])
+def test_leakage_canary_is_refused_naming_the_feature(spark, block, message):
+    from jobs.common.errors import LeakageError
+    with pytest.raises(LeakageError, match=message):
+        features.compute_features(_leaky_events(spark), _leaky_spec(block), dt.date(2026, 10, 1), dt.date(2026, 10, 1))
+
+
+def test_a_late_column_known_before_the_event_is_allowed(spark):
+    ok = _leaky_events(spark).withColumn("refund_ts", F.col("ts") - F.expr("INTERVAL 1 HOURS"))
+    out = features.compute_features(ok, _leaky_spec({"derived": {"was_refunded": "coalesce(refunded, 0)"}}),
+                                    dt.date(2026, 10, 1), dt.date(2026, 10, 1))
+    assert sorted(r["was_refunded"] for r in out.collect()) == [0.0, 5.0]

@@ -41,3 +41,12 @@ def test_missing_metric_fails_its_check_and_bad_mode_is_refused():
     assert c["passed"] is False
     with pytest.raises(ConfigError, match="gate.mode 'yolo'"):
         bless([], "yolo", "abc")
+
+
+def test_leakage_guards_flag_a_too_good_model_and_a_dominant_feature():
+    p = {"max_auc": 0.995, "max_top_feature_share": 0.8}
+    checks = gate({"auc": 0.9991}, None, [], p, {"leaky": 90.0, "amount": 5.0, "hour": 5.0})
+    assert [(c["name"], c["passed"]) for c in checks] == [("auc_below_leakage_ceiling", False),
+                                                           ("top_feature_gain_share[leaky]", False)]
+    ok = gate({"auc": 0.93}, None, [], p, {"a": 40.0, "b": 60.0})
+    assert all(c["passed"] for c in ok)
