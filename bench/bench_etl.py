@@ -133,7 +133,8 @@ def main() -> None:
         settings = Settings(spark_master="local[*]", spark_packages=("io.delta:delta-spark_4.2_2.13:4.4.0",),
                             spark_conf={"spark.driver.memory": "8g", "spark.sql.shuffle.partitions": "8",
                                         "spark.ui.enabled": "false", "spark.ui.showConsoleProgress": "false",
-                                        "spark.databricks.delta.snapshotPartitions": "2"},
+                                        "spark.databricks.delta.snapshotPartitions": "2",
+                                        "spark.databricks.delta.properties.defaults.dataSkippingNumIndexedCols": "4"},
                             landing=str(landing), lake=str(root / "lake"), runs=str(root / "runs"), gx=str(root / "gx"),
                             registry=str(root / "registry"))
         spark = spark or get_spark(settings, "bench")

@@ -88,7 +88,8 @@ def to_bronze(raw: DataFrame, source: Source, run_id: str) -> DataFrame:
     cols = source.column_names
     return (raw.withColumn("_ingest_run_id", F.lit(run_id))
                .withColumn("_schema_version", F.lit(SCHEMA_VERSION))
-               .withColumn("_row_hash", F.sha2(F.concat_ws("\u0001", *[F.coalesce(F.col(c), F.lit("\u0000")) for c in cols]), 256))
+               # 64-bit content hash of the raw row: row identity across reruns and the dedup tie-break
+               .withColumn("_row_hash", F.xxhash64(*[F.coalesce(F.col(c), F.lit("\u0000")) for c in cols]))
                .select(*cols, CORRUPT, *META, "ds"))
 
 
@@ -223,16 +224,16 @@ def process_source(spark, ctx: StepContext, source: Source) -> list[dict]:
     if not files:
         return []
     raw = read_landing(spark, files, source)
-    bronze = to_bronze(raw, source, ctx.run_id).persist()
     written: dict[str, int | None] = {}
 
     def write(df: DataFrame, table: str) -> None:
-        path = ctx.table(f"{table}_{name}")
-        before = delta_io.latest_version(spark, path)
-        version = delta_io.replace_partitions(df, path, ctx.start_ds, ctx.ds, writes=ctx.writes, name=f"{table}_{name}")
-        written[table] = delta_io.commit_rows(spark, path, version, before)
+        written[table] = delta_io.replace_partitions(df, ctx.table(f"{table}_{name}"), ctx.start_ds, ctx.ds,
+                                                     writes=ctx.writes, name=f"{table}_{name}").rows
 
-    write(bronze, "bronze")
+    write(to_bronze(raw, source, ctx.run_id), "bronze")
+    # the rest reads the bronze partitions just committed (columnar, pinned), not the CSV a second time
+    bronze = (delta_io.read_pinned(spark, ctx.table(f"bronze_{name}"), None, None, version=ctx.writes[f"bronze_{name}"])
+              .where(delta_io.ds_predicate(ctx.start_ds, ctx.ds)))
     judged = judge(standardise(bronze, source), source).persist()
     ledger = ledger_rows(judged, source)
     # quarantine first, so that a rate failure leaves the rejected rows there to inspect
@@ -247,7 +248,6 @@ def process_source(spark, ctx: StepContext, source: Source) -> list[dict]:
     write(enrich(silver_rows(judged, source), dims), "silver")
     ledger = reconcile(ledger, written, source)
     judged.unpersist()
-    bronze.unpersist()
     unbalanced = [r for r in ledger if not r["balanced"]]
     if unbalanced:
         raise DataError(f"source '{name}': counts do not reconcile with what was written: {unbalanced[0].get('mismatch')}")

@@ -19,7 +19,7 @@ def run(ctx: StepContext) -> None:
     n = golden.count()
     if n == 0:
         raise DataError(f"training_set cutoff_ds={ctx.ds} has no labelled holdout rows to pin")
-    version = delta_io.overwrite_table(golden, ctx.table("golden_set"), ctx.writes, "golden_set")
+    version = delta_io.overwrite_table(golden, ctx.table("golden_set"), ctx.writes, "golden_set").version
     ctx.counts.update({"rows": n, "version": version})
     print(f"golden {ctx.dataset.name}: {n} rows from the holdout of cutoff {ctx.ds} pinned as golden_set version "
           f"{version}; set params.yaml evaluate.golden_version: {version}")

@@ -23,7 +23,8 @@ from jobs.common.config import DatasetSpec, Settings  # noqa: E402
 
 SPARK_CONF = {"spark.sql.shuffle.partitions": "2", "spark.default.parallelism": "2", "spark.ui.enabled": "false",
               "spark.ui.showConsoleProgress": "false", "spark.databricks.delta.snapshotPartitions": "1",
-              "spark.driver.memory": "2g", "spark.sql.session.timeZone": "UTC"}
+              "spark.driver.memory": "2g", "spark.sql.session.timeZone": "UTC",
+              "spark.databricks.delta.properties.defaults.dataSkippingNumIndexedCols": "4"}
 
 
 def write_conf(root: Path, landing: Path | None = None, master: str = "local[2]") -> Path:

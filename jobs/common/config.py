@@ -3,6 +3,7 @@ experiment parameters (params.yaml). Loading validates early and names the file 
 from __future__ import annotations
 
 import datetime as dt
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,7 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     if not p.exists():
         raise ConfigError(f"{path}: file not found")
     with p.open() as f:
-        data = yaml.safe_load(f) or {}
+        data = yaml.safe_load(os.path.expandvars(f.read())) or {}  # ${VAR} from the environment
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level")
     return data

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import datetime as dt
 import time
+import uuid
+from dataclasses import dataclass
 from typing import Callable, TypeVar
 
 T = TypeVar("T")
@@ -23,21 +25,11 @@ def latest_version(spark, path: str) -> int | None:
     return int(DeltaTable.forPath(spark, path).history(1).collect()[0]["version"])
 
 
-def commit_rows(spark, path: str, version: int | None, before: int | None) -> int | None:
-    """Rows that commit ``version`` wrote (Delta's operation metrics); 0 if the write made no new commit
-    (``version == before``), None if the commit does not say."""
-    if version is None or version == before:
-        return 0
-    from delta.tables import DeltaTable
-    hist = DeltaTable.forPath(spark, path).history().where(f"version = {version}").collect()
-    metrics = (hist[0]["operationMetrics"] or {}) if hist else {}
-    return int(metrics["numOutputRows"]) if "numOutputRows" in metrics else None
-
-
-def read_pinned(spark, path: str, reads: dict[str, int] | None = None, name: str | None = None):
-    """Read the table at its current version and record that version (lineage): the step then sees one
-    consistent snapshot even if a concurrent writer commits while it runs."""
-    version = latest_version(spark, path)
+def read_pinned(spark, path: str, reads: dict[str, int] | None = None, name: str | None = None,
+                version: int | None = None):
+    """Read the table at its current version (or ``version``) and record that version (lineage): the step
+    then sees one consistent snapshot even if a concurrent writer commits while it runs."""
+    version = latest_version(spark, path) if version is None else version
     if version is None:
         from jobs.common.errors import DataError
         raise DataError(f"table {name or path} does not exist at {path}: run the step that writes it first")
@@ -65,27 +57,49 @@ def with_conflict_retry(fn: Callable[[], T], attempts: int = 5, base_sleep: floa
     raise AssertionError("unreachable")
 
 
-def replace_partitions(df, path: str, start: dt.date, end: dt.date, col: str = "ds",
-                       writes: dict[str, int] | None = None, name: str | None = None) -> int:
-    """Write ``df`` as exactly the ``col`` partitions in [start, end]: rows outside are refused, rows of
-    those partitions written before are replaced, every other partition is left alone. Returns the version."""
-    pred = ds_predicate(start, end, col)
+@dataclass(frozen=True)
+class Commit:
+    version: int
+    rows: int | None  # rows this write committed (0: it committed nothing; None: Delta did not say)
+
+
+def _committed(spark, path: str, tag: str) -> Commit:
+    """Version and row count of the write tagged ``tag``, from one read of the table's latest commit."""
+    from delta.tables import DeltaTable
+    h = DeltaTable.forPath(spark, path).history(1).collect()[0]
+    metrics = h["operationMetrics"] or {}
+    if h["userMetadata"] != tag:  # the write made no commit (nothing to replace, nothing to add)
+        return Commit(int(h["version"]), 0)
+    return Commit(int(h["version"]), int(metrics["numOutputRows"]) if "numOutputRows" in metrics else None)
+
+
+def _tagged_write(df, path: str, mode_options: dict[str, str], partition_col: str | None) -> Commit:
+    tag = f"trainyard:{uuid.uuid4().hex}"
 
     def _write():
-        (df.write.format("delta").mode("overwrite").partitionBy(col)
-         .option("replaceWhere", pred).option("mergeSchema", "false").save(path))
+        w = df.write.format("delta").mode("overwrite").option("userMetadata", tag)
+        for k, v in mode_options.items():
+            w = w.option(k, v)
+        if partition_col:
+            w = w.partitionBy(partition_col)
+        w.save(path)
     with_conflict_retry(_write)
-    spark = df.sparkSession
-    version = latest_version(spark, path)
-    if writes is not None:
-        writes[name or path] = version
-    return version
+    return _committed(df.sparkSession, path, tag)
 
 
-def overwrite_table(df, path: str, writes: dict[str, int] | None = None, name: str | None = None) -> int:
-    """Replace a whole (small, unpartitioned) table, e.g. a dimension snapshot."""
-    with_conflict_retry(lambda: df.write.format("delta").mode("overwrite").option("overwriteSchema", "true").save(path))
-    version = latest_version(df.sparkSession, path)
+def replace_partitions(df, path: str, start: dt.date, end: dt.date, col: str = "ds",
+                       writes: dict[str, int] | None = None, name: str | None = None) -> Commit:
+    """Write ``df`` as exactly the ``col`` partitions in [start, end]: rows outside are refused, rows of
+    those partitions written before are replaced, every other partition is left alone."""
+    commit = _tagged_write(df, path, {"replaceWhere": ds_predicate(start, end, col), "mergeSchema": "false"}, col)
     if writes is not None:
-        writes[name or path] = version
-    return version
+        writes[name or path] = commit.version
+    return commit
+
+
+def overwrite_table(df, path: str, writes: dict[str, int] | None = None, name: str | None = None) -> Commit:
+    """Replace a whole (small, unpartitioned) table, e.g. a pinned snapshot."""
+    commit = _tagged_write(df, path, {"overwriteSchema": "true"}, None)
+    if writes is not None:
+        writes[name or path] = commit.version
+    return commit

@@ -19,10 +19,22 @@ class LandedFile:
 
 
 def _fs(uri: str):
+    """(filesystem, path) for a local path or an s3:// / s3a:// URI. S3 credentials and an optional
+    endpoint (an S3-compatible server) come from the standard AWS environment variables only."""
+    import os
+    from urllib.parse import urlparse
+
     from pyarrow import fs
     if "://" not in uri:
         return fs.LocalFileSystem(), uri
-    return fs.FileSystem.from_uri(uri.replace("s3a://", "s3://"))
+    scheme, rest = uri.split("://", 1)
+    if scheme in ("s3", "s3a"):
+        kw = {"region": os.environ.get("AWS_REGION", os.environ.get("AWS_DEFAULT_REGION", "us-east-1"))}
+        if os.environ.get("AWS_ENDPOINT_URL"):
+            ep = urlparse(os.environ["AWS_ENDPOINT_URL"])
+            kw.update(endpoint_override=ep.netloc, scheme=ep.scheme or "https")
+        return fs.S3FileSystem(**kw), rest
+    return fs.FileSystem.from_uri(uri)
 
 
 def _join(root: str, *parts: str) -> str:

@@ -20,7 +20,22 @@ def spark_conf(settings: Settings, app_name: str) -> dict[str, str]:
     }
     if settings.spark_packages:
         conf["spark.jars.packages"] = ",".join(settings.spark_packages)
+    if any(p.startswith("s3") for p in (settings.landing, settings.lake)):
+        conf.update(s3a_conf())
     conf.update(settings.spark_conf)
+    return conf
+
+
+def s3a_conf() -> dict[str, str]:
+    """s3a settings: credentials from the AWS environment variables, an S3-compatible endpoint if
+    AWS_ENDPOINT_URL names one (path-style addressing then)."""
+    conf = {"spark.hadoop.fs.s3a.aws.credentials.provider":
+            "software.amazon.awssdk.auth.credentials.EnvironmentVariableCredentialsProvider"}
+    endpoint = os.environ.get("AWS_ENDPOINT_URL")
+    if endpoint:
+        conf.update({"spark.hadoop.fs.s3a.endpoint": endpoint, "spark.hadoop.fs.s3a.path.style.access": "true",
+                     "spark.hadoop.fs.s3a.connection.ssl.enabled": str(endpoint.startswith("https")).lower(),
+                     "spark.hadoop.fs.s3a.endpoint.region": os.environ.get("AWS_REGION", "us-east-1")})
     return conf
 
 

@@ -149,8 +149,8 @@ def test_row_with_too_many_fields_is_quarantined_as_malformed(spark, cards, sett
 def test_standardise_trims_and_nulls_empty_strings(spark, cards):
     src = cards.sources["transactions"]
     row = ["  t1 ", "2026-10-01 10:00:00", "c1-0", "c1", " m1", "1.0", "GBP", "chip", "   "]
-    cols = TX_HEADER + [etl.CORRUPT, "_source_file", "_ingest_run_id", "_row_hash"]
-    raw = spark.createDataFrame([row + [None, "f", "r", "h"]], ", ".join(f"{c} string" for c in cols))
+    cols = TX_HEADER + [etl.CORRUPT, "_source_file", "_ingest_run_id"]
+    raw = spark.createDataFrame([row + [None, "f", "r"]], ", ".join(f"{c} string" for c in cols)).withColumn("_row_hash", F.lit(1))
     raw = raw.withColumn("ds", F.to_date(F.lit(DS)))
     out = etl.standardise(raw, src).collect()[0]
     assert (out["txn_id"], out["merchant_id"], out["device"], out["_rejection"]) == ("t1", "m1", None, None)

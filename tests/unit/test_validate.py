@@ -14,12 +14,12 @@ from tests.helpers import context
 
 COLS = ("txn_id string, event_ts timestamp, card_id string, customer_id string, merchant_id string, amount double, "
         "currency string, channel string, device string, age_band string, gender string, region string, "
-        "merchant_category string, merchant_country string, _source_file string, _ingest_run_id string, _row_hash string")
+        "merchant_category string, merchant_country string, _source_file string, _ingest_run_id string, _row_hash bigint")
 
 
 def _silver(spark, rows):
     ts = dt.datetime(2026, 10, 1, 10)
-    full = [(i, ts, "c1-0", "c1", "m1", amt, "GBP", ch, "terminal", "26-35", g, "north", "grocery", "GB", "f", "r", "h")
+    full = [(i, ts, "c1-0", "c1", "m1", amt, "GBP", ch, "terminal", "26-35", g, "north", "grocery", "GB", "f", "r", 1)
             for i, amt, ch, g in rows]
     return spark.createDataFrame(full, COLS).withColumn("ds", F.to_date(F.lit("2026-10-01")))
 
@@ -28,7 +28,7 @@ def _run(spark, cards, settings, rows):
     ctx = context("validate", cards, settings, "2026-10-01")
     delta_io.replace_partitions(_silver(spark, rows), ctx.table("silver_transactions"), ctx.ds, ctx.ds)
     chargebacks = spark.createDataFrame([], "txn_id string, reported_at timestamp, reason_code string, _source_file string, "
-                                            "_ingest_run_id string, _row_hash string, ds date")
+                                            "_ingest_run_id string, _row_hash bigint, ds date")
     delta_io.replace_partitions(chargebacks, ctx.table("silver_chargebacks"), ctx.ds, ctx.ds)
     return ctx
 
