@@ -23,7 +23,7 @@ from jobs.features import attr_col
 from jobs.metrics import binary_metrics, curve_points
 
 GATE_MODES = ("enabled", "dry_run", "disabled")
-HEADLINE = ("n", "n_pos", "auc", "pr_auc", "logloss", "brier", "precision", "recall", "f1", "fpr", "prevalence", "mean_score")
+HEADLINE = ("n", "n_pos", "n_neg", "auc", "pr_auc", "logloss", "brier", "precision", "recall", "f1", "fpr", "prevalence", "mean_score")
 
 
 def score(df: DataFrame, model_bytes: bytes, names: list[str], types: list[str], out: str = "score") -> DataFrame:
@@ -104,7 +104,7 @@ def fairness_summary(slices: list[dict], min_size: int, min_class_count: int = 1
     for attr in dict.fromkeys(s["attribute"] for s in slices):
         rows = [s for s in slices if s["attribute"] == attr and s["n"] >= min_size]
         aucs = [s["auc"] for s in rows if s["auc"] is not None
-                and min(s["n_pos"], s["n"] - s["n_pos"]) >= min_class_count]
+                and min(s["n_pos"], s.get("n_neg", s["n"] - s["n_pos"])) >= min_class_count]
         ppr = [s["predicted_positive_rate"] for s in rows if s["predicted_positive_rate"] is not None]
         out.append({"attribute": attr, "slices": len(rows), "auc_gap": max(aucs) - min(aucs) if len(aucs) > 1 else None,
                     "demographic_parity_difference": max(ppr) - min(ppr) if len(ppr) > 1 else None})
@@ -115,7 +115,7 @@ def slice_metrics(scored: DataFrame, label: str, attrs: list[str], threshold: fl
     rows = []
     for attr in attrs:
         for r in binary_metrics(scored.withColumn("_slice", F.coalesce(F.col(attr_col(attr)).cast("string"), F.lit("__null__"))),
-                                label, threshold, ["_slice"]):
+                                label, threshold, ["_slice"], weight="weight"):
             rows.append({"attribute": attr, "value": r.pop("_slice"), **{k: r[k] for k in HEADLINE + ("predicted_positive_rate",)}})
     return sorted(rows, key=lambda r: (r["attribute"], str(r["value"])))
 
@@ -142,9 +142,10 @@ def run(ctx: StepContext) -> None:
     ts = (delta_io.read_pinned(spark, ctx.table("training_set"), ctx.reads, "training_set")
           .where((F.col("cutoff_ds") == F.lit(ctx.ds)) & (F.col("split") == "holdout") & F.col(label).isNotNull()))
     attrs = list(dict.fromkeys([*spec.sensitive, *spec.slices]))
-    holdout = ts.select(*names, F.col(label).cast("double").alias(label), *[attr_col(a) for a in attrs])
+    holdout = ts.select(*names, F.col(label).cast("double").alias(label), F.coalesce(F.col("weight"), F.lit(1.0)).alias("weight"),
+                        *[attr_col(a) for a in attrs])
     scored = score(holdout, art.read_bytes(), names, types).cache()
-    overall = binary_metrics(scored, label, threshold)[0]
+    overall = binary_metrics(scored, label, threshold, weight="weight")[0]
     if not overall["n"]:
         raise DataError(f"training_set cutoff_ds={ctx.ds}: the holdout window is empty; nothing to evaluate")
     slices = slice_metrics(scored, label, attrs, threshold)
@@ -162,7 +163,7 @@ def run(ctx: StepContext) -> None:
             champ_model = (champ_art.read_bytes(), champ_manifest["feature_types"])
             cs = score(holdout, champ_model[0], names, champ_model[1]).cache()
             champion = {"version": alias["version"], "sha256": champ_manifest["sha256"],
-                        "overall": _headline(binary_metrics(cs, label, threshold)[0]), "curves": curve_points(cs, label)}
+                        "overall": _headline(binary_metrics(cs, label, threshold, weight="weight")[0]), "curves": curve_points(cs, label, weight="weight")}
         else:
             champion = {"version": alias["version"], "note": "champion uses other features; not comparable on this holdout"}
 
@@ -178,7 +179,7 @@ def run(ctx: StepContext) -> None:
     windows = json.loads((lineage_dir / "features.json").read_text()).get("counts", {}).get("windows", {}) if (lineage_dir / "features.json").exists() else {}
     doc = {"dataset": spec.name, "ds": ctx.ds.isoformat(), "overall": _headline(overall), "threshold": threshold,
            "slices": slices, "fairness": fairness, "blessing": blessing, "importance": importance, "windows": windows,
-           "curves": {"challenger": curve_points(scored, label), "champion": champion.get("curves")},
+           "curves": {"challenger": curve_points(scored, label, weight="weight"), "champion": champion.get("curves")},
            "champion": {k: v for k, v in champion.items() if k != "curves"}, "golden": golden, "lineage": lineage}
     out = ctx.run_dir / "evaluation"
     write_json_atomic(out / "blessing.json", blessing)

@@ -127,35 +127,78 @@ def attr_col(name: str) -> str:
     return f"attr_{name}"
 
 
-def label_examples(features: DataFrame, spec: DatasetSpec, cutoff: dt.datetime, labels: DataFrame | None) -> DataFrame:
-    """Attach the label as known at ``cutoff``: 1/0 where known, null where it cannot be known yet.
-    A label-feed positive counts only if it arrived strictly before the cutoff; with no positive, an example
-    is negative only once it is ``maturity_days`` old, so young examples are never labelled negative."""
+YOUNG_POLICIES = ("exclude", "weight")
+
+
+def label_delay_cdf(features: DataFrame, labels: DataFrame, spec: DatasetSpec, cutoff: dt.datetime) -> list[float]:
+    """Empirical CDF of label delay in whole days, F[a] = share of positives whose label arrived within
+    ``a`` days of the event, from positives known by the cutoff whose events are ``maturity_days`` old
+    (so that their delay up to maturity is fully observed). Small: one value per day up to maturity."""
+    lab, src = spec.label, spec.example_source
+    cutoff_lit = F.lit(cutoff).cast("timestamp")
+    m = lab.maturity_days
+    known = labels.where(F.col(lab.known_at) < cutoff_lit).select(F.col(lab.source_key).alias(src.key), lab.known_at)
+    mature = features.where(F.col(src.event_time) < cutoff_lit - F.expr(f"INTERVAL {m} DAYS")).select(src.key, src.event_time)
+    delay = F.floor((F.unix_seconds(F.col(lab.known_at)) - F.unix_seconds(F.col(src.event_time))) / 86400).cast("int")
+    rows = mature.join(known, on=src.key).groupBy(F.least(delay, F.lit(m)).alias("d")).count().collect()
+    total = sum(r["count"] for r in rows)
+    if not total:  # no evidence yet: a linear ramp to maturity
+        return [min(1.0, a / max(m, 1)) for a in range(m + 1)]
+    counts = {r["d"]: r["count"] for r in rows}
+    cdf, acc = [], 0
+    for a in range(m + 1):
+        acc += counts.get(a, 0)
+        cdf.append(acc / total)
+    return cdf
+
+
+def label_examples(features: DataFrame, spec: DatasetSpec, cutoff: dt.datetime, labels: DataFrame | None,
+                   policy: str = "exclude", delay_cdf: list[float] | None = None) -> DataFrame:
+    """Attach the label as known at ``cutoff`` and a ``weight``. A label-feed positive counts only if it
+    arrived strictly before the cutoff. With no positive, an example is negative once it is
+    ``maturity_days`` old. A younger one, whose positive label may still be on its way, is never simply
+    labelled negative: ``exclude`` leaves it unlabelled (null, held out); ``weight`` makes it a negative
+    weighted by F(age), the share of positive labels that arrive within its age (``label_delay_cdf``)."""
+    if policy not in YOUNG_POLICIES:
+        raise ConfigError(f"params features.young_labels '{policy}' is not one of {YOUNG_POLICIES}")
     lab = spec.label
     cutoff_lit = F.lit(cutoff).cast("timestamp")
     src = spec.example_source
     if lab.column:
         known = F.col(src.event_time) < cutoff_lit
         value = F.col(lab.column).isin(*lab.positive_values).cast("int")
-        out = features.withColumn(lab.name, F.when(known, value)).drop(lab.column)
+        out = features.withColumn(lab.name, F.when(known, value)).drop(lab.column).withColumn("weight", F.lit(1.0))
+        return out.withColumn(LABEL_STATUS, F.when(F.col(lab.name).isNull(), "unknown").otherwise("known"))
+    assert labels is not None
+    pos = (labels.where(F.col(lab.known_at) < cutoff_lit)
+           .select(F.col(lab.source_key).alias(src.key)).distinct().withColumn("_pos", F.lit(1)))
+    mature = F.col(src.event_time) < (cutoff_lit - F.expr(f"INTERVAL {lab.maturity_days} DAYS"))
+    out = features.join(pos, on=src.key, how="left")
+    is_pos = F.col("_pos") == 1
+    status = F.when(is_pos | mature, "known")
+    if policy == "weight":
+        cdf = delay_cdf or [1.0]
+        age = F.least(F.floor((F.unix_seconds(cutoff_lit) - F.unix_seconds(F.col(src.event_time))) / 86400).cast("int"),
+                      F.lit(len(cdf) - 1))
+        weight = F.element_at(F.array(*[F.lit(float(x)) for x in cdf]), age + 1)
+        out = (out.withColumn(lab.name, F.when(is_pos, 1).otherwise(0).cast("int"))
+                  .withColumn("weight", F.when(is_pos | mature, F.lit(1.0)).otherwise(weight))
+                  .withColumn(LABEL_STATUS, status.otherwise("weighted")))
     else:
-        assert labels is not None
-        pos = (labels.where(F.col(lab.known_at) < cutoff_lit)
-               .select(F.col(lab.source_key).alias(src.key)).distinct().withColumn("_pos", F.lit(1)))
-        mature = F.col(src.event_time) < (cutoff_lit - F.expr(f"INTERVAL {lab.maturity_days} DAYS"))
-        out = (features.join(pos, on=src.key, how="left")
-               .withColumn(lab.name, F.when(F.col("_pos") == 1, F.lit(1)).when(mature, F.lit(0)).cast("int"))
-               .drop("_pos"))
-    return out.withColumn(LABEL_STATUS, F.when(F.col(lab.name).isNull(), "unknown").otherwise("known"))
+        out = (out.withColumn(lab.name, F.when(is_pos, F.lit(1)).when(mature, F.lit(0)).cast("int"))
+                  .withColumn("weight", F.lit(1.0))
+                  .withColumn(LABEL_STATUS, status.otherwise("unknown")))
+    return out.drop("_pos")
 
 
-def split_by_time(df: DataFrame, ds: dt.date, maturity_days: int, train_days: int, valid_days: int,
+def split_by_time(df: DataFrame, ds: dt.date, gap_days: int, train_days: int, valid_days: int,
                   holdout_days: int) -> DataFrame:
-    """Time-based split on event day: the newest ``holdout_days`` whose labels are mature form the holdout,
-    the ``valid_days`` before it the validation window (early stopping), the ``train_days`` before that
-    the training window; newer examples are 'recent' (labels not mature), older ones 'out_of_window'."""
+    """Time-based split on event day: the newest ``holdout_days`` ending ``gap_days`` before ``ds`` (the
+    label maturity, or the minimum age under the ``weight`` policy) form the holdout, the ``valid_days``
+    before it the validation window (early stopping), the ``train_days`` before that the training window;
+    newer examples are 'recent' (labels not usable yet), older ones 'out_of_window'."""
     w = {k: (dt.date.fromisoformat(a), dt.date.fromisoformat(b))
-         for k, (a, b) in split_windows(ds, maturity_days, train_days, valid_days, holdout_days).items()}
+         for k, (a, b) in split_windows(ds, gap_days, train_days, valid_days, holdout_days).items()}
     d = F.col("ds")
     split = (F.when(d > F.lit(w["holdout"][1]), "recent").when(d >= F.lit(w["holdout"][0]), "holdout")
              .when(d >= F.lit(w["valid"][0]), "valid").when(d >= F.lit(w["train"][0]), "train")
@@ -163,8 +206,8 @@ def split_by_time(df: DataFrame, ds: dt.date, maturity_days: int, train_days: in
     return df.withColumn("split", split)
 
 
-def split_windows(ds: dt.date, maturity_days: int, train_days: int, valid_days: int, holdout_days: int) -> dict:
-    horizon = ds - dt.timedelta(days=maturity_days)
+def split_windows(ds: dt.date, gap_days: int, train_days: int, valid_days: int, holdout_days: int) -> dict:
+    horizon = ds - dt.timedelta(days=gap_days)
     h0 = horizon - dt.timedelta(days=holdout_days - 1)
     v0 = h0 - dt.timedelta(days=valid_days)
     t0 = v0 - dt.timedelta(days=train_days)
@@ -183,29 +226,36 @@ def run(ctx: StepContext) -> None:
     silver = delta_io.read_pinned(spark, ctx.table(f"silver_{src.name}"), ctx.reads, f"silver_{src.name}")
     events = silver.where(delta_io.ds_predicate(ctx.start_ds - dt.timedelta(days=lb), ctx.ds))
     feats = compute_features(events, spec, ctx.start_ds, ctx.ds)
-    delta_io.replace_partitions(feats, ctx.table("features"), ctx.start_ds, ctx.ds, writes=ctx.writes, name="features")
+    delta_io.replace_partitions(feats, ctx.table("features"), ctx.start_ds, ctx.ds, writes=ctx.writes, name="features",
+                                evolve=True)
 
     sp = p.get("split", {})
     train_days, valid_days, holdout_days = int(sp.get("train_days", 60)), int(sp.get("valid_days", 3)), int(sp.get("holdout_days", 4))
-    first = ctx.ds - dt.timedelta(days=spec.label.maturity_days + holdout_days + valid_days + train_days)
+    young = dict(p.get("young_labels") or {"policy": "exclude"})
+    policy = young.get("policy", "exclude")
+    # exclude: windows end where labels are mature; weight: they reach to min_age_days before the cutoff
+    gap = spec.label.maturity_days if policy == "exclude" or not spec.label.source else int(young.get("min_age_days", 1))
+    first = ctx.ds - dt.timedelta(days=gap + holdout_days + valid_days + train_days)
     table = delta_io.read_pinned(spark, ctx.table("features"), ctx.reads, "features").where(delta_io.ds_predicate(first, ctx.ds))
     labels = None
     if spec.label.source:
         name = f"silver_{spec.label.source}"
         labels = delta_io.read_pinned(spark, ctx.table(name), ctx.reads, name).where(F.col("ds") <= F.lit(ctx.ds))
-    ts = label_examples(table, spec, ctx.cutoff, labels)
-    ts = split_by_time(ts, ctx.ds, spec.label.maturity_days, train_days, valid_days, holdout_days)
+    cdf = label_delay_cdf(table, labels, spec, ctx.cutoff) if policy == "weight" and labels is not None else None
+    ts = label_examples(table, spec, ctx.cutoff, labels, policy, cdf)
+    ts = split_by_time(ts, ctx.ds, gap, train_days, valid_days, holdout_days)
     ts = ts.withColumn("cutoff_ds", F.lit(ctx.ds)).cache()
     counts = {(r["split"], r[spec.label.name]): r["count"] for r in ts.groupBy("split", spec.label.name).count().collect()}
     for needed in ("train", "valid", "holdout"):
         if not any(s == needed and lab is not None for (s, lab) in counts):
             raise DataError(f"training set for cutoff {ctx.ds}: no labelled examples in the {needed} window "
-                            f"{split_windows(ctx.ds, spec.label.maturity_days, train_days, valid_days, holdout_days)[needed]}; "
+                            f"{split_windows(ctx.ds, gap, train_days, valid_days, holdout_days)[needed]}; "
                             f"load more history (etl/features --start-ds) or shorten params features.split")
     delta_io.replace_partitions(ts, ctx.table("training_set"), ctx.ds, ctx.ds, col="cutoff_ds",
-                                writes=ctx.writes, name="training_set")
+                                writes=ctx.writes, name="training_set", evolve=True)
     ctx.counts["training_set"] = {f"{s}/{'unknown' if lab is None else lab}": n for (s, lab), n in sorted(counts.items(), key=str)}
-    ctx.counts["windows"] = split_windows(ctx.ds, spec.label.maturity_days, train_days, valid_days, holdout_days)
+    ctx.counts["windows"] = split_windows(ctx.ds, gap, train_days, valid_days, holdout_days)
+    ctx.counts["young_labels"] = {"policy": policy, "label_delay_cdf": cdf}
     print(f"features {spec.name} cutoff {ctx.ds}: {ctx.counts['training_set']}")
 
 

@@ -13,9 +13,9 @@ from jobs.common.errors import DataError
 def run(ctx: StepContext) -> None:
     from jobs.common.spark import get_spark
     spark = get_spark(ctx.settings, "golden")
-    label = ctx.dataset.label.name
     ts = delta_io.read_pinned(spark, ctx.table("training_set"), ctx.reads, "training_set")
-    golden = ts.where((F.col("cutoff_ds") == F.lit(ctx.ds)) & (F.col("split") == "holdout") & F.col(label).isNotNull())
+    golden = ts.where((F.col("cutoff_ds") == F.lit(ctx.ds)) & (F.col("split") == "holdout")
+                      & (F.col("label_status") == "known"))  # fully known labels only, no weighted guesses
     n = golden.count()
     if n == 0:
         raise DataError(f"training_set cutoff_ds={ctx.ds} has no labelled holdout rows to pin")

@@ -32,11 +32,11 @@ def training_frame(training_set: DataFrame, spec: DatasetSpec) -> DataFrame:
     label = spec.label.name
     return (training_set.where(F.col("split").isin("train", "valid") & F.col(label).isNotNull())
             .select(spec.example_source.key, *spec.features.names, F.col(label).cast("double").alias(label),
-                    (F.col("split") == "valid").alias(VALID_COL)))
+                    F.coalesce(F.col("weight"), F.lit(1.0)).alias("weight"), (F.col("split") == "valid").alias(VALID_COL)))
 
 
 def class_balance(df: DataFrame, label: str) -> dict[str, int]:
-    rows = df.groupBy(VALID_COL, label).count().collect()
+    rows = df.where(F.col("weight") > 0).groupBy(VALID_COL, label).count().collect()
     get = lambda v, y: sum(r["count"] for r in rows if r[VALID_COL] == v and r[label] == y)  # noqa: E731
     return {"train_pos": get(False, 1.0), "train_neg": get(False, 0.0), "valid_pos": get(True, 1.0), "valid_neg": get(True, 0.0)}
 
@@ -110,7 +110,7 @@ def fit(parts: DataFrame, spec: DatasetSpec, params: dict[str, Any], num_workers
     """Fit on Spark on a frame already split into exactly ``num_workers`` partitions (no reshuffle)."""
     from xgboost.spark import SparkXGBClassifier
     clf = SparkXGBClassifier(features_col=spec.features.names, label_col=spec.label.name,
-                             validation_indicator_col=VALID_COL, num_workers=num_workers,
+                             validation_indicator_col=VALID_COL, weight_col="weight", num_workers=num_workers,
                              feature_types=feature_types(spec), missing=float("nan"), **params)
     return clf.fit(parts)
 

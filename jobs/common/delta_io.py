@@ -88,10 +88,12 @@ def _tagged_write(df, path: str, mode_options: dict[str, str], partition_col: st
 
 
 def replace_partitions(df, path: str, start: dt.date, end: dt.date, col: str = "ds",
-                       writes: dict[str, int] | None = None, name: str | None = None) -> Commit:
+                       writes: dict[str, int] | None = None, name: str | None = None, evolve: bool = False) -> Commit:
     """Write ``df`` as exactly the ``col`` partitions in [start, end]: rows outside are refused, rows of
-    those partitions written before are replaced, every other partition is left alone."""
-    commit = _tagged_write(df, path, {"replaceWhere": ds_predicate(start, end, col), "mergeSchema": "false"}, col)
+    those partitions written before are replaced, every other partition is left alone. ``evolve`` lets a
+    derived table gain columns (a new feature); source tables keep their schema strictly."""
+    opts = {"replaceWhere": ds_predicate(start, end, col), "mergeSchema": str(evolve).lower()}
+    commit = _tagged_write(df, path, opts, col)
     if writes is not None:
         writes[name or path] = commit.version
     return commit

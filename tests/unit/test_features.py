@@ -94,7 +94,7 @@ def test_labels_join_only_if_known_by_the_cutoff(spark):
 
 
 def test_time_split_windows():
-    w = features.split_windows(dt.date(2026, 10, 30), maturity_days=10, train_days=5, valid_days=3, holdout_days=4)
+    w = features.split_windows(dt.date(2026, 10, 30), gap_days=10, train_days=5, valid_days=3, holdout_days=4)
     assert w == {"holdout": ["2026-10-17", "2026-10-20"], "valid": ["2026-10-14", "2026-10-16"],
                  "train": ["2026-10-09", "2026-10-13"]}
 
@@ -169,3 +169,33 @@ def test_a_late_column_known_before_the_event_is_allowed(spark):
     out = features.compute_features(ok, _leaky_spec({"derived": {"was_refunded": "coalesce(refunded, 0)"}}),
                                     dt.date(2026, 10, 1), dt.date(2026, 10, 1))
     assert sorted(r["was_refunded"] for r in out.collect()) == [0.0, 5.0]
+
+
+def _label_frames(spark):
+    feats = spark.createDataFrame(
+        [("old_pos", dt.datetime(2026, 10, 1, 9)), ("old_neg", dt.datetime(2026, 10, 2, 9)),
+         ("young_pos", dt.datetime(2026, 10, 9, 9)), ("young_neg1", dt.datetime(2026, 10, 9, 9)),
+         ("young_neg2", dt.datetime(2026, 10, 10, 9))], "id string, ts timestamp")
+    labels = spark.createDataFrame([("old_pos", dt.datetime(2026, 10, 2, 12)), ("young_pos", dt.datetime(2026, 10, 10))],
+                                   "id string, known timestamp")
+    return feats, labels
+
+
+def test_label_delay_cdf_from_mature_positives(spark):
+    feats, labels = _label_frames(spark)
+    cdf = features.label_delay_cdf(feats, labels, SPEC, dt.datetime(2026, 10, 11))
+    assert cdf == [0.0, 1.0, 1.0, 1.0]   # maturity 3 days; the one mature positive arrived after 1 day
+
+
+def test_weight_policy_weights_young_negatives_by_the_delay_cdf(spark):
+    feats, labels = _label_frames(spark)
+    cdf = [0.0, 0.5, 0.8, 1.0]
+    out = features.label_examples(feats, SPEC, dt.datetime(2026, 10, 11), labels, "weight", cdf)
+    got = {r["id"]: (r["y"], r["weight"], r["label_status"]) for r in out.collect()}
+    assert got == {"old_pos": (1, 1.0, "known"), "old_neg": (0, 1.0, "known"), "young_pos": (1, 1.0, "known"),
+                   "young_neg1": (0, 0.5, "weighted"),     # 1 day 15 h old: F(1)
+                   "young_neg2": (0, 0.0, "weighted")}     # 15 h old: F(0)
+    excluded = {r["id"]: r["y"] for r in features.label_examples(feats, SPEC, dt.datetime(2026, 10, 11), labels).collect()}
+    assert excluded["young_neg1"] is None and excluded["young_pos"] == 1
+    with pytest.raises(ConfigError, match="young_labels 'guess'"):
+        features.label_examples(feats, SPEC, dt.datetime(2026, 10, 11), labels, "guess")

@@ -48,3 +48,16 @@ def test_curve_points_end_at_one(scored):
     pts = curve_points(df, "y", bins=20)
     assert pts[-1]["tpr"] == pytest.approx(1.0) and pts[-1]["fpr"] == pytest.approx(1.0)
     assert all(a["tpr"] <= b["tpr"] for a, b in zip(pts, pts[1:]))
+
+
+def test_weighted_metrics_match_sklearn_sample_weight(spark):
+    rng = np.random.default_rng(7)
+    y = rng.integers(0, 2, 300)
+    s = np.clip(0.25 * y + rng.random(300) * 0.75, 0, 1).round(2)
+    w = np.where(y == 0, rng.choice([0.2, 0.5, 1.0], 300), 1.0)
+    df = spark.createDataFrame([(float(a), float(b), float(c)) for a, b, c in zip(y, s, w)], "y double, score double, w double")
+    m = binary_metrics(df, "y", 0.5, weight="w")[0]
+    assert m["auc"] == pytest.approx(roc_auc_score(y, s, sample_weight=w), abs=1e-12)
+    assert m["pr_auc"] == pytest.approx(average_precision_score(y, s, sample_weight=w), abs=1e-12)
+    assert m["logloss"] == pytest.approx(log_loss(y, s, sample_weight=w), rel=1e-9)
+    assert m["brier"] == pytest.approx(brier_score_loss(y, s, sample_weight=w), rel=1e-9)

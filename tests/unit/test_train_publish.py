@@ -16,8 +16,8 @@ from tests.helpers import context
 def test_training_frame_and_single_class_refusal(spark, cards):
     names = cards.features.names
     cols = ", ".join(f"`{n}` double" for n in names)
-    rows = [tuple([f"t{i}"] + [1.0] * len(names) + [0, split]) for i, split in enumerate(["train", "valid", "holdout", "recent"])]
-    ts = spark.createDataFrame(rows, f"txn_id string, {cols}, is_fraud int, split string")
+    rows = [tuple([f"t{i}"] + [1.0] * len(names) + [0, 1.0, split]) for i, split in enumerate(["train", "valid", "holdout", "recent"])]
+    ts = spark.createDataFrame(rows, f"txn_id string, {cols}, is_fraud int, weight double, split string")
     df = train.training_frame(ts, cards)
     assert df.count() == 2 and train.VALID_COL in df.columns
     counts = train.class_balance(df, "is_fraud")
