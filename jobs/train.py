@@ -4,8 +4,11 @@ seeds are fixed. The model is saved in XGBoost's own UBJ format with its feature
 pickled, and its sha256 is recorded for the evaluation and publishing steps."""
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import re
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -83,7 +86,7 @@ def xgb_params(p: dict[str, Any], counts: dict[str, int]) -> dict[str, Any]:
             "learning_rate": float(p.get("learning_rate", 0.1)), "subsample": float(p.get("subsample", 1.0)),
             "colsample_bytree": float(p.get("colsample_bytree", 1.0)), "min_child_weight": float(p.get("min_child_weight", 1.0)),
             "reg_lambda": float(p.get("reg_lambda", 1.0)), "max_cat_to_onehot": int(p.get("max_cat_to_onehot", 4)),
-            "scale_pos_weight": float(spw), "early_stopping_rounds": int(p.get("early_stopping_rounds", 30)),
+            "scale_pos_weight": float(spw), "early_stopping_rounds": int(p.get("early_stopping_rounds", 30)) or None,
             "eval_metric": p.get("eval_metric", "aucpr"), "tree_method": "hist", "device": p.get("device", "cpu"),
             "verbose": bool(p.get("verbose", False)),
             "random_state": int(p.get("seed", 42))}
@@ -106,12 +109,47 @@ def worker_partitions(df: DataFrame, key: str, num_workers: int) -> tuple[DataFr
         n -= 1
 
 
-def fit(parts: DataFrame, spec: DatasetSpec, params: dict[str, Any], num_workers: int):
-    """Fit on Spark on a frame already split into exactly ``num_workers`` partitions (no reshuffle)."""
+class CheckpointEvery:
+    """An XGBoost training callback (built lazily so this module imports without xgboost): every ``every``
+    rounds the rank-0 worker writes the booster to ``directory`` as ``ckpt-NNNNNN.ubj``, atomically.
+    ``directory`` must be reachable from the workers (local mode: the run folder; a cluster: shared storage)."""
+
+    def __new__(cls, directory: str, every: int):
+        import xgboost as xgb
+
+        class _Checkpoint(xgb.callback.TrainingCallback):
+            def after_iteration(self, model, epoch, evals_log):
+                from xgboost import collective
+                rounds = model.num_boosted_rounds()
+                if rounds % every == 0 and collective.get_rank() == 0:
+                    final = Path(directory) / f"ckpt-{rounds:06d}.ubj"
+                    tmp = final.with_name(f".{final.name}.tmp")
+                    tmp.write_bytes(bytes(model.save_raw("ubj")))
+                    os.replace(tmp, final)
+                return False
+        return _Checkpoint()
+
+
+def latest_checkpoint(directory: Path, fingerprint: str) -> Path | None:
+    """The newest checkpoint written for exactly this training input and these params, if any."""
+    marker = directory / "fingerprint.txt"
+    if not marker.exists() or marker.read_text() != fingerprint:
+        return None
+    ckpts = sorted(directory.glob("ckpt-*.ubj"))
+    return ckpts[-1] if ckpts else None
+
+
+def fit(parts: DataFrame, spec: DatasetSpec, params: dict[str, Any], num_workers: int, callbacks: list | None = None,
+        init_model=None):
+    """Fit on Spark on a frame already split into exactly ``num_workers`` partitions (no reshuffle);
+    ``init_model`` continues boosting from a checkpoint."""
     from xgboost.spark import SparkXGBClassifier
+    extra = {"callbacks": callbacks} if callbacks else {}
+    if init_model is not None:
+        extra["xgb_model"] = init_model
     clf = SparkXGBClassifier(features_col=spec.features.names, label_col=spec.label.name,
                              validation_indicator_col=VALID_COL, weight_col="weight", num_workers=num_workers,
-                             feature_types=feature_types(spec), missing=float("nan"), **params)
+                             feature_types=feature_types(spec), missing=float("nan"), **params, **extra)
     return clf.fit(parts)
 
 
@@ -146,19 +184,51 @@ def run(ctx: StepContext) -> None:
     workers = resolve_workers(p.get("num_workers", "auto"), spark)
     params = xgb_params(p, counts)
     parts, workers = worker_partitions(df, spec.example_source.key, workers)
-    model = fit(parts, spec, params, workers)
+    # resumable: a retried task continues from the last checkpoint of the same input and params
+    ckpt_dir = ctx.run_dir / "model" / "checkpoints"
+    fingerprint = hashlib.sha256(json.dumps([params, spec.features.names, ctx.reads["training_set"]],
+                                            sort_keys=True, default=str).encode()).hexdigest()
+    init, done = None, 0
+    latest = latest_checkpoint(ckpt_dir, fingerprint)
+    if latest is not None:
+        import xgboost as xgb
+        init = xgb.Booster()
+        init.load_model(str(latest))
+        done = init.num_boosted_rounds()
+        print(f"train: resuming from {latest.name} ({done} of {params['n_estimators']} rounds done)")
+    else:
+        shutil.rmtree(ckpt_dir, ignore_errors=True)
+        ckpt_dir.mkdir(parents=True)
+        (ckpt_dir / "fingerprint.txt").write_text(fingerprint)
+    every = int(p.get("checkpoint_every", 25))
+    remaining = {**params, "n_estimators": max(params["n_estimators"] - done, 0)}
+    if remaining["n_estimators"] == 0:
+        model = _BoosterModel(init)
+    else:
+        model = fit(parts, spec, remaining, workers, [CheckpointEvery(str(ckpt_dir), every)] if every else None, init)
     path, booster = save_booster(model, spec, ctx.run_dir / "model")
+    shutil.rmtree(ckpt_dir, ignore_errors=True)
     best = booster.attr("best_iteration")
     doc = {"artifact": str(path), "sha256": sha256_file(path), "format": "ubj", "num_workers": workers,
            "params": params, "counts": counts, "feature_names": spec.features.names, "feature_types": feature_types(spec),
            "best_iteration": int(best) if best is not None else None, "best_score": booster.attr("best_score"),
-           "num_boosted_rounds": booster.num_boosted_rounds(), "label": spec.label.name}
+           "num_boosted_rounds": booster.num_boosted_rounds(), "resumed_from_round": done, "label": spec.label.name}
     write_json_atomic(ctx.run_dir / "model" / "train.json", doc)
     ctx.counts.update({"rows": counts, "sha256": doc["sha256"], "best_iteration": doc["best_iteration"],
                        "num_boosted_rounds": doc["num_boosted_rounds"]})
     df.unpersist()
     print(f"train {spec.name} cutoff {ctx.ds}: {doc['num_boosted_rounds']} rounds (best {doc['best_iteration']}, "
           f"valid {params['eval_metric']} {doc['best_score']}) on {workers} workers -> {path} sha256 {doc['sha256'][:12]}")
+
+
+class _BoosterModel:
+    """A finished checkpoint standing in for a fitted model (all rounds were done before the retry)."""
+
+    def __init__(self, booster):
+        self._booster = booster
+
+    def get_booster(self):
+        return self._booster
 
 
 def main(argv: list[str] | None = None) -> None:

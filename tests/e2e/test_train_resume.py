@@ -1,0 +1,93 @@
+"""Training is resumable and reproducible: a train task killed mid-way resumes from its last checkpoint on
+retry and ends with the configured number of rounds; the same data, params and seed give the same model."""
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import yaml
+from pyspark.sql import functions as F
+
+from jobs import train
+from jobs.common import delta_io
+from jobs.common.config import DatasetSpec
+from tests.conftest import REPO, write_conf
+
+DS = dt.date(2026, 10, 30)
+
+
+def _training_set(spark, spec: DatasetSpec, n: int, path: str) -> None:
+    rng = np.random.default_rng(0)
+    names = spec.features.names
+    x = rng.normal(size=(n, len(names)))
+    cats = [i for i, nm in enumerate(names) if nm in spec.features.categorical]
+    x[:, cats] = rng.integers(0, 3, size=(n, len(cats)))
+    y = (x[:, 0] + 0.5 * x[:, 1] + rng.normal(scale=1.0, size=n) > 1.2).astype(int)
+    split = np.where(rng.random(n) < 0.8, "train", np.where(rng.random(n) < 0.5, "valid", "holdout"))
+    rows = [(f"t{i}", *map(float, x[i]), int(y[i]), 1.0, str(split[i])) for i in range(n)]
+    cols = ", ".join(f"`{c}` double" for c in names)
+    df = (spark.createDataFrame(rows, f"txn_id string, {cols}, is_fraud int, weight double, split string")
+          .withColumn("label_status", F.lit("known")).withColumn("cutoff_ds", F.lit(DS)))
+    for c in spec.features.categorical:
+        df = df.withColumn(c, F.col(c).cast("int"))
+    delta_io.replace_partitions(df, path, DS, DS, col="cutoff_ds")
+
+
+@pytest.fixture(scope="module")
+def trainset(spark, tmp_path_factory, cards):
+    root = tmp_path_factory.mktemp("resume")
+    conf = write_conf(root)
+    _training_set(spark, cards, 120_000, str(root / "lake" / "cards" / "training_set"))
+    return root, conf
+
+
+def test_killed_training_resumes_from_its_checkpoint(trainset):
+    root, conf = trainset
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params["train"].update(n_estimators=300, max_depth=8, learning_rate=0.05, early_stopping_rounds=0, checkpoint_every=20)
+    ppath = root / "params.yaml"
+    ppath.write_text(yaml.safe_dump(params))
+    cmd = [sys.executable, "-m", "jobs.train", "--ds", DS.isoformat(), "--conf", str(conf), "--params", str(ppath)]
+    ckpts = root / "runs" / "cards" / f"ds={DS}" / "model" / "checkpoints"
+    first = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.time() + 300
+    while time.time() < deadline and first.poll() is None and not list(ckpts.glob("ckpt-00004*.ubj")):
+        time.sleep(0.05)
+    assert first.poll() is None, "training finished before it could be killed"
+    os.killpg(first.pid, signal.SIGKILL)  # the driver, its JVM and the Python workers, mid-training
+    first.wait()
+    done_before = max(int(p.stem.split("-")[1]) for p in ckpts.glob("ckpt-*.ubj"))
+    assert 40 <= done_before < 300
+    retry = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
+    assert retry.returncode == 0, retry.stderr[-3000:]
+    assert "train: resuming from ckpt-" in retry.stdout
+    doc = json.loads((root / "runs" / "cards" / f"ds={DS}" / "model" / "train.json").read_text())
+    assert doc["num_boosted_rounds"] == 300 and doc["resumed_from_round"] >= done_before
+    assert not ckpts.exists()  # checkpoints go once the model is saved
+
+
+def test_same_data_params_and_seed_give_the_same_model(spark, trainset, cards):
+    root, _ = trainset
+    ts = spark.read.format("delta").load(str(root / "lake" / "cards" / "training_set"))
+    df = train.training_frame(ts, cards).cache()
+    params = train.xgb_params({"n_estimators": 40, "early_stopping_rounds": 10, "seed": 7, "subsample": 0.8},
+                              train.class_balance(df, "is_fraud"))
+    holdout = ts.where("split = 'holdout'").toPandas()
+    preds = []
+    for _ in range(3):
+        parts, workers = train.worker_partitions(df, "txn_id", 2)
+        booster = train.fit(parts, cards, params, workers).get_booster()
+        import xgboost as xgb
+        x = xgb.DMatrix(holdout[cards.features.names], feature_types=train.feature_types(cards), enable_categorical=True)
+        preds.append(booster.predict(x))
+    from sklearn.metrics import roc_auc_score
+    aucs = [roc_auc_score(holdout["is_fraud"], p) for p in preds]
+    assert max(aucs) - min(aucs) <= 0.002
+    assert np.array_equal(preds[0], preds[1]) and np.array_equal(preds[1], preds[2])
