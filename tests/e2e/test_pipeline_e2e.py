@@ -9,6 +9,7 @@ import subprocess
 import sys
 
 import pendulum
+import yaml
 import pytest
 
 from jobs import synth
@@ -97,3 +98,26 @@ def test_loading_the_published_model_scores(run):
     x = xgb.DMatrix(np.zeros((1, len(names)), dtype="float32"), feature_names=names,
                     feature_types=booster.feature_types, enable_categorical=True)
     assert 0.0 <= float(booster.predict(x)[0]) <= 1.0
+
+
+def test_golden_set_pins_rows_and_gates_on_them(run):
+    root, conf, _ = run
+    out = subprocess.run([sys.executable, "-m", "jobs.golden", "--ds", DS.isoformat(), "--conf", str(conf)],
+                         cwd=REPO, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "pinned as golden_set version 0" in out.stdout
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params["evaluate"]["golden_version"] = 0
+    params["evaluate"]["gate"].update(min_golden_auc=0.8, max_golden_auc_drop_vs_champion=0.01)
+    ppath = root / "params-golden.yaml"
+    ppath.write_text(yaml.safe_dump(params))
+    ev = subprocess.run([sys.executable, "-m", "jobs.evaluate", "--ds", DS.isoformat(), "--conf", str(conf), "--params", str(ppath)],
+                        cwd=REPO, capture_output=True, text=True)
+    assert ev.returncode == 0, ev.stderr[-2000:]
+    blessing = json.loads((root / "runs" / "cards" / f"ds={DS}" / "evaluation" / "blessing.json").read_text())
+    checks = {c["name"]: c for c in blessing["checks"]}
+    # the challenger is the published champion itself here: same rows, same model, no regression
+    assert checks["golden_auc_minus_champion[v0]"]["value"] == pytest.approx(0.0, abs=1e-12)
+    assert checks["golden_auc[v0]"]["passed"] and blessing["blessed"]
+    lineage = json.loads((root / "runs" / "cards" / f"ds={DS}" / "lineage" / "evaluate.json").read_text())
+    assert lineage["reads"]["golden_set@0"] == 0

@@ -220,3 +220,18 @@ def test_reconcile_flags_a_write_that_lost_rows(cards):
     assert etl.reconcile(ledger, {"bronze": 10, "silver": 7, "quarantine": 2}, src)[0]["balanced"]
     [bad] = etl.reconcile(ledger, {"bronze": 10, "silver": 6, "quarantine": 2}, src)
     assert not bad["balanced"] and bad["mismatch"]["silver"] == (7, 6)
+
+
+def test_null_and_unknown_labels_are_quarantined_with_reasons(spark, adult, settings):
+    header = ["person_id", "event_ts", *adult.origin["package_files"]["columns"]]
+    base = ["39", "State-gov", "77516", "Bachelors", "13", "Never-married", "Adm-clerical", "Not-in-family", "White", "Male",
+            "2174", "0", "40", "United-States"]
+    rows = [["r1", "2026-10-01 01:00:00", *base, ">50K"], ["r2", "2026-10-01 02:00:00", *base, ""],
+            ["r3", "2026-10-01 03:00:00", *base, "maybe"], ["", "2026-10-01 04:00:00", *base, "<=50K"]]
+    write_csv(Path(settings.landing) / "adult" / "census" / f"ds={DS}", header, rows)
+    src = dataclasses.replace(adult.sources["census"], max_quarantine_rate=1.0)
+    [ledger] = etl.process_source(spark, context("etl", adult, settings, DS), src)
+    assert ledger["quarantined_by_reason"] == {"null_income": 1, "unknown_value_income": 1, "null_person_id": 1}
+    assert ledger["rows_silver"] == 1
+    with pytest.raises(DataError, match=r"3 of 4 rows quarantined .* by reason: \{'null_income': 1"):
+        etl.process_source(spark, context("etl", adult, settings, DS), adult.sources["census"])
