@@ -79,7 +79,7 @@ def _parquet_as_string(c: Column, arrow_type: str) -> SparkColumn:
         col = F.timestamp_micros(F.floor(col / 1000))
     if arrow_type.startswith("timestamp") and c.format:
         return F.date_format(col, c.format).alias(c.name)
-    return F.col(c.name).cast("string").alias(c.name)
+    return col.cast("string").alias(c.name)
 
 
 # ---------------------------------------------------------------- pure transforms
@@ -171,7 +171,7 @@ def enrich(silver: DataFrame, dims: list[tuple[DataFrame, str]]) -> DataFrame:
 
 def ledger_rows(judged: DataFrame, source: Source) -> list[dict]:
     """One ledger row per ds from one aggregation: rows read, to silver, quarantined (by reason),
-    duplicates dropped, and whether they add up."""
+    duplicates dropped. ``balanced`` starts true; ``reconcile`` checks it against what was written."""
     counts = judged.groupBy("ds", "_outcome", F.col("_rejection.reason").alias("reason")).count().collect()
     per: dict = defaultdict(lambda: {"silver": 0, "duplicate": 0, "reasons": {}})
     for r in counts:
@@ -218,7 +218,8 @@ def ledger_frame(spark, rows: list[dict], run_id: str) -> DataFrame:
 
 def process_source(spark, ctx: StepContext, source: Source) -> list[dict]:
     """landing -> bronze -> (quarantine, silver) for one source over [start_ds, ds]; returns the ledger.
-    Bronze is written and kept in memory; every later output comes from one judged, cached frame."""
+    Bronze is written first and read back from its commit; quarantine, silver and the ledger all come
+    from one judged, cached frame."""
     files = list_source_files(ctx.settings.landing, source, ctx.start_ds, ctx.ds)
     name = source.name
     if not files:

@@ -138,13 +138,14 @@ def run(ctx: StepContext) -> None:
     if sha != train_doc["sha256"]:
         raise DataError(f"{art}: sha256 {sha} differs from the one train recorded ({train_doc['sha256']})")
     names, types = train_doc["feature_names"], train_doc["feature_types"]
+    model = art.read_bytes()
 
     ts = (delta_io.read_pinned(spark, ctx.table("training_set"), ctx.reads, "training_set")
           .where((F.col("cutoff_ds") == F.lit(ctx.ds)) & (F.col("split") == "holdout") & F.col(label).isNotNull()))
     attrs = list(dict.fromkeys([*spec.sensitive, *spec.slices]))
     holdout = ts.select(*names, F.col(label).cast("double").alias(label), F.coalesce(F.col("weight"), F.lit(1.0)).alias("weight"),
                         *[attr_col(a) for a in attrs])
-    scored = score(holdout, art.read_bytes(), names, types).cache()
+    scored = score(holdout, model, names, types).cache()
     overall = binary_metrics(scored, label, threshold, weight="weight")[0]
     if not overall["n"]:
         raise DataError(f"training_set cutoff_ds={ctx.ds}: the holdout window is empty; nothing to evaluate")
@@ -154,23 +155,23 @@ def run(ctx: StepContext) -> None:
 
     champion: dict[str, Any] = {}
     champ_model: tuple[bytes, list[str]] | None = None
-    reg = open_registry(ctx.settings.registry)
-    alias = reg.alias(spec.name, "champion")
-    if alias:
-        champ_art = reg.verify(spec.name, alias["version"])
-        champ_manifest = reg.manifest(spec.name, alias["version"])
+    current = open_registry(ctx.settings.registry).champion(spec.name)
+    if current:
+        champ_version, champ_art, champ_manifest = current
         if champ_manifest.get("feature_names") == names:
             champ_model = (champ_art.read_bytes(), champ_manifest["feature_types"])
             cs = score(holdout, champ_model[0], names, champ_model[1]).cache()
-            champion = {"version": alias["version"], "sha256": champ_manifest["sha256"],
-                        "overall": _headline(binary_metrics(cs, label, threshold, weight="weight")[0]), "curves": curve_points(cs, label, weight="weight")}
+            champion = {"version": champ_version, "sha256": champ_manifest["sha256"],
+                        "overall": _headline(binary_metrics(cs, label, threshold, weight="weight")[0]),
+                        "curves": curve_points(cs, label, weight="weight")}
+            cs.unpersist()
         else:
-            champion = {"version": alias["version"], "note": "champion uses other features; not comparable on this holdout"}
+            champion = {"version": champ_version, "note": "champion uses other features; not comparable on this holdout"}
 
     golden = None
     if p.get("golden_version") is not None:
-        golden = golden_metrics(spark, ctx, int(p["golden_version"]), art.read_bytes(), names, types, champ_model, threshold)
-    importance = {k: float(v) for k, v in _booster_importance(art).items()}
+        golden = golden_metrics(spark, ctx, int(p["golden_version"]), model, names, types, champ_model, threshold)
+    importance = {k: float(v) for k, v in _booster_importance(model).items()}
     checks = gate(overall, champion, fairness, gp, importance, golden)
     blessing = bless(checks, gp.get("mode", "enabled"), sha)
     blessing.update({"dataset": spec.name, "ds": ctx.ds.isoformat(), "champion_version": champion.get("version")})
@@ -222,10 +223,10 @@ def write_plots(folder: Path, doc: dict[str, Any]) -> None:
     write_json_atomic(folder / "slices.json", [{"slice": f"{s['attribute']}={s['value']}", "auc": s["auc"]} for s in doc["slices"]])
 
 
-def _booster_importance(path: Path) -> dict[str, float]:
+def _booster_importance(model: bytes) -> dict[str, float]:
     import xgboost as xgb
     b = xgb.Booster()
-    b.load_model(str(path))
+    b.load_model(bytearray(model))
     return b.get_score(importance_type="total_gain")
 
 

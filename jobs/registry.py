@@ -73,6 +73,14 @@ class LocalRegistry:
             raise RegistryError(f"{model}/{version}: checksum mismatch: manifest {m['sha256']}, artifact {actual}")
         return art
 
+    def champion(self, model: str) -> tuple[str, Path, dict[str, Any]] | None:
+        """(version, verified artifact path, manifest) of the model's champion, or None if it has none."""
+        alias = self.alias(model, "champion")
+        if not alias:
+            return None
+        version = alias["version"]
+        return version, self.verify(model, version), self.manifest(model, version)
+
     def load_booster(self, model: str, version: str):
         import xgboost as xgb
         booster = xgb.Booster()

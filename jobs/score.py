@@ -27,23 +27,20 @@ def run(ctx: StepContext) -> None:
     from jobs.registry import open_registry
     spark = get_spark(ctx.settings, "score")
     spec = ctx.dataset
-    reg = open_registry(ctx.settings.registry)
-    alias = reg.alias(spec.name, "champion")
-    if not alias:
+    champion = open_registry(ctx.settings.registry).champion(spec.name)
+    if not champion:
         raise DataError(f"model '{spec.name}' has no champion in {ctx.settings.registry}: publish one first")
-    art = reg.verify(spec.name, alias["version"])
-    manifest = reg.manifest(spec.name, alias["version"])
+    version, art, manifest = champion
     if manifest["feature_names"] != spec.features.names:
-        raise DataError(f"champion {alias['version']} was trained on other features than {spec.path} declares now")
+        raise DataError(f"champion {version} was trained on other features than {spec.path} declares now")
     name = f"silver_{spec.example_source.name}"
     feats = scoring_features(delta_io.read_pinned(spark, ctx.table(name), ctx.reads, name), spec, ctx.ds)
     scored = score(feats, art.read_bytes(), manifest["feature_names"], manifest["feature_types"])
     ids = dict.fromkeys([spec.example_source.key, spec.entity, spec.example_source.event_time])
-    out = scored.select(*ids, "score",
-                        F.lit(alias["version"]).alias("model_version"), "ds")
+    out = scored.select(*ids, "score", F.lit(version).alias("model_version"), "ds")
     delta_io.replace_partitions(out, ctx.table("predictions"), ctx.ds, ctx.ds, writes=ctx.writes, name="predictions")
-    ctx.counts["model_version"] = alias["version"]
-    print(f"score {spec.name} ds {ctx.ds}: predictions by {alias['version']} -> {ctx.table('predictions')}")
+    ctx.counts["model_version"] = version
+    print(f"score {spec.name} ds {ctx.ds}: predictions by {version} -> {ctx.table('predictions')}")
 
 
 def main(argv: list[str] | None = None) -> None:

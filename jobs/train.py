@@ -96,16 +96,18 @@ def worker_partitions(df: DataFrame, key: str, num_workers: int) -> tuple[DataFr
     """Hash-partition by key into ``num_workers`` partitions, in a fixed pseudo-random order within each
     (so every worker sees the same rows in the same order on every run and every Arrow batch mixes the
     train and valid windows). xgboost.spark fails on a worker whose rows lack the validation window, so
-    fewer workers are used, down to one, until every partition holds both windows."""
+    fewer workers are used, down to one, until every partition holds both windows. The returned frame is
+    cached by that check, so the fit reads it without shuffling again; the caller unpersists it."""
     n = num_workers
     while True:
-        parts = df.repartition(n, key).sortWithinPartitions(F.xxhash64(key))
+        parts = df.repartition(n, key).sortWithinPartitions(F.xxhash64(key)).cache()
         seen = (parts.groupBy(F.spark_partition_id().alias("p")).agg(
             F.max(F.col(VALID_COL).cast("int")).alias("has_valid"), F.min(F.col(VALID_COL).cast("int")).alias("has_train"))
             .where("has_valid = 1 AND has_train = 0").count())
         if seen == n or n == 1:
             return parts, n
         print(f"train: {n - seen} of {n} partitions lack a train or valid row; retrying with {n - 1} workers")
+        parts.unpersist()
         n -= 1
 
 
@@ -137,6 +139,22 @@ def latest_checkpoint(directory: Path, fingerprint: str) -> Path | None:
         return None
     ckpts = sorted(directory.glob("ckpt-*.ubj"))
     return ckpts[-1] if ckpts else None
+
+
+def resume_point(directory: Path, fingerprint: str):
+    """(booster, rounds done) from the last checkpoint of this exact input and params; (None, 0) after
+    starting the checkpoint folder afresh for them."""
+    latest = latest_checkpoint(directory, fingerprint)
+    if latest is None:
+        shutil.rmtree(directory, ignore_errors=True)
+        directory.mkdir(parents=True)
+        (directory / "fingerprint.txt").write_text(fingerprint)
+        return None, 0
+    import xgboost as xgb
+    booster = xgb.Booster()
+    booster.load_model(str(latest))
+    print(f"train: resuming from {latest.name} ({booster.num_boosted_rounds()} rounds done)")
+    return booster, booster.num_boosted_rounds()
 
 
 def fit(parts: DataFrame, spec: DatasetSpec, params: dict[str, Any], num_workers: int, callbacks: list | None = None,
@@ -184,22 +202,12 @@ def run(ctx: StepContext) -> None:
     workers = resolve_workers(p.get("num_workers", "auto"), spark)
     params = xgb_params(p, counts)
     parts, workers = worker_partitions(df, spec.example_source.key, workers)
+    df.unpersist()
     # resumable: a retried task continues from the last checkpoint of the same input and params
     ckpt_dir = ctx.run_dir / "model" / "checkpoints"
     fingerprint = hashlib.sha256(json.dumps([params, spec.features.names, ctx.reads["training_set"]],
                                             sort_keys=True, default=str).encode()).hexdigest()
-    init, done = None, 0
-    latest = latest_checkpoint(ckpt_dir, fingerprint)
-    if latest is not None:
-        import xgboost as xgb
-        init = xgb.Booster()
-        init.load_model(str(latest))
-        done = init.num_boosted_rounds()
-        print(f"train: resuming from {latest.name} ({done} of {params['n_estimators']} rounds done)")
-    else:
-        shutil.rmtree(ckpt_dir, ignore_errors=True)
-        ckpt_dir.mkdir(parents=True)
-        (ckpt_dir / "fingerprint.txt").write_text(fingerprint)
+    init, done = resume_point(ckpt_dir, fingerprint)
     every = int(p.get("checkpoint_every", 25))
     remaining = {**params, "n_estimators": max(params["n_estimators"] - done, 0)}
     if remaining["n_estimators"] == 0:
@@ -216,7 +224,7 @@ def run(ctx: StepContext) -> None:
     write_json_atomic(ctx.run_dir / "model" / "train.json", doc)
     ctx.counts.update({"rows": counts, "sha256": doc["sha256"], "best_iteration": doc["best_iteration"],
                        "num_boosted_rounds": doc["num_boosted_rounds"]})
-    df.unpersist()
+    parts.unpersist()
     print(f"train {spec.name} cutoff {ctx.ds}: {doc['num_boosted_rounds']} rounds (best {doc['best_iteration']}, "
           f"valid {params['eval_metric']} {doc['best_score']}) on {workers} workers -> {path} sha256 {doc['sha256'][:12]}")
 

@@ -121,3 +121,17 @@ def test_golden_set_pins_rows_and_gates_on_them(run):
     assert checks["golden_auc[v0]"]["passed"] and blessing["blessed"]
     lineage = json.loads((root / "runs" / "cards" / f"ds={DS}" / "lineage" / "evaluate.json").read_text())
     assert lineage["reads"]["golden_set@0"] == 0
+
+
+def test_batch_scoring_with_the_champion(run, spark):
+    root, conf, _ = run
+    out = subprocess.run([sys.executable, "-m", "jobs.score", "--ds", DS.isoformat(), "--conf", str(conf)],
+                         cwd=REPO, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-2000:]
+    lake = root / "lake" / "cards"
+    preds = spark.read.format("delta").load(str(lake / "predictions"))
+    silver = spark.read.format("delta").load(str(lake / "silver_transactions")).where(f"ds = DATE'{DS}'")
+    champ = json.loads((root / "registry" / "cards" / "aliases" / "champion.json").read_text())["version"]
+    assert preds.count() == silver.count()
+    assert {r["model_version"] for r in preds.select("model_version").distinct().collect()} == {champ}
+    assert preds.where("score < 0 OR score > 1 OR score IS NULL").count() == 0
