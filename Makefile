@@ -8,6 +8,7 @@ VENV := .venv
 PY := $(CURDIR)/$(VENV)/bin/python
 DATASET ?= cards
 CONF ?= conf/local.yaml
+TUNE ?= false
 STAMP := $(VENV)/.installed-$(shell cat requirements.lock Makefile | sha256sum | cut -c1-12)
 
 # Airflow embedded: SQLite metadata inside the ignored state folder, this repo's dags/, no examples.
@@ -20,11 +21,11 @@ export PYSPARK_PYTHON := $(PY)
 export PYSPARK_DRIVER_PYTHON := $(PY)
 AIRFLOW := $(CURDIR)/$(VENV)/bin/airflow
 
-.PHONY: help setup run test lint bench airflow dvc-repro clean
+.PHONY: help setup run tune test lint bench airflow dvc-repro clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-10s %s\n", $$1, $$2}'
-	@echo "  variables: DATASET=cards|adult (make run), CONF=conf/local.yaml"
+	@echo "  variables: DATASET=cards|adult (make run), CONF=conf/local.yaml, TUNE=true|false"
 
 setup: $(STAMP) ## create .venv with the pinned dependencies (requirements.lock); Delta jars come on first Spark use
 $(STAMP): requirements.lock Makefile
@@ -41,11 +42,14 @@ run: setup ## land the dataset if absent, then run the whole train_pipeline DAG 
 	$(AIRFLOW) db migrate > state/airflow-migrate.log 2>&1 || { cat state/airflow-migrate.log; exit 1; }
 	read START DS < <($(PY) -m jobs.land --dataset $(DATASET) --print-range); \
 	echo "airflow dags test train_pipeline $$DS (history from $$START, dataset $(DATASET))"; \
-	$(AIRFLOW) dags test train_pipeline $$DS -c "{\"dataset\": \"$(DATASET)\", \"start_ds\": \"$$START\", \"conf\": \"$(CONF)\"}" \
+	$(AIRFLOW) dags test train_pipeline $$DS -c "{\"dataset\": \"$(DATASET)\", \"start_ds\": \"$$START\", \"conf\": \"$(CONF)\", \"tune\": $(TUNE)}" \
 		> state/airflow-dags-test-$(DATASET).log 2>&1 || { grep -a -E "FAILED|ERROR|error" state/airflow-dags-test-$(DATASET).log | tail -20; \
 		echo "DAG run failed; full log: state/airflow-dags-test-$(DATASET).log"; exit 1; }; \
-	grep -a -E "\] (etl|features|train|evaluate|publish|validate) " state/airflow-dags-test-$(DATASET).log | sed -E 's/^[^ ]+ \[info +\] //; s/ \[airflow\.task.*//' || true; \
+	grep -a -E "\] (etl|features|tune|train|evaluate|publish|validate) " state/airflow-dags-test-$(DATASET).log | sed -E 's/^[^ ]+ \[info +\] //; s/ \[airflow\.task.*//' || true; \
 	$(PY) -m jobs.summary --dataset $(DATASET) --ds $$DS --conf $(CONF)
+
+tune: ## `make run` with the Optuna search before training (persistent study: an interrupted search resumes)
+	$(MAKE) run TUNE=true
 
 test: setup ## run the test suite: unit, DAG integrity, a real dag.test() and dvc repro end to end
 	$(PY) -m pytest tests

@@ -106,7 +106,8 @@ def run_spark(spark, spec, settings, root: Path) -> dict:
     vctx = StepContext(step="validate", ds=DS, start_ds=DS, dataset=spec, settings=settings, params={}, run_id="bench")
     df = spark.read.format("delta").load(ctx.table("silver_transactions"))
     runner = validate.GxRunner(settings.gx)
-    res = validate.summarise(runner.validate(df, "bench_silver", validate.load_suite(validate.suite_path("cards", "transactions")), "bench"))
+    result, batch_def = runner.validate(df, "bench_silver", validate.load_suite(validate.suite_path("cards", "transactions")), "bench")
+    res = validate.summarise(result, runner.explain(df, batch_def, result))
     t2 = time.perf_counter()
     del vctx
     return {"etl_s": t1 - t0, "validate_s": t2 - t1, "rows_read": ledger["rows_read"], "rows_silver": ledger["rows_silver"],

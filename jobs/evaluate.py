@@ -20,10 +20,11 @@ from jobs.common.cli import StepContext, run_step
 from jobs.common.errors import ConfigError, DataError
 from jobs.common.files import sha256_file, write_json_atomic
 from jobs.features import attr_col
-from jobs.metrics import binary_metrics, curve_points
+from jobs.metrics import binary_metrics, bootstrap_intervals, curve_points
 
 GATE_MODES = ("enabled", "dry_run", "disabled")
-HEADLINE = ("n", "n_pos", "n_neg", "auc", "pr_auc", "logloss", "brier", "precision", "recall", "f1", "fpr", "prevalence", "mean_score")
+HEADLINE = ("n", "n_pos", "n_neg", "auc", "pr_auc", "logloss", "brier", "ece", "precision", "recall", "f1", "fpr",
+            "recall_at_fpr", "prevalence", "mean_score")
 
 
 def score(df: DataFrame, model_bytes: bytes, names: list[str], types: list[str], out: str = "score") -> DataFrame:
@@ -47,81 +48,188 @@ def score(df: DataFrame, model_bytes: bytes, names: list[str], types: list[str],
     return df.mapInPandas(predict, schema)
 
 
+FAIRNESS_CHECKS = (  # params key, fairness_summary field, op
+    ("max_slice_auc_gap", "auc_gap", "<="),
+    ("max_demographic_parity_difference", "demographic_parity_difference", "<="),
+    ("min_disparate_impact_ratio", "disparate_impact_ratio", ">="),
+    ("max_equalized_odds_difference", "equalized_odds_difference", "<="),
+    ("max_equal_opportunity_difference", "equal_opportunity_difference", "<="),
+)
+
+
 def gate(metrics: dict[str, Any], champion: dict[str, Any] | None, fairness: list[dict], p: dict[str, Any],
          importance: dict[str, float] | None = None, golden: dict[str, Any] | None = None) -> list[dict]:
-    """Each check: name, value, op, threshold, passed. Absolute, relative-to-champion, fairness and leakage
-    checks (an AUC too good to be true, one feature carrying the model)."""
+    """Each check: name, value, op, threshold, passed, severity. Absolute, relative-to-champion, golden-set,
+    fairness and leakage checks (an AUC too good to be true, one feature carrying the model). A check whose
+    params key is listed in ``warn_only`` is recorded but does not refuse the model."""
     checks = []
+    warn_only = set(p.get("warn_only") or [])
 
-    def check(name: str, value: float | None, op: str, threshold: float) -> None:
+    def check(key: str, name: str, value: float | None, op: str, sign: float = 1.0) -> None:
+        threshold = sign * float(p[key])
         passed = value is not None and (value >= threshold if op == ">=" else value <= threshold)
-        checks.append({"name": name, "value": value, "op": op, "threshold": threshold, "passed": bool(passed)})
+        checks.append({"name": name, "value": value, "op": op, "threshold": threshold, "passed": bool(passed),
+                       "severity": "warning" if key in warn_only else "blocking"})
 
     if "min_auc" in p:
-        check("auc", metrics.get("auc"), ">=", float(p["min_auc"]))
+        check("min_auc", "auc", metrics.get("auc"), ">=")
     if "min_pr_auc" in p:
-        check("pr_auc", metrics.get("pr_auc"), ">=", float(p["min_pr_auc"]))
+        check("min_pr_auc", "pr_auc", metrics.get("pr_auc"), ">=")
     if "max_auc" in p:
-        check("auc_below_leakage_ceiling", metrics.get("auc"), "<=", float(p["max_auc"]))
+        check("max_auc", "auc_below_leakage_ceiling", metrics.get("auc"), "<=")
     if "max_top_feature_share" in p and importance:
-        check(f"top_feature_gain_share[{max(importance, key=importance.get)}]",
-              max(importance.values()) / sum(importance.values()), "<=", float(p["max_top_feature_share"]))
-    if "max_logloss" in p:
-        check("logloss", metrics.get("logloss"), "<=", float(p["max_logloss"]))
+        check("max_top_feature_share", f"top_feature_gain_share[{max(importance, key=importance.get)}]",
+              max(importance.values()) / sum(importance.values()), "<=")
+    for key, metric in (("max_logloss", "logloss"), ("max_ece", "ece")):
+        if key in p:
+            check(key, metric, metrics.get(metric), "<=")
+    if "min_recall_at_fpr" in p:
+        check("min_recall_at_fpr", "recall_at_fpr", metrics.get("recall_at_fpr"), ">=")
     if champion and champion.get("overall") and "max_auc_drop_vs_champion" in p:
         delta = None if metrics.get("auc") is None else metrics["auc"] - champion["overall"]["auc"]
-        check("auc_minus_champion_auc", delta, ">=", -float(p["max_auc_drop_vs_champion"]))
+        check("max_auc_drop_vs_champion", "auc_minus_champion_auc", delta, ">=", sign=-1.0)
     if golden:  # regression check on the pinned golden set
         if "min_golden_auc" in p:
-            check(f"golden_auc[v{golden['version']}]", golden["challenger_auc"], ">=", float(p["min_golden_auc"]))
+            check("min_golden_auc", f"golden_auc[v{golden['version']}]", golden["challenger_auc"], ">=")
         if golden.get("champion_auc") is not None and "max_golden_auc_drop_vs_champion" in p:
-            check(f"golden_auc_minus_champion[v{golden['version']}]", golden["challenger_auc"] - golden["champion_auc"],
-                  ">=", -float(p["max_golden_auc_drop_vs_champion"]))
+            check("max_golden_auc_drop_vs_champion", f"golden_auc_minus_champion[v{golden['version']}]",
+                  golden["challenger_auc"] - golden["champion_auc"], ">=", sign=-1.0)
     for f in fairness:
-        if "max_slice_auc_gap" in p and f["auc_gap"] is not None:
-            check(f"auc_gap[{f['attribute']}]", f["auc_gap"], "<=", float(p["max_slice_auc_gap"]))
-        if "max_demographic_parity_difference" in p and f["demographic_parity_difference"] is not None:
-            check(f"demographic_parity_difference[{f['attribute']}]", f["demographic_parity_difference"], "<=",
-                  float(p["max_demographic_parity_difference"]))
+        for key, field, op in FAIRNESS_CHECKS:
+            if key in p and f.get(field) is not None:
+                check(key, f"{field}[{f['attribute']}]", f[field], op)
     return checks
 
 
 def bless(checks: list[dict], mode: str, sha: str) -> dict[str, Any]:
+    """``enabled``: any failed blocking check refuses; ``dry_run``: failures are reported, the model is
+    blessed; ``disabled``: no checks. Warning checks never refuse."""
     if mode not in GATE_MODES:
         raise ConfigError(f"params evaluate.gate.mode '{mode}' is not one of {GATE_MODES}")
-    failed = [c["name"] for c in checks if not c["passed"]]
-    blessed = mode != "enabled" or not failed
-    return {"blessed": blessed, "mode": mode, "artifact_sha256": sha, "checks": checks if mode != "disabled" else [],
-            "failed": failed if mode != "disabled" else [],
-            "reasons": ([f"failed: {', '.join(failed)}"] if failed else ["all checks passed"]) if mode != "disabled" else ["gate disabled"]}
+    if mode == "disabled":
+        return {"blessed": True, "mode": mode, "artifact_sha256": sha, "checks": [], "failed": [], "warnings": [],
+                "reasons": ["gate disabled"]}
+    failed = [c["name"] for c in checks if not c["passed"] and c.get("severity", "blocking") == "blocking"]
+    warnings = [c["name"] for c in checks if not c["passed"] and c.get("severity") == "warning"]
+    reasons = [f"failed: {', '.join(failed)}"] if failed else ["all blocking checks passed"]
+    if failed and mode == "dry_run":
+        reasons.append("dry_run: blessed anyway")
+    if warnings:
+        reasons.append(f"warnings: {', '.join(warnings)}")
+    return {"blessed": mode == "dry_run" or not failed, "mode": mode, "artifact_sha256": sha, "checks": checks,
+            "failed": failed, "warnings": warnings, "reasons": reasons}
 
 
 def fairness_summary(slices: list[dict], min_size: int, min_class_count: int = 10) -> list[dict]:
-    """Per sensitive attribute: the largest AUC gap between its slices and the demographic parity difference
-    (spread of predicted positive rates). Slices under ``min_size`` rows are left out of both; an AUC from a
-    slice with fewer than ``min_class_count`` positives or negatives is noise and is left out of the gap."""
+    """Per sensitive attribute, over its slices of at least ``min_size`` rows: demographic parity difference
+    (spread of predicted-positive rates), disparate impact ratio (lowest / highest rate; the four-fifths rule
+    asks >= 0.8), equal opportunity difference (spread of true-positive rates), equalized odds difference
+    (the larger of the TPR and FPR spreads) and the largest AUC gap. A rate or AUC from a slice with fewer
+    than ``min_class_count`` positives (for TPR, AUC) or negatives (FPR, AUC) is noise and is left out."""
+    def spread(rows: list[dict], key: str) -> tuple[float | None, str | None]:
+        vals = [(r[key], r["value"]) for r in rows if r.get(key) is not None]
+        if len(vals) < 2:
+            return None, None
+        (lo, lo_v), (hi, hi_v) = min(vals), max(vals)
+        return hi - lo, f"{hi_v} vs {lo_v}"
+
     out = []
     for attr in dict.fromkeys(s["attribute"] for s in slices):
         rows = [s for s in slices if s["attribute"] == attr and s["n"] >= min_size]
-        aucs = [s["auc"] for s in rows if s["auc"] is not None
-                and min(s["n_pos"], s.get("n_neg", s["n"] - s["n_pos"])) >= min_class_count]
+        with_pos = [s for s in rows if s["n_pos"] >= min_class_count]
+        with_neg = [s for s in rows if s.get("n_neg", s["n"] - s["n_pos"]) >= min_class_count]
+        auc_gap, auc_pair = spread([s for s in with_pos if s in with_neg], "auc")
+        dp, dp_pair = spread(rows, "predicted_positive_rate")
+        tpr, tpr_pair = spread(with_pos, "recall")
+        fpr, _ = spread(with_neg, "fpr")
         ppr = [s["predicted_positive_rate"] for s in rows if s["predicted_positive_rate"] is not None]
-        out.append({"attribute": attr, "slices": len(rows), "auc_gap": max(aucs) - min(aucs) if len(aucs) > 1 else None,
-                    "demographic_parity_difference": max(ppr) - min(ppr) if len(ppr) > 1 else None})
+        out.append({"attribute": attr, "slices": len(rows), "auc_gap": auc_gap, "auc_gap_between": auc_pair,
+                    "demographic_parity_difference": dp, "dp_between": dp_pair,
+                    "disparate_impact_ratio": (min(ppr) / max(ppr)) if len(ppr) > 1 and max(ppr) > 0 else None,
+                    "equal_opportunity_difference": tpr, "tpr_between": tpr_pair,
+                    "equalized_odds_difference": max(v for v in (tpr, fpr) if v is not None) if (tpr, fpr) != (None, None) else None})
     return out
 
 
-def slice_metrics(scored: DataFrame, label: str, attrs: list[str], threshold: float) -> list[dict]:
+def slice_frame(scored: DataFrame, attrs: list[str], pairs: bool = True) -> DataFrame:
+    """One row per (example, slice): every attribute alone and, with ``pairs``, every pairwise intersection
+    (``attribute`` 'a & b', ``value`` 'x & y'). One Spark pass then computes every slice's metrics."""
+    from itertools import combinations
+    val = lambda a: F.coalesce(F.col(attr_col(a)).cast("string"), F.lit("__null__"))  # noqa: E731
+    groups = [F.struct(F.lit(a).alias("attribute"), val(a).alias("value")) for a in attrs]
+    if pairs:
+        groups += [F.struct(F.lit(f"{a} & {b}").alias("attribute"), F.concat_ws(" & ", val(a), val(b)).alias("value"))
+                   for a, b in combinations(attrs, 2)]
+    keep = [c for c in scored.columns if not c.startswith("attr_")]
+    return scored.select(*keep, F.explode(F.array(*groups)).alias("_s")).select(*keep, "_s.attribute", "_s.value")
+
+
+def slice_metrics(scored: DataFrame, label: str, attrs: list[str], threshold: float, min_size: int = 0,
+                  pairs: bool = True, fpr_target: float = 0.01, replicates: int = 200, seed: int = 0) -> list[dict]:
+    """Metrics per slice with bootstrap intervals (``<metric>_ci``). Single-attribute slices are all kept
+    (``small`` marks those under ``min_size``); intersections under ``min_size`` rows are left out."""
+    sliced = slice_frame(scored, attrs, pairs).cache()
+    cis = bootstrap_intervals(sliced, label, threshold, ["attribute", "value"], weight="weight",
+                              replicates=replicates, seed=seed) if replicates else {}
     rows = []
-    for attr in attrs:
-        for r in binary_metrics(scored.withColumn("_slice", F.coalesce(F.col(attr_col(attr)).cast("string"), F.lit("__null__"))),
-                                label, threshold, ["_slice"], weight="weight"):
-            rows.append({"attribute": attr, "value": r.pop("_slice"), **{k: r[k] for k in HEADLINE + ("predicted_positive_rate",)}})
-    return sorted(rows, key=lambda r: (r["attribute"], str(r["value"])))
+    for r in binary_metrics(sliced, label, threshold, ["attribute", "value"], weight="weight", fpr_target=fpr_target):
+        if " & " in r["attribute"] and r["n"] < min_size:
+            continue
+        ci = cis.get((r["attribute"], r["value"]), {})
+        rows.append({"attribute": r["attribute"], "value": r["value"], "small": r["n"] < min_size,
+                     **{k: r[k] for k in HEADLINE + ("predicted_positive_rate",)},
+                     **{f"{m}_ci": v for m, v in ci.items()}})
+    sliced.unpersist()
+    return sorted(rows, key=lambda r: (" & " in r["attribute"], r["attribute"], str(r["value"])))
 
 
 def _headline(m: dict[str, Any]) -> dict[str, Any]:
     return {k: m.get(k) for k in HEADLINE}
+
+
+def shap_summary(df: DataFrame, model: bytes, names: list[str], types: list[str], rows: int, seed: int,
+                 top: int = 12, points: int = 300) -> dict[str, Any]:
+    """XGBoost's own SHAP contributions (``pred_contribs``) on a seeded sample of at most ``rows`` holdout
+    rows (the only rows that reach the driver): mean |SHAP| per feature and, for the top features, points
+    (SHAP value, feature value as a 0-1 rank within the sample) for a summary (beeswarm) plot."""
+    import numpy as np
+    import xgboost as xgb
+    n = df.count()
+    sample = (df.sample(fraction=min(1.0, rows * 1.1 / max(n, 1)), seed=seed).limit(rows) if n > rows else df)
+    pdf = sample.select(*names).toPandas()
+    if pdf.empty:
+        return {}
+    booster = xgb.Booster()
+    booster.load_model(bytearray(model))
+    x = pdf.astype("float32")
+    contrib = booster.predict(xgb.DMatrix(x, feature_types=types, enable_categorical=True, missing=np.nan), pred_contribs=True)[:, :-1]
+    mean_abs = np.abs(contrib).mean(axis=0)
+    order = np.argsort(-mean_abs)[:top]
+    rng = np.random.default_rng(seed)
+    pick = rng.choice(len(pdf), size=min(points, len(pdf)), replace=False)
+    out = {"rows": len(pdf), "mean_abs": {names[i]: float(mean_abs[i]) for i in order}, "points": {}}
+    for i in order:
+        col = x.iloc[:, i].rank(pct=True).to_numpy()
+        out["points"][names[i]] = [[float(contrib[j, i]), None if np.isnan(col[j]) else float(col[j])] for j in pick]
+    return out
+
+
+def champion_metrics(holdout: DataFrame, registry, spec, names: list[str], label: str, threshold: float,
+                     fpr_target: float) -> tuple[dict[str, Any], tuple[bytes, list[str]] | None]:
+    """The current champion scored on the same holdout rows (if it uses the same features)."""
+    current = registry.champion(spec.name)
+    if not current:
+        return {}, None
+    version, art, manifest = current
+    if manifest.get("feature_names") != names:
+        return {"version": version, "note": "champion uses other features; not comparable on this holdout"}, None
+    model = (art.read_bytes(), manifest["feature_types"])
+    cs = score(holdout, model[0], names, model[1]).cache()
+    doc = {"version": version, "sha256": manifest["sha256"],
+           "overall": _headline(binary_metrics(cs, label, threshold, weight="weight", fpr_target=fpr_target)[0]),
+           "curves": curve_points(cs, label, weight="weight")}
+    cs.unpersist()
+    return doc, model
 
 
 # ---------------------------------------------------------------- shell
@@ -131,6 +239,7 @@ def run(ctx: StepContext) -> None:
     spark = get_spark(ctx.settings, "evaluate")
     spec, p = ctx.dataset, ctx.step_params()
     label, threshold = spec.label.name, float(p.get("threshold", 0.5))
+    fpr_target, seed = float(p.get("fpr_target", 0.01)), int(p.get("seed", 0))
     gp = dict(p.get("gate", {}))
     train_doc = json.loads((ctx.run_dir / "model" / "train.json").read_text())
     art = Path(train_doc["artifact"])
@@ -146,28 +255,16 @@ def run(ctx: StepContext) -> None:
     holdout = ts.select(*names, F.col(label).cast("double").alias(label), F.coalesce(F.col("weight"), F.lit(1.0)).alias("weight"),
                         *[attr_col(a) for a in attrs])
     scored = score(holdout, model, names, types).cache()
-    overall = binary_metrics(scored, label, threshold, weight="weight")[0]
+    overall = binary_metrics(scored, label, threshold, weight="weight", fpr_target=fpr_target)[0]
     if not overall["n"]:
         raise DataError(f"training_set cutoff_ds={ctx.ds}: the holdout window is empty; nothing to evaluate")
-    slices = slice_metrics(scored, label, attrs, threshold)
-    fairness = fairness_summary([s for s in slices if s["attribute"] in spec.sensitive], int(p.get("min_slice_size", 50)),
+    min_size = int(p.get("min_slice_size", 50))
+    slices = slice_metrics(scored, label, attrs, threshold, min_size, pairs=bool(p.get("slice_pairs", True)),
+                           fpr_target=fpr_target, replicates=int(p.get("bootstrap_replicates", 200)), seed=seed)
+    fairness = fairness_summary([s for s in slices if s["attribute"] in spec.sensitive], min_size,
                                 int(p.get("min_slice_class_count", 10)))
-
-    champion: dict[str, Any] = {}
-    champ_model: tuple[bytes, list[str]] | None = None
-    current = open_registry(ctx.settings.registry).champion(spec.name)
-    if current:
-        champ_version, champ_art, champ_manifest = current
-        if champ_manifest.get("feature_names") == names:
-            champ_model = (champ_art.read_bytes(), champ_manifest["feature_types"])
-            cs = score(holdout, champ_model[0], names, champ_model[1]).cache()
-            champion = {"version": champ_version, "sha256": champ_manifest["sha256"],
-                        "overall": _headline(binary_metrics(cs, label, threshold, weight="weight")[0]),
-                        "curves": curve_points(cs, label, weight="weight")}
-            cs.unpersist()
-        else:
-            champion = {"version": champ_version, "note": "champion uses other features; not comparable on this holdout"}
-
+    champion, champ_model = champion_metrics(holdout, open_registry(ctx.settings.registry), spec, names, label,
+                                             threshold, fpr_target)
     golden = None
     if p.get("golden_version") is not None:
         golden = golden_metrics(spark, ctx, int(p["golden_version"]), model, names, types, champ_model, threshold)
@@ -179,18 +276,23 @@ def run(ctx: StepContext) -> None:
     lineage = {f.stem: json.loads(f.read_text()).get("reads", {}) for f in sorted(lineage_dir.glob("*.json"))}
     windows = json.loads((lineage_dir / "features.json").read_text()).get("counts", {}).get("windows", {}) if (lineage_dir / "features.json").exists() else {}
     doc = {"dataset": spec.name, "ds": ctx.ds.isoformat(), "overall": _headline(overall), "threshold": threshold,
-           "slices": slices, "fairness": fairness, "blessing": blessing, "importance": importance, "windows": windows,
+           "fpr_target": fpr_target, "slices": slices, "fairness": fairness, "blessing": blessing, "importance": importance,
+           "shap": shap_summary(scored, model, names, types, int(p.get("shap_rows", 2000)), seed), "windows": windows,
            "curves": {"challenger": curve_points(scored, label, weight="weight"), "champion": champion.get("curves")},
-           "champion": {k: v for k, v in champion.items() if k != "curves"}, "golden": golden, "lineage": lineage}
+           "champion": {k: v for k, v in champion.items() if k != "curves"}, "golden": golden, "lineage": lineage,
+           "model": {k: train_doc.get(k) for k in ("sha256", "params", "counts", "num_workers", "best_iteration",
+                                                    "num_boosted_rounds", "feature_names", "tuned")},
+           "sensitive": list(spec.sensitive), "label": label}
     out = ctx.run_dir / "evaluation"
     write_json_atomic(out / "blessing.json", blessing)
     write_json_atomic(out / "metrics.json", {k: v for k, v in _headline(overall).items()} | {"blessed": blessing["blessed"]})
     write_json_atomic(out / "evaluation.json", doc)
     write_plots(out / "plots", doc)
     (out / "report.html").write_text(report.render(doc))
+    (out / "model_card.md").write_text(report.model_card(doc))
     scored.unpersist()
     ctx.counts.update({"auc": overall["auc"], "pr_auc": overall["pr_auc"], "blessed": blessing["blessed"],
-                       "failed": blessing["failed"]})
+                       "failed": blessing["failed"], "warnings": blessing["warnings"]})
     print(f"evaluate {spec.name} ds {ctx.ds}: auc {overall['auc']:.4f} pr_auc {overall['pr_auc']:.4f} on {overall['n']} "
           f"holdout rows; {'BLESSED' if blessing['blessed'] else 'NOT BLESSED'} ({'; '.join(blessing['reasons'])}); "
           f"report {out / 'report.html'}")

@@ -1,7 +1,8 @@
 """Binary-classification metrics computed in Spark (nothing the size of the holdout reaches the driver):
-exact ROC-AUC and average precision from per-score counts, log loss, Brier score, threshold counts, curve
-points on a fixed score grid, all optionally per group (slice) and weighted by a ``weight`` column (young
-negatives under the ``weight`` label policy count for less)."""
+exact ROC-AUC, average precision and recall at a fixed false-positive rate from per-score counts, log loss,
+Brier score, expected calibration error, threshold counts, curve points on a fixed score grid, all optionally
+per group (slice) and weighted by a ``weight`` column (young negatives under the ``weight`` label policy count
+for less); bootstrap confidence intervals per group from binned counts."""
 from __future__ import annotations
 
 from pyspark.sql import DataFrame, Window
@@ -15,25 +16,42 @@ def _w(weight: str | None) -> F.Column:
 
 
 def ranking_metrics(scored: DataFrame, label: str, groups: list[str] | None = None, score: str = "score",
-                    weight: str | None = None) -> DataFrame:
-    """ROC-AUC (Mann-Whitney with ties counted half) and average precision per group, exact (weighted)."""
+                    weight: str | None = None, fpr_target: float = 0.01) -> DataFrame:
+    """ROC-AUC (Mann-Whitney with ties counted half), average precision and the recall at a false-positive
+    rate of at most ``fpr_target`` (the best threshold among the distinct scores), per group, exact (weighted)."""
     g = list(groups or [])
     w = _w(weight)
     counts = (scored.groupBy(*g, score)
               .agg(F.sum(w * F.col(label)).alias("pos"), F.sum(w * (1 - F.col(label))).alias("neg")))
     asc = Window.partitionBy(*g).orderBy(score).rowsBetween(Window.unboundedPreceding, -1)
     desc = Window.partitionBy(*g).orderBy(F.col(score).desc()).rowsBetween(Window.unboundedPreceding, Window.currentRow)
+    whole = Window.partitionBy(*g)
     per = (counts.withColumn("neg_below", F.coalesce(F.sum("neg").over(asc), F.lit(0)))
            .withColumn("cum_pos", F.sum("pos").over(desc))
-           .withColumn("cum_all", F.sum(F.col("pos") + F.col("neg")).over(desc)))
+           .withColumn("cum_neg", F.sum("neg").over(desc))
+           .withColumn("tot_neg", F.sum("neg").over(whole)))
     agg = per.groupBy(*g).agg(
         F.sum(F.col("pos") * (F.col("neg_below") + 0.5 * F.col("neg"))).alias("_auc_num"),
         F.sum("pos").alias("n_pos"), F.sum("neg").alias("n_neg"),  # weighted counts
-        F.sum(F.col("pos") * F.col("cum_pos") / F.col("cum_all")).alias("_ap_num"))
+        F.sum(F.col("pos") * F.col("cum_pos") / (F.col("cum_pos") + F.col("cum_neg"))).alias("_ap_num"),
+        F.max(F.when(F.col("cum_neg") <= F.lit(fpr_target) * F.col("tot_neg"), F.col("cum_pos"))).alias("_tp_at_fpr"))
     return (agg.withColumn("auc", F.when((F.col("n_pos") > 0) & (F.col("n_neg") > 0),
                                          F.col("_auc_num") / (F.col("n_pos") * F.col("n_neg"))))
             .withColumn("pr_auc", F.when(F.col("n_pos") > 0, F.col("_ap_num") / F.col("n_pos")))
-            .drop("_auc_num", "_ap_num"))
+            .withColumn("recall_at_fpr", F.when(F.col("n_pos") > 0, F.coalesce(F.col("_tp_at_fpr"), F.lit(0.0)) / F.col("n_pos")))
+            .drop("_auc_num", "_ap_num", "_tp_at_fpr"))
+
+
+def calibration_error(scored: DataFrame, label: str, groups: list[str] | None = None, score: str = "score",
+                      weight: str | None = None, bins: int = 10) -> DataFrame:
+    """Expected calibration error over ``bins`` equal-width score bins: sum over bins of the bin's share of
+    the (weighted) rows times |mean score - observed rate| = sum |S_b - Y_b| / W."""
+    g = list(groups or [])
+    w = _w(weight)
+    b = F.least(F.floor(F.col(score) * bins), F.lit(bins - 1)).cast("int")
+    per_bin = (scored.groupBy(*g, b.alias("_bin"))
+               .agg(F.sum(w * F.col(score)).alias("s"), F.sum(w * F.col(label)).alias("y"), F.sum(w).alias("w")))
+    return per_bin.groupBy(*g).agg((F.sum(F.abs(F.col("s") - F.col("y"))) / F.sum("w")).alias("ece"))
 
 
 def pointwise_metrics(scored: DataFrame, label: str, threshold: float, groups: list[str] | None = None,
@@ -56,12 +74,14 @@ def pointwise_metrics(scored: DataFrame, label: str, threshold: float, groups: l
 
 
 def binary_metrics(scored: DataFrame, label: str, threshold: float, groups: list[str] | None = None,
-                   weight: str | None = None) -> list[dict]:
+                   weight: str | None = None, fpr_target: float = 0.01) -> list[dict]:
     """Everything per group as plain dicts (one row per group: small)."""
     g = list(groups or [])
-    rank = ranking_metrics(scored, label, g, weight=weight)
+    rank = ranking_metrics(scored, label, g, weight=weight, fpr_target=fpr_target)
     point = pointwise_metrics(scored, label, threshold, g, weight=weight)
-    joined = point.join(rank, on=g, how="left") if g else point.crossJoin(rank)
+    ece = calibration_error(scored, label, g, weight=weight)
+    joined = (point.join(rank, on=g, how="left").join(ece, on=g, how="left") if g
+              else point.crossJoin(rank).crossJoin(ece))
     out = []
     for r in joined.collect():
         d = r.asDict()
@@ -94,3 +114,43 @@ def curve_points(scored: DataFrame, label: str, bins: int = 200, score: str = "s
                     "recall": tp / P, "bin_mean_score": r["mean_score"], "bin_positive_rate": r["pos"] / (r["pos"] + r["neg"]),
                     "bin_n": r["pos"] + r["neg"]})
     return pts
+
+
+def bootstrap_intervals(scored: DataFrame, label: str, threshold: float, groups: list[str], score: str = "score",
+                        weight: str | None = None, replicates: int = 200, level: float = 0.95, seed: int = 0,
+                        bins_per_logit: int = 20) -> dict[tuple, dict[str, list[float]]]:
+    """Percentile bootstrap intervals of AUC, recall, false-positive rate, precision and predicted-positive
+    rate per group. Spark reduces the rows to counts per (group, score bin, label, prediction), with score
+    bins 1/``bins_per_logit`` wide on the log-odds scale (fine at every score level); the driver then draws
+    Poisson(1) row weights (a count of k identical cells is Poisson(k)) for each replicate: small, whatever
+    the holdout size. Point estimates stay the exact ones of ``binary_metrics``."""
+    import numpy as np
+    w = _w(weight)
+    p = F.least(F.greatest(F.col(score), F.lit(1e-9)), F.lit(1 - 1e-9))
+    sbin = F.floor(F.log(p / (1 - p)) * bins_per_logit).cast("int")
+    rows = (scored.groupBy(*groups, sbin.alias("_bin"), F.col(label).alias("_y"),
+                           (F.col(score) >= F.lit(threshold)).cast("int").alias("_pred"))
+            .agg(F.count(F.lit(1)).alias("k"), F.sum(w).alias("w")).collect())
+    by_group: dict[tuple, list] = {}
+    for r in rows:
+        by_group.setdefault(tuple(r[c] for c in groups), []).append((r["_bin"], r["_y"], r["_pred"], r["k"], r["w"]))
+    rng = np.random.default_rng(seed)
+    lo_q, hi_q = 100 * (1 - level) / 2, 100 * (1 + level) / 2
+    out = {}
+    for key in sorted(by_group, key=str):
+        cells = np.array(sorted(by_group[key]), dtype="float64")
+        b, y, pred, k, wsum = cells.T
+        draws = rng.poisson(k, size=(replicates, len(k))) * (wsum / k)
+        pos, neg = draws * y, draws * (1 - y)
+        starts = np.flatnonzero(np.r_[True, b[1:] != b[:-1]])  # cells are sorted by bin
+        pos_b, neg_b = np.add.reduceat(pos, starts, axis=1), np.add.reduceat(neg, starts, axis=1)
+        P, N = pos_b.sum(1), neg_b.sum(1)
+        neg_below = np.cumsum(neg_b, axis=1) - neg_b
+        with np.errstate(invalid="ignore", divide="ignore"):
+            stats = {"auc": (pos_b * (neg_below + 0.5 * neg_b)).sum(1) / (P * N),
+                     "recall": (pos * pred).sum(1) / P, "fpr": (neg * pred).sum(1) / N,
+                     "precision": (pos * pred).sum(1) / (draws * pred).sum(1),
+                     "predicted_positive_rate": (draws * pred).sum(1) / draws.sum(1)}
+        out[key] = {m: [float(np.nanpercentile(v, lo_q)), float(np.nanpercentile(v, hi_q))]
+                    for m, v in stats.items() if np.isfinite(v).sum() >= replicates // 2}
+    return out

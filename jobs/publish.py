@@ -1,6 +1,7 @@
 """Publish: only a blessed model. Checks that the blessing was given to this exact artifact (sha256), writes
-an immutable registry version (artifact, manifest with sha256 and lineage: the Delta versions every step
-read, params, metrics, blessing, git commit) atomically, then moves the ``champion`` alias last.
+an immutable registry version (artifact, model card, report, manifest with sha256 and lineage: the Delta
+versions every step read, the DVC data hash, params, metrics, blessing, git commit) atomically, manifest last,
+then moves the ``champion`` alias last (see jobs/registry.py for both backends).
 
 Exit code 99 (``NotBlessed``) means "nothing to publish": the DAG marks the task skipped, not failed."""
 from __future__ import annotations
@@ -24,6 +25,24 @@ def git_commit() -> str | None:
         return None
 
 
+def dvc_data_hash(landing: str, dataset: str) -> dict[str, Any] | None:
+    """The DVC hash of the dataset's landing data when DVC versions it (an out in dvc.lock, e.g. the
+    `dvc repro` sample); None when the landing is not under DVC (the local default, S3)."""
+    import yaml
+    lock = REPO_ROOT / "dvc.lock"
+    if not lock.exists() or landing.startswith("s3"):
+        return None
+    try:
+        target = (Path(landing) / dataset).resolve().relative_to(REPO_ROOT).as_posix()
+    except ValueError:
+        return None
+    for stage, body in (yaml.safe_load(lock.read_text()).get("stages") or {}).items():
+        for out in body.get("outs", []):
+            if out.get("path") == target:
+                return {"path": target, "md5": out.get("md5"), "stage": stage, "files": out.get("nfiles")}
+    return None
+
+
 def version_id(ds: str, sha: str) -> str:
     """Deterministic: a rerun of the same run publishes the same version, never a duplicate."""
     return f"{ds}-{sha[:12]}"
@@ -37,7 +56,8 @@ def build_manifest(ctx: StepContext, train_doc: dict, blessing: dict, metrics: d
         "metrics": metrics, "blessing": {k: blessing[k] for k in ("blessed", "mode", "failed", "reasons")},
         "lineage": {"delta_versions_read": {step: doc.get("reads", {}) for step, doc in lineage.items()},
                     "tables_written": {step: doc.get("writes", {}) for step, doc in lineage.items()},
-                    "dataset_spec": ctx.dataset.path, "git_commit": git_commit(), "run_id": ctx.run_id},
+                    "dataset_spec": ctx.dataset.path, "git_commit": git_commit(), "run_id": ctx.run_id,
+                    "dvc_data": dvc_data_hash(ctx.settings.landing, ctx.dataset.name)},
         "params": ctx.params, "train": {k: train_doc[k] for k in ("params", "counts", "num_workers", "best_iteration", "num_boosted_rounds")},
         "published_by": ctx.run_id,
     }
@@ -65,13 +85,13 @@ def run(ctx: StepContext) -> None:
     manifest = build_manifest(ctx, train_doc, blessing, metrics, lineage)
     ev = run_dir / "evaluation"
     files = {"model.ubj": art, "blessing.json": ev / "blessing.json", "evaluation.json": ev / "evaluation.json",
-             "report.html": ev / "report.html"}
+             "report.html": ev / "report.html", "model_card.md": ev / "model_card.md"}
     reg = open_registry(ctx.settings.registry)
     created = reg.publish(ctx.dataset.name, manifest["version"], files, manifest)
     alias = reg.set_alias(ctx.dataset.name, "champion", manifest["version"], reason=f"blessed run {ctx.run_id}")
     ctx.counts.update({"version": manifest["version"], "created": created, "champion": alias["version"],
                        "previous_champion": alias.get("previous")})
-    where = reg.version_dir(ctx.dataset.name, manifest["version"])
+    where = reg.location(ctx.dataset.name, manifest["version"])
     print(f"publish {ctx.dataset.name}: version {manifest['version']} {'published' if created else 'already published'} "
           f"at {where}; champion -> {alias['version']} (previous {alias.get('previous')})")
 

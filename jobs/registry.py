@@ -1,13 +1,18 @@
-"""The model registry: immutable version folders and movable aliases (``champion``, ``challenger``).
+"""The model registry: immutable versions and movable aliases (``champion``, ``challenger``), on a local
+directory (default) or ``s3://bucket/prefix`` (boto3; any S3-compatible endpoint via AWS_ENDPOINT_URL).
 
-Layout (local directory backend)::
+Layout (the same keys on both backends)::
 
-    <root>/<model>/versions/<version>/{model.ubj, manifest.json, blessing.json, evaluation.json, model_card.md}
-    <root>/<model>/aliases/<alias>.json           {"version": ..., "previous": ..., ...}
-    <root>/<model>/aliases/<alias>.history.jsonl  every move, append-only
+    <root>/<model>/versions/<version>/{model.ubj, blessing.json, evaluation.json, report.html, model_card.md, manifest.json}
+    <root>/<model>/aliases/<alias>.json                {"version": ..., "previous": ..., ...}
+    <root>/<model>/aliases/<alias>.history/<time>-<id>.json  every move, write-once
 
-A version folder is assembled under a temporary name and renamed into place (atomic on one filesystem);
-an alias is a small JSON replaced atomically, and only ever names a complete, checksum-verified version.
+A version is complete exactly when its manifest exists, and the manifest is written last: locally the
+version is assembled under a temporary name and renamed into place; on S3 the objects go first and the
+manifest last with ``If-None-Match: *``, so of two publishers only one creates it. An alias is moved by a
+compare-and-swap (S3: ``If-Match`` on the alias object's ETag, ``If-None-Match`` when new; locally: an
+exclusive lock and the same comparison), only to a complete version whose artifact matches the manifest's
+sha256, and after its history entry is written. Every load verifies the checksum.
 
 CLI: ``python -m jobs.registry list|show|promote|rollback [--model NAME] [--conf conf/local.yaml]``.
 """
@@ -15,11 +20,16 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import fcntl
+import hashlib
 import json
 import os
 import shutil
+import signal
 import sys
+import tempfile
 import uuid
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -34,39 +44,81 @@ class RegistryError(TrainyardError):
     pass
 
 
-class LocalRegistry:
-    def __init__(self, root: str | Path):
-        self.root = Path(root)
+class AliasConflict(RegistryError):
+    """Another writer moved the alias between our read and our write."""
 
-    # ---------------------------------------------------------------- reading
-    def _model(self, model: str) -> Path:
-        return self.root / model
 
-    def version_dir(self, model: str, version: str) -> Path:
-        return self._model(model) / "versions" / version
+def crash_point(name: str) -> None:
+    """Fault injection for the kill tests: ``TRAINYARD_CRASH_AT=<name>`` SIGKILLs this process here."""
+    if os.environ.get("TRAINYARD_CRASH_AT") == name:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="microseconds")
+
+
+class Registry:
+    """The protocol, shared by the backends; they provide the storage primitives below."""
+
+    # ------------------------------------------------------------ backend primitives
+    def _get(self, key: str) -> tuple[bytes, str] | None:
+        """(content, etag) of an object, or None."""
+        raise NotImplementedError
+
+    def _put_if(self, key: str, data: bytes, etag: str | None) -> bool:
+        """Write ``key`` only if its current etag is ``etag`` (None: only if it does not exist). False if not."""
+        raise NotImplementedError
+
+    def _put(self, key: str, data: bytes) -> None:
+        raise NotImplementedError
+
+    def _list(self, prefix: str) -> list[str]:
+        raise NotImplementedError
+
+    def _write_version(self, model: str, version: str, files: dict[str, Path], manifest: bytes) -> bool:
+        raise NotImplementedError
+
+    def _artifact_file(self, model: str, version: str, name: str) -> Path | None:
+        """A local file holding the version's ``name`` (downloaded on S3), or None if it is missing."""
+        raise NotImplementedError
+
+    def location(self, model: str, version: str) -> str:
+        raise NotImplementedError
+
+    # ------------------------------------------------------------ reading
+    @staticmethod
+    def _vkey(model: str, version: str, name: str = "") -> str:
+        return f"{model}/versions/{version}/{name}"
 
     def manifest(self, model: str, version: str) -> dict[str, Any]:
-        p = self.version_dir(model, version) / MANIFEST
-        if not p.exists():
-            raise RegistryError(f"model '{model}' has no version '{version}' in {self.root}")
-        return json.loads(p.read_text())
+        got = self._get(self._vkey(model, version, MANIFEST))
+        if got is None:
+            raise RegistryError(f"model '{model}' has no version '{version}' in {self.location(model, '')}")
+        return json.loads(got[0])
 
     def versions(self, model: str) -> list[dict[str, Any]]:
-        d = self._model(model) / "versions"
-        if not d.exists():
-            return []
-        out = [json.loads((v / MANIFEST).read_text()) for v in d.iterdir() if (v / MANIFEST).exists() and not v.name.startswith(".")]
+        """Complete versions only (those with a manifest), oldest first."""
+        keys = [k for k in self._list(f"{model}/versions/") if k.endswith("/" + MANIFEST)]
+        out = [json.loads(self._get(k)[0]) for k in keys]
         return sorted(out, key=lambda m: (m.get("published_at", ""), m["version"]))
 
+    def _alias(self, model: str, name: str) -> tuple[dict[str, Any] | None, str | None]:
+        got = self._get(f"{model}/aliases/{name}.json")
+        return (json.loads(got[0]), got[1]) if got else (None, None)
+
     def alias(self, model: str, name: str) -> dict[str, Any] | None:
-        p = self._model(model) / "aliases" / f"{name}.json"
-        return json.loads(p.read_text()) if p.exists() else None
+        return self._alias(model, name)[0]
+
+    def history(self, model: str, name: str = "champion") -> list[dict[str, Any]]:
+        return [json.loads(self._get(k)[0]) for k in sorted(self._list(f"{model}/aliases/{name}.history/"))]
 
     def verify(self, model: str, version: str) -> Path:
-        """The artifact of a version, after checking it is complete and its sha256 matches the manifest."""
+        """A local path to the version's artifact, after checking the version is complete and the artifact's
+        sha256 is the manifest's."""
         m = self.manifest(model, version)
-        art = self.version_dir(model, version) / m["artifact"]
-        if not art.exists():
+        art = self._artifact_file(model, version, m["artifact"])
+        if art is None:
             raise RegistryError(f"{model}/{version}: artifact {m['artifact']} is missing")
         actual = sha256_file(art)
         if actual != m["sha256"]:
@@ -87,43 +139,40 @@ class LocalRegistry:
         booster.load_model(str(self.verify(model, version)))
         return booster
 
-    # ---------------------------------------------------------------- writing
+    # ------------------------------------------------------------ writing
     def publish(self, model: str, version: str, files: dict[str, Path], manifest: dict[str, Any]) -> bool:
-        """Write a version folder atomically. Returns False if that exact version already exists (a rerun)."""
-        final = self.version_dir(model, version)
-        if (final / MANIFEST).exists():
-            existing = self.manifest(model, version)
-            if existing["sha256"] != manifest["sha256"]:
-                raise RegistryError(f"{model}/{version} exists with a different artifact ({existing['sha256']})")
-            return False
-        tmp = final.parent / f".tmp-{version}-{uuid.uuid4().hex[:8]}"
-        tmp.mkdir(parents=True)
+        """Write a version, manifest last. False if that exact version already exists (a rerun); an error if
+        the version exists with another artifact."""
         try:
-            for name, src in files.items():
-                shutil.copyfile(src, tmp / name)
-            if sha256_file(tmp / manifest["artifact"]) != manifest["sha256"]:
-                raise RegistryError(f"{model}/{version}: artifact changed while it was being copied")
-            (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True, default=str))  # manifest last
-            os.rename(tmp, final)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
-        return True
+            existing = self.manifest(model, version)
+        except RegistryError:
+            existing = None
+        if existing is None:
+            if sha256_file(files[manifest["artifact"]]) != manifest["sha256"]:
+                raise RegistryError(f"{model}/{version}: the artifact does not match the manifest's sha256")
+            doc = {**manifest, "published_at": _now()}
+            if self._write_version(model, version, files, json.dumps(doc, indent=2, sort_keys=True, default=str).encode()):
+                return True
+            existing = self.manifest(model, version)  # another publisher created it first
+        if existing["sha256"] != manifest["sha256"]:
+            raise RegistryError(f"{model}/{version} exists with a different artifact ({existing['sha256']})")
+        return False
 
     def set_alias(self, model: str, name: str, version: str, reason: str) -> dict[str, Any]:
+        """Point ``name`` at ``version`` (verified first) by compare-and-swap; the history entry is written
+        before the alias moves. Raises AliasConflict if another writer moved it meanwhile."""
         self.verify(model, version)  # an alias never points at an incomplete or corrupt version
-        d = self._model(model) / "aliases"
-        d.mkdir(parents=True, exist_ok=True)
-        current = self.alias(model, name)
-        doc = {"alias": name, "version": version, "previous": current["version"] if current else None,
-               "reason": reason, "at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
+        current, etag = self._alias(model, name)
         if current and current["version"] == version:
             return current
-        with open(d / f"{name}.history.jsonl", "a") as f:
-            f.write(json.dumps(doc) + "\n")
-        tmp = d / f".{name}.json.{uuid.uuid4().hex[:8]}"
-        tmp.write_text(json.dumps(doc, indent=2))
-        os.replace(tmp, d / f"{name}.json")
+        doc = {"alias": name, "version": version, "previous": current["version"] if current else None,
+               "reason": reason, "at": _now()}
+        self._put(f"{model}/aliases/{name}.history/{doc['at'].replace(':', '')}-{uuid.uuid4().hex[:8]}.json",
+                  json.dumps(doc).encode())
+        crash_point("alias_history_written")
+        if not self._put_if(f"{model}/aliases/{name}.json", json.dumps(doc, indent=2).encode(), etag):
+            raise AliasConflict(f"model '{model}': alias '{name}' was moved by another writer while this one "
+                                f"moved it to {version}; nothing changed here, re-read and retry")
         return doc
 
     def rollback(self, model: str, name: str = "champion") -> dict[str, Any]:
@@ -133,10 +182,161 @@ class LocalRegistry:
         return self.set_alias(model, name, current["previous"], reason=f"rollback from {current['version']}")
 
 
-def open_registry(uri: str) -> LocalRegistry:
-    if uri.startswith("s3://"):
-        raise RegistryError(f"registry {uri}: the s3 backend is not available yet (local directories only)")
-    return LocalRegistry(uri)
+class LocalRegistry(Registry):
+    def __init__(self, root: str | Path):
+        self.root = Path(root)
+
+    def location(self, model: str, version: str) -> str:
+        return str(self.root / model / "versions" / version)
+
+    def version_dir(self, model: str, version: str) -> Path:
+        return self.root / model / "versions" / version
+
+    def _get(self, key):
+        p = self.root / key
+        if not p.is_file():
+            return None
+        data = p.read_bytes()
+        return data, hashlib.sha256(data).hexdigest()
+
+    def _put(self, key, data):
+        p = self.root / key
+        p.parent.mkdir(parents=True, exist_ok=True)
+        tmp = p.with_name(f".{p.name}.{uuid.uuid4().hex[:8]}")
+        tmp.write_bytes(data)
+        os.replace(tmp, p)
+
+    @contextmanager
+    def _lock(self, key: str):
+        target = self.root / key
+        lock = target.with_name(f".{target.name}.lock")
+        lock.parent.mkdir(parents=True, exist_ok=True)
+        with open(lock, "w") as f:
+            fcntl.flock(f, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(f, fcntl.LOCK_UN)
+
+    def _put_if(self, key, data, etag):
+        with self._lock(key):
+            got = self._get(key)
+            if (got[1] if got else None) != etag:
+                return False
+            self._put(key, data)
+            return True
+
+    def _list(self, prefix):
+        base = self.root / prefix
+        if not base.exists():
+            return []
+        return sorted(p.relative_to(self.root).as_posix() for p in base.rglob("*")
+                      if p.is_file() and not any(part.startswith(".") for part in p.relative_to(base).parts))
+
+    def _write_version(self, model, version, files, manifest):
+        final = self.version_dir(model, version)
+        tmp = final.parent / f".tmp-{version}-{uuid.uuid4().hex[:8]}"
+        tmp.mkdir(parents=True)
+        try:
+            for name, src in files.items():
+                shutil.copyfile(src, tmp / name)
+            crash_point("objects_written")
+            (tmp / MANIFEST).write_bytes(manifest)  # manifest last
+            try:
+                os.rename(tmp, final)
+            except OSError:  # another publisher renamed its copy into place first
+                shutil.rmtree(tmp, ignore_errors=True)
+                return False
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        crash_point("version_written")
+        return True
+
+    def _artifact_file(self, model, version, name):
+        p = self.version_dir(model, version) / name
+        return p if p.exists() else None
+
+
+class S3Registry(Registry):
+    """``s3://bucket/prefix`` through boto3: credentials and endpoint from the standard AWS environment."""
+
+    def __init__(self, uri: str, cache_dir: str | Path | None = None):
+        import boto3
+        from botocore.config import Config
+        bucket, _, prefix = uri[len("s3://"):].partition("/")
+        self.uri, self.bucket, self.prefix = uri, bucket, prefix.strip("/")
+        self.s3 = boto3.client("s3", endpoint_url=os.environ.get("AWS_ENDPOINT_URL") or None,
+                               config=Config(retries={"max_attempts": 5, "mode": "standard"}))
+        self.cache = Path(cache_dir or tempfile.gettempdir()) / "trainyard-registry-cache"
+
+    def _k(self, key: str) -> str:
+        return f"{self.prefix}/{key}" if self.prefix else key
+
+    def location(self, model, version):
+        return f"s3://{self.bucket}/{self._k(self._vkey(model, version))}"
+
+    @staticmethod
+    def _code(e) -> str:
+        return str(e.response.get("Error", {}).get("Code", ""))
+
+    def _get(self, key):
+        from botocore.exceptions import ClientError
+        try:
+            r = self.s3.get_object(Bucket=self.bucket, Key=self._k(key))
+        except ClientError as e:
+            if self._code(e) in ("NoSuchKey", "404"):
+                return None
+            raise RegistryError(f"s3://{self.bucket}/{self._k(key)}: {e}") from None
+        return r["Body"].read(), r["ETag"]
+
+    def _put(self, key, data):
+        self.s3.put_object(Bucket=self.bucket, Key=self._k(key), Body=data)
+
+    def _put_if(self, key, data, etag):
+        from botocore.exceptions import ClientError
+        cond = {"IfMatch": etag} if etag else {"IfNoneMatch": "*"}
+        try:
+            self.s3.put_object(Bucket=self.bucket, Key=self._k(key), Body=data, **cond)
+        except ClientError as e:
+            if self._code(e) in ("PreconditionFailed", "412", "ConditionalRequestConflict", "409"):
+                return False
+            raise
+        return True
+
+    def _list(self, prefix):
+        keys, token = [], None
+        while True:
+            kw = {"ContinuationToken": token} if token else {}
+            r = self.s3.list_objects_v2(Bucket=self.bucket, Prefix=self._k(prefix), **kw)
+            keys += [o["Key"][len(self._k("")):] for o in r.get("Contents", [])]
+            if not r.get("IsTruncated"):
+                return sorted(keys)
+            token = r["NextContinuationToken"]
+
+    def _write_version(self, model, version, files, manifest):
+        for name, src in files.items():  # objects first: invisible until the manifest exists
+            with open(src, "rb") as f:
+                self.s3.put_object(Bucket=self.bucket, Key=self._k(self._vkey(model, version, name)), Body=f)
+        crash_point("objects_written")
+        created = self._put_if(self._vkey(model, version, MANIFEST), manifest, None)
+        crash_point("version_written")
+        return created
+
+    def _artifact_file(self, model, version, name):
+        got = self._get(self._vkey(model, version, name))
+        if got is None:
+            return None
+        out = self.cache / self.bucket / self._k(self._vkey(model, version, name))
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = out.with_name(f".{out.name}.{uuid.uuid4().hex[:8]}")
+        tmp.write_bytes(got[0])
+        os.replace(tmp, out)
+        return out
+
+
+def open_registry(uri: str) -> Registry:
+    return S3Registry(uri) if uri.startswith("s3://") else LocalRegistry(uri)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -39,19 +39,58 @@ def line_chart(series: dict[str, list[tuple[float, float]]], title: str, xlabel:
     return "".join(parts)
 
 
-def bar_chart(items: list[tuple[str, float | None]], title: str, vmax: float = 1.0, w: int = 420) -> str:
+def bar_chart(items: list[tuple], title: str, vmax: float = 1.0, w: int = 420) -> str:
+    """Horizontal bars; an item (name, value[, (low, high)]) with an interval gets a whisker."""
     row, pad_l = 18, 210
     h = 30 + row * len(items) + 10
+    span = w - pad_l - 50
+    bx = lambda v: max(0.0, min(v / vmax, 1.0)) * span  # noqa: E731
     parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" role="img" aria-label="{html.escape(title)}">',
              f'<text x="{w / 2}" y="16" text-anchor="middle" font-size="13" font-weight="bold">{html.escape(title)}</text>']
-    for i, (name, v) in enumerate(items):
+    for i, (name, v, *ci) in enumerate(items):
         y = 28 + i * row
-        bw = 0 if v is None else max(0.0, min(v / vmax, 1.0)) * (w - pad_l - 50)
+        bw = 0 if v is None else bx(v)
         parts.append(f'<text x="{pad_l - 6}" y="{y + 12}" text-anchor="end" font-size="11">{html.escape(name)}</text>')
         parts.append(f'<rect x="{pad_l}" y="{y + 2}" width="{bw:.1f}" height="{row - 5}" fill="#4c78a8"/>')
+        if ci and ci[0]:
+            lo, hi = pad_l + bx(ci[0][0]), pad_l + bx(ci[0][1])
+            parts.append(f'<line x1="{lo:.1f}" y1="{y + 8}" x2="{hi:.1f}" y2="{y + 8}" stroke="#222" stroke-width="1.5"/>'
+                         f'<line x1="{lo:.1f}" y1="{y + 4}" x2="{lo:.1f}" y2="{y + 12}" stroke="#222"/>'
+                         f'<line x1="{hi:.1f}" y1="{y + 4}" x2="{hi:.1f}" y2="{y + 12}" stroke="#222"/>')
+            bw = max(bw, hi - pad_l)
         parts.append(f'<text x="{pad_l + bw + 4:.1f}" y="{y + 12}" font-size="10">{_fmt(v)}</text>')
     parts.append("</svg>")
     return "".join(parts)
+
+
+def shap_plot(shap: dict[str, Any], w: int = 600) -> str:
+    """A SHAP summary (beeswarm-like) plot: one row per top feature, each sampled row a dot at its SHAP value,
+    coloured from blue (low feature value) to red (high)."""
+    feats = list(shap.get("mean_abs", {}))
+    if not feats:
+        return "<p>no SHAP summary</p>"
+    row, pad_l, pad_r = 22, 170, 20
+    h = 50 + row * len(feats)
+    vals = [p[0] for f in feats for p in shap["points"][f]]
+    vmax = max(abs(min(vals)), abs(max(vals))) or 1.0
+    sx = lambda v: pad_l + (v + vmax) / (2 * vmax) * (w - pad_l - pad_r)  # noqa: E731
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" role="img" aria-label="SHAP summary">',
+             f'<text x="{w / 2}" y="16" text-anchor="middle" font-size="13" font-weight="bold">SHAP summary ({shap["rows"]} holdout rows)</text>',
+             f'<line x1="{sx(0):.1f}" y1="24" x2="{sx(0):.1f}" y2="{h - 24}" stroke="#bbb"/>',
+             f'<text x="{sx(0):.1f}" y="{h - 8}" text-anchor="middle" font-size="10">SHAP value (log-odds) 0; range ±{vmax:.2f}</text>']
+    for i, f in enumerate(feats):
+        y = 34 + i * row
+        parts.append(f'<text x="{pad_l - 6}" y="{y + 4}" text-anchor="end" font-size="11">{html.escape(f)}</text>')
+        for j, (v, q) in enumerate(shap["points"][f]):
+            color = "#999" if q is None else f"rgb({int(255 * q)},{60},{int(255 * (1 - q))})"
+            jitter = ((j * 37) % 11 - 5) * 0.9
+            parts.append(f'<circle cx="{sx(v):.1f}" cy="{y + jitter:.1f}" r="1.8" fill="{color}" fill-opacity="0.7"/>')
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def _ci(ci: list[float] | None) -> str | None:
+    return None if not ci else f"{ci[0]:.3f}–{ci[1]:.3f}"
 
 
 def table(rows: Iterable[dict[str, Any]], cols: list[str]) -> str:
@@ -72,7 +111,7 @@ def render(doc: dict[str, Any]) -> str:
         roc["champion"] = [(p["fpr"], p["tpr"]) for p in curves["champion"]]
         pr["champion"] = [(p["recall"], p["precision"]) for p in curves["champion"]]
     calib = {"challenger": [(p["bin_mean_score"], p["bin_positive_rate"]) for p in sorted(curves["challenger"], key=lambda p: p["threshold"]) if p["bin_n"] >= 20]}
-    slice_rows = [s for s in doc["slices"]]
+    slice_rows = doc["slices"]
     imp = sorted(doc.get("importance", {}).items(), key=lambda kv: -kv[1])[:15]
     vmax = max([v for _, v in imp] or [1.0])
     overall = doc["overall"]
@@ -83,20 +122,73 @@ def render(doc: dict[str, Any]) -> str:
         f"champion: {html.escape(str(doc.get('champion', {}).get('version') or 'none'))}</p>",
         "<h2>Gate checks</h2>", table(b["checks"], ["name", "value", "op", "threshold", "passed"]),
         "<h2>Overall (holdout)</h2>", table([overall | {"model": "challenger"}] + ([doc["champion"]["overall"] | {"model": "champion"}] if doc.get("champion", {}).get("overall") else []),
-                                            ["model", "n", "n_pos", "auc", "pr_auc", "logloss", "brier", "precision", "recall", "f1"]),
+                                            ["model", "n", "n_pos", "auc", "pr_auc", "logloss", "brier", "ece", "precision", "recall", "f1", "recall_at_fpr"]),
+        f"<p>operating threshold {_fmt(doc['threshold'])}; recall_at_fpr: recall at a false-positive rate of at most "
+        f"{_fmt(doc.get('fpr_target'))}; ece: expected calibration error over 10 score bins.</p>",
         '<div class="plots">' + line_chart(roc, "ROC", "false positive rate", "true positive rate", diagonal=True)
         + line_chart(pr, "Precision-recall", "recall", "precision")
         + line_chart(calib, "Calibration", "mean predicted", "observed rate", diagonal=True) + "</div>",
-        "<h2>Slices</h2>",
+        "<h2>Slices</h2><p>Bars: AUC per slice with its 95% bootstrap interval. Intersections of two attributes "
+        "are listed when they hold at least the minimum slice size.</p>",
         '<div class="plots">' + "".join(
-            bar_chart([(f"{s['value']} (n={s['n']})", s["auc"]) for s in slice_rows if s["attribute"] == attr], f"AUC by {attr}")
-            for attr in dict.fromkeys(s["attribute"] for s in slice_rows)) + "</div>",
-        table(slice_rows, ["attribute", "value", "n", "n_pos", "auc", "pr_auc", "predicted_positive_rate", "recall", "fpr"]),
-        "<h2>Fairness</h2>", table(doc["fairness"], ["attribute", "slices", "auc_gap", "demographic_parity_difference"]),
+            bar_chart([(f"{s['value']} (n={s['n']})", s["auc"], s.get("auc_ci")) for s in slice_rows if s["attribute"] == attr],
+                      f"AUC by {attr}")
+            for attr in dict.fromkeys(s["attribute"] for s in slice_rows if " & " not in s["attribute"])) + "</div>",
+        table([s | {"auc_95ci": _ci(s.get("auc_ci")), "recall_95ci": _ci(s.get("recall_ci"))} for s in slice_rows],
+              ["attribute", "value", "n", "n_pos", "auc", "auc_95ci", "pr_auc", "predicted_positive_rate", "recall", "recall_95ci", "fpr", "ece"]),
+        "<h2>Fairness</h2>", table(doc["fairness"], ["attribute", "slices", "auc_gap", "auc_gap_between", "demographic_parity_difference",
+                                                     "disparate_impact_ratio", "equal_opportunity_difference", "tpr_between",
+                                                     "equalized_odds_difference"]),
         "<h2>Feature importance (total gain)</h2>", bar_chart(imp, "Top features by total gain", vmax=vmax, w=600),
+        "<h2>SHAP summary</h2>", shap_plot(doc.get("shap") or {}),
         "<h2>Lineage</h2>", f"<pre>{html.escape(json.dumps(doc.get('lineage', {}), indent=1))}</pre>",
     ]
     style = ("body{font-family:system-ui,sans-serif;margin:24px;color:#222}table{border-collapse:collapse;margin:8px 0}"
              "td,th{border:1px solid #ddd;padding:3px 8px;font-size:12px;text-align:right}th{background:#f3f3f3}"
              ".plots{display:flex;flex-wrap:wrap;gap:12px}.verdict{font-size:20px;font-weight:bold}pre{font-size:11px}")
     return f"<!doctype html><html><head><meta charset='utf-8'><title>trainyard evaluation</title><style>{style}</style></head><body>{''.join(sections)}</body></html>"
+
+
+def model_card(doc: dict[str, Any]) -> str:
+    """A model card (markdown) from the evaluation document: what the model is, the data windows and table
+    versions it came from, its metrics overall and per slice, fairness, the gate's verdict, and caveats."""
+    b, o, m = doc["blessing"], doc["overall"], doc.get("model") or {}
+    f = lambda v: _fmt(v) if not isinstance(v, str) else v  # noqa: E731
+    lines = [f"# Model card: {doc['dataset']} · ds {doc['ds']}", "",
+             f"- **Task**: binary classification of `{doc.get('label')}`; XGBoost (hist), trained on Spark; "
+             f"artifact sha256 `{b['artifact_sha256']}`.",
+             f"- **Verdict**: {'BLESSED' if b['blessed'] else 'NOT BLESSED'} (gate mode `{b['mode']}`): {'; '.join(b['reasons'])}.",
+             f"- **Champion at evaluation**: {doc.get('champion', {}).get('version') or 'none'}.",
+             f"- **Rounds**: {m.get('num_boosted_rounds')} (best iteration {m.get('best_iteration')}); "
+             f"tuned params: {json.dumps(m.get('tuned')) if m.get('tuned') else 'none (params.yaml as is)'}.", "",
+             "## Data", ""]
+    for name, w in (doc.get("windows") or {}).items():
+        lines.append(f"- {name}: {json.dumps(w)}")
+    reads = {t: v for step in (doc.get("lineage") or {}).values() for t, v in step.items()}
+    lines += ["", "Delta table versions read: " + ", ".join(f"`{t}@v{v}`" for t, v in sorted(reads.items())), "",
+              "## Metrics (holdout)", "", "| metric | value |", "| --- | ---: |"]
+    lines += [f"| {k} | {f(o.get(k))} |" for k in ("n", "n_pos", "auc", "pr_auc", "logloss", "brier", "ece", "precision",
+                                                    "recall", "f1", "recall_at_fpr")]
+    lines += ["", f"Threshold {doc['threshold']}; recall_at_fpr at FPR <= {doc.get('fpr_target')}.", "",
+              "## Slices (95% bootstrap intervals)", "", "| slice | n | positives | AUC | AUC 95% CI | recall | flagged |",
+              "| --- | ---: | ---: | ---: | --- | ---: | --- |"]
+    for s in doc["slices"]:
+        lines.append(f"| {s['attribute']}={s['value']} | {s['n']} | {f(s['n_pos'])} | {f(s['auc'])} | {_ci(s.get('auc_ci')) or '–'} "
+                     f"| {f(s['recall'])} | {'small' if s.get('small') else ''} |")
+    lines += ["", "## Fairness (per sensitive attribute)", "",
+              "| attribute | AUC gap | demographic parity diff | disparate impact ratio | equal opportunity diff | equalized odds diff |",
+              "| --- | ---: | ---: | ---: | ---: | ---: |"]
+    for r in doc["fairness"]:
+        lines.append(f"| {r['attribute']} | {f(r['auc_gap'])} | {f(r['demographic_parity_difference'])} | "
+                     f"{f(r['disparate_impact_ratio'])} | {f(r['equal_opportunity_difference'])} | {f(r['equalized_odds_difference'])} |")
+    lines += ["", "## Gate checks", "", "| check | value | op | threshold | severity | passed |", "| --- | ---: | --- | ---: | --- | --- |"]
+    lines += [f"| {c['name']} | {f(c['value'])} | {c['op']} | {f(c['threshold'])} | {c.get('severity', 'blocking')} | {c['passed']} |"
+              for c in b["checks"]]
+    lines += ["", "## Caveats", "",
+              "- Metrics come from one time-based holdout window; the interval columns show how much a slice's AUC "
+              "moves under resampling of that window, not under drift.",
+              "- Slices under the minimum size are listed but left out of the fairness checks; intersections under it are not listed.",
+              "- Scores are not calibrated probabilities when `scale_pos_weight` reweights the classes (see ece); use "
+              "rankings or re-calibrate before reading them as probabilities.",
+              f"- Sensitive attributes ({', '.join(doc.get('sensitive') or [])}) are evaluated, never used as model inputs.", ""]
+    return "\n".join(lines)

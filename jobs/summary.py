@@ -35,7 +35,7 @@ def run(ctx: StepContext) -> None:
     reg = open_registry(ctx.settings.registry)
     champ = reg.alias(ctx.dataset.name, "champion")
     if champ:
-        print(f"published model (champion): {reg.version_dir(ctx.dataset.name, champ['version'])}")
+        print(f"published model (champion): {reg.location(ctx.dataset.name, champ['version'])}")
     missing = [s for s in STEPS if s not in done]
     blessed = json.loads((ev / "blessing.json").read_text())["blessed"] if (ev / "blessing.json").exists() else None
     if missing and not (missing == ["publish"] and blessed is False):

@@ -20,6 +20,7 @@ from jobs.common.cli import StepContext, run_step
 from jobs.common.files import sha256_file, write_json_atomic
 from jobs.common.config import DatasetSpec
 from jobs.common.errors import DataError
+from jobs.tune import tuned_params
 
 MODEL_FILE = "model.ubj"
 VALID_COL = "is_valid"
@@ -200,7 +201,10 @@ def run(ctx: StepContext) -> None:
     counts = class_balance(df, spec.label.name)
     check_trainable(counts, f"training_set cutoff_ds={ctx.ds}")
     workers = resolve_workers(p.get("num_workers", "auto"), spark)
-    params = xgb_params(p, counts)
+    tuned = tuned_params(ctx.run_dir, ctx.reads["training_set"])
+    if tuned:
+        print(f"train: tuned params from the tune step: {tuned}")
+    params = xgb_params({**p, **(tuned or {})}, counts)
     parts, workers = worker_partitions(df, spec.example_source.key, workers)
     df.unpersist()
     # resumable: a retried task continues from the last checkpoint of the same input and params
@@ -220,7 +224,8 @@ def run(ctx: StepContext) -> None:
     doc = {"artifact": str(path), "sha256": sha256_file(path), "format": "ubj", "num_workers": workers,
            "params": params, "counts": counts, "feature_names": spec.features.names, "feature_types": feature_types(spec),
            "best_iteration": int(best) if best is not None else None, "best_score": booster.attr("best_score"),
-           "num_boosted_rounds": booster.num_boosted_rounds(), "resumed_from_round": done, "label": spec.label.name}
+           "num_boosted_rounds": booster.num_boosted_rounds(), "resumed_from_round": done, "label": spec.label.name,
+           "tuned": tuned}
     write_json_atomic(ctx.run_dir / "model" / "train.json", doc)
     ctx.counts.update({"rows": counts, "sha256": doc["sha256"], "best_iteration": doc["best_iteration"],
                        "num_boosted_rounds": doc["num_boosted_rounds"]})

@@ -36,12 +36,13 @@ def load_suite(path: Path, mostly_overrides: dict[str, float] | None = None):
     return suite
 
 
-def summarise(result) -> dict[str, Any]:
-    """The part of a GX validation result a person reads: each expectation, its severity and verdict."""
+def summarise(result, details: dict[int, Any] | None = None) -> dict[str, Any]:
+    """The part of a GX validation result a person reads: each expectation, its severity and verdict (with
+    the observed values from ``details`` where a failure was explained)."""
     checks = []
-    for r in result.results:
+    for i, r in enumerate(result.results):
         cfg = r.expectation_config
-        res = r.result or {}
+        res = (details or {}).get(i, r).result or {}
         checks.append({
             "expectation": cfg.type, "column": cfg.kwargs.get("column"), "severity": str(getattr(cfg, "severity", "critical")).split(".")[-1].lower(),
             "success": bool(r.success), "kwargs": {k: v for k, v in cfg.kwargs.items() if k not in ("batch_id",)},
@@ -77,6 +78,10 @@ class GxRunner:
         self.datasource = self.context.data_sources.add_or_update_spark(name="trainyard_spark")
 
     def validate(self, df, asset_name: str, suite, run_name: str):
+        """Run the suite's checkpoint (result stored, Data Docs updated) with BOOLEAN_ONLY results: every
+        expectation's verdict from a few bundled Spark aggregations. SUMMARY would add one more Spark job per
+        map expectation for its sample of unexpected values (1M rows: 7.1 s vs 2.9 s); ``explain`` gets
+        those for the failed expectations only. Returns (result, batch definition)."""
         gx = self.gx
         try:
             asset = self.datasource.get_asset(asset_name)
@@ -92,14 +97,23 @@ class GxRunner:
         cp = self.context.checkpoints.add_or_update(gx.Checkpoint(
             name=f"{suite.name}_checkpoint", validation_definitions=[vd],
             actions=[gx.checkpoint.UpdateDataDocsAction(name="data_docs")],
-            result_format={"result_format": "SUMMARY"}))
-        df = df.cache()  # GX runs a Spark job per metric: they read memory, not Parquet, after the first
-        try:
-            res = cp.run(batch_parameters={"dataframe": df},
-                         run_id=gx.core.run_identifier.RunIdentifier(run_name=run_name))
-        finally:
-            df.unpersist()
-        return list(res.run_results.values())[0]
+            result_format={"result_format": "BOOLEAN_ONLY"}))
+        # No df.cache(): GX's metric queries each touch a few columns, and Parquet column pruning makes them
+        # cheaper than materialising every column in memory first.
+        res = cp.run(batch_parameters={"dataframe": df}, run_id=gx.core.run_identifier.RunIdentifier(run_name=run_name))
+        return list(res.run_results.values())[0], batch_def
+
+    def explain(self, df, batch_def, result) -> dict[int, Any]:
+        """SUMMARY results (unexpected counts, sample values, observed values) for the failed expectations of
+        ``result``, keyed by their position in it."""
+        failed = [i for i, r in enumerate(result.results) if not r.success]
+        if not failed:
+            return {}
+        configs = [result.results[i].expectation_config for i in failed]
+        suite = self.gx.ExpectationSuite(name="explain_failures", expectations=[
+            {"type": c.type, "kwargs": {k: v for k, v in c.kwargs.items() if k != "batch_id"}} for c in configs])
+        detail = batch_def.get_batch(batch_parameters={"dataframe": df}).validate(suite, result_format="SUMMARY")
+        return dict(zip(failed, detail.results))
 
     def docs_index(self) -> str | None:
         sites = self.context.get_docs_sites_urls()
@@ -121,8 +135,9 @@ def run(ctx: StepContext) -> None:
         df = (delta_io.read_pinned(spark, ctx.table(table), ctx.reads, table)
               .where(delta_io.ds_predicate(ctx.start_ds, ctx.ds)))
         gx_runner = gx_runner or GxRunner(ctx.settings.gx + f"/{ctx.dataset.name}")
-        summary = summarise(gx_runner.validate(df, f"{ctx.dataset.name}_{table}", load_suite(path, mostly.get(source.name)),
-                                               run_name=f"ds={ctx.ds.isoformat()}"))
+        result, batch_def = gx_runner.validate(df, f"{ctx.dataset.name}_{table}", load_suite(path, mostly.get(source.name)),
+                                               run_name=f"ds={ctx.ds.isoformat()}")
+        summary = summarise(result, gx_runner.explain(df, batch_def, result))
         summary.update({"table": table, "suite": path.name, "ds": ctx.ds.isoformat(), "start_ds": ctx.start_ds.isoformat(),
                         "delta_version": ctx.reads[table]})
         write_json_atomic(ctx.run_dir / "validation" / f"{table}.json", summary)

@@ -62,3 +62,41 @@ def cards() -> DatasetSpec:
 @pytest.fixture(scope="session")
 def adult() -> DatasetSpec:
     return DatasetSpec.load("adult")
+
+
+def _free_port() -> int:
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def s3_server():
+    """A real S3-compatible server process on loopback (moto's standalone server) with two buckets; yields
+    the AWS environment that points boto3 and s3a at it."""
+    import socket
+    import subprocess
+    import time
+
+    import boto3
+    port = _free_port()
+    proc = subprocess.Popen([str(Path(sys.executable).parent / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    endpoint = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            break
+        except OSError:
+            time.sleep(0.2)
+    env = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_REGION": "us-east-1",
+           "AWS_DEFAULT_REGION": "us-east-1", "AWS_ENDPOINT_URL": endpoint, "TRAINYARD_S3_BUCKET": "trainyard-landing"}
+    s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="testing",
+                      aws_secret_access_key="testing")
+    for bucket in ("trainyard-landing", "trainyard-registry"):
+        s3.create_bucket(Bucket=bucket)
+    yield env
+    proc.terminate()
+    proc.wait(timeout=10)

@@ -68,7 +68,27 @@ def parser(step: str, doc: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("--dataset", default=os.environ.get("TRAINYARD_DATASET", "cards"),
                    help="dataset spec name (conf/datasets/NAME.yaml) or path")
     p.add_argument("--params", default=os.environ.get("TRAINYARD_PARAMS", "params.yaml"), help="experiment knobs")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
+                   help="override one param for this run, dotted key and YAML value (e.g. tune.enabled=true); repeatable")
     return p
+
+
+def apply_overrides(params: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """``tune.enabled=true`` sets params['tune']['enabled'] = True (values parsed as YAML)."""
+    import yaml
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--set '{item}': expected KEY=VALUE with a dotted key, e.g. tune.enabled=true")
+        node = params
+        *parents, leaf = key.split(".")
+        for part in parents:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise ConfigError(f"--set '{item}': '{part}' is a value in params, not a section")
+            node = child
+        node[leaf] = yaml.safe_load(raw)
+    return params
 
 
 def build_context(step: str, args: argparse.Namespace) -> StepContext:
@@ -78,7 +98,8 @@ def build_context(step: str, args: argparse.Namespace) -> StepContext:
         raise ConfigError(f"--start-ds {start} is after --ds {ds}")
     run_id = os.environ.get("AIRFLOW_CTX_DAG_RUN_ID") or f"cli__{ds.isoformat()}"
     return StepContext(step=step, ds=ds, start_ds=start, dataset=DatasetSpec.load(args.dataset),
-                       settings=Settings.load(args.conf), params=load_params(args.params), run_id=run_id)
+                       settings=Settings.load(args.conf), params=apply_overrides(load_params(args.params), args.overrides),
+                       run_id=run_id)
 
 
 def run_step(step: str, body: Callable[[StepContext], Any], argv: list[str] | None = None,

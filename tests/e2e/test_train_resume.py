@@ -91,3 +91,47 @@ def test_same_data_params_and_seed_give_the_same_model(spark, trainset, cards):
     aucs = [roc_auc_score(holdout["is_fraud"], p) for p in preds]
     assert max(aucs) - min(aucs) <= 0.002
     assert np.array_equal(preds[0], preds[1]) and np.array_equal(preds[1], preds[2])
+
+
+def _finished_trials(db) -> int:
+    import sqlite3
+    if not db.exists():
+        return 0
+    try:
+        with sqlite3.connect(db) as con:
+            return con.execute("SELECT count(*) FROM trials WHERE state IN ('COMPLETE', 'PRUNED')").fetchone()[0]
+    except sqlite3.OperationalError:  # tables not created yet
+        return 0
+
+
+def test_interrupted_tuning_resumes_its_study_and_train_uses_the_best_params(trainset, spark):
+    root, conf = trainset
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params["tune"].update(n_trials=30, max_train_rows=20_000, max_valid_rows=10_000, max_rounds=60,
+                          early_stopping_rounds=10, pruning_warmup_rounds=5)
+    params["train"].update(n_estimators=30, checkpoint_every=0)
+    ppath = root / "params-tune.yaml"
+    ppath.write_text(yaml.safe_dump(params))
+    cmd = [sys.executable, "-m", "jobs.tune", "--ds", DS.isoformat(), "--conf", str(conf), "--params", str(ppath),
+           "--set", "tune.enabled=true"]
+    db = root / "runs" / "cards" / "tune.db"
+    first = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.time() + 300
+    while time.time() < deadline and first.poll() is None and _finished_trials(db) < 3:
+        time.sleep(0.05)
+    assert first.poll() is None, "the search finished before it could be killed"
+    os.killpg(first.pid, signal.SIGKILL)
+    first.wait()
+    before = _finished_trials(db)
+    assert 3 <= before < 30
+    retry = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
+    assert retry.returncode == 0, retry.stderr[-3000:]
+    doc = json.loads((root / "runs" / "cards" / f"ds={DS}" / "tune" / "best_params.json").read_text())
+    assert doc["trials"]["finished_before_this_run"] == before
+    assert doc["trials"]["complete"] + doc["trials"]["pruned"] == 30  # the study's total, not 30 more
+    assert doc["trials"]["pruned"] >= 1  # the median pruner stopped bad trials early
+    assert set(doc["best_params"]) == set(params["tune"]["space"])
+    train.main(["--ds", DS.isoformat(), "--conf", str(conf), "--params", str(ppath)])
+    model = json.loads((root / "runs" / "cards" / f"ds={DS}" / "model" / "train.json").read_text())
+    assert model["tuned"] == doc["best_params"]
+    assert model["params"]["max_depth"] == doc["best_params"]["max_depth"]

@@ -7,16 +7,33 @@ from jobs.common.errors import ConfigError
 from jobs.evaluate import bless, fairness_summary, gate
 
 P = {"min_auc": 0.75, "max_auc_drop_vs_champion": 0.01, "max_slice_auc_gap": 0.1}
-SLICES = [{"attribute": "sex", "value": "F", "n": 500, "n_pos": 50, "auc": 0.9, "predicted_positive_rate": 0.1},
-          {"attribute": "sex", "value": "M", "n": 500, "n_pos": 60, "auc": 0.7, "predicted_positive_rate": 0.3},
-          {"attribute": "sex", "value": "X", "n": 5, "n_pos": 1, "auc": 0.1, "predicted_positive_rate": 0.9},
-          {"attribute": "sex", "value": "U", "n": 300, "n_pos": 2, "auc": 0.2, "predicted_positive_rate": 0.25}]
+SLICES = [{"attribute": "sex", "value": "F", "n": 500, "n_pos": 50, "auc": 0.9, "predicted_positive_rate": 0.1, "recall": 0.6, "fpr": 0.05},
+          {"attribute": "sex", "value": "M", "n": 500, "n_pos": 60, "auc": 0.7, "predicted_positive_rate": 0.3, "recall": 0.9, "fpr": 0.2},
+          {"attribute": "sex", "value": "X", "n": 5, "n_pos": 1, "auc": 0.1, "predicted_positive_rate": 0.9, "recall": 0.0, "fpr": 0.9},
+          {"attribute": "sex", "value": "U", "n": 300, "n_pos": 2, "auc": 0.2, "predicted_positive_rate": 0.25, "recall": 1.0, "fpr": 0.24}]
 
 
 def test_fairness_ignores_small_slices():
     [f] = fairness_summary(SLICES, min_size=100, min_class_count=10)
     assert f["slices"] == 3 and f["auc_gap"] == pytest.approx(0.2)           # U: too few positives for an AUC
     assert f["demographic_parity_difference"] == pytest.approx(0.2)
+    assert f["disparate_impact_ratio"] == pytest.approx(0.1 / 0.3)
+    assert f["equal_opportunity_difference"] == pytest.approx(0.3)          # F vs M; U has 2 positives: left out
+    assert f["tpr_between"] == "M vs F"
+    assert f["equalized_odds_difference"] == pytest.approx(0.3)             # max(TPR spread 0.3, FPR spread 0.19)
+
+
+def test_unfair_challenger_is_refused_naming_the_fairness_metric_and_warnings_do_not_refuse():
+    p = {"min_auc": 0.75, "max_equal_opportunity_difference": 0.2, "min_disparate_impact_ratio": 0.8,
+         "warn_only": ["min_disparate_impact_ratio"]}
+    b = bless(gate({"auc": 0.9}, None, fairness_summary(SLICES, 100, 10), p), "enabled", "abc")
+    assert not b["blessed"] and b["failed"] == ["equal_opportunity_difference[sex]"]
+    assert b["warnings"] == ["disparate_impact_ratio[sex]"]
+    sev = {c["name"]: c["severity"] for c in b["checks"]}
+    assert sev == {"auc": "blocking", "equal_opportunity_difference[sex]": "blocking", "disparate_impact_ratio[sex]": "warning"}
+    fair = {**p, "max_equal_opportunity_difference": 0.5}
+    ok = bless(gate({"auc": 0.9}, None, fairness_summary(SLICES, 100, 10), fair), "enabled", "abc")
+    assert ok["blessed"] and ok["warnings"] == ["disparate_impact_ratio[sex]"] and "warnings: disparate_impact_ratio[sex]" in ok["reasons"]
 
 
 def test_worse_than_champion_and_unfair_is_refused_with_each_check_named():

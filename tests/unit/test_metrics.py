@@ -61,3 +61,45 @@ def test_weighted_metrics_match_sklearn_sample_weight(spark):
     assert m["pr_auc"] == pytest.approx(average_precision_score(y, s, sample_weight=w), abs=1e-12)
     assert m["logloss"] == pytest.approx(log_loss(y, s, sample_weight=w), rel=1e-9)
     assert m["brier"] == pytest.approx(brier_score_loss(y, s, sample_weight=w), rel=1e-9)
+
+
+def _recall_at_fpr(y, s, target):
+    """Reference: the best recall over thresholds at the distinct scores with FPR <= target."""
+    best = 0.0
+    for t in np.unique(s):
+        pred = s >= t
+        fpr = (pred & (y == 0)).sum() / (y == 0).sum()
+        if fpr <= target:
+            best = max(best, (pred & (y == 1)).sum() / (y == 1).sum())
+    return best
+
+
+def test_ece_and_recall_at_fixed_fpr_match_a_direct_computation(scored):
+    df, y, s, _ = scored
+    m = binary_metrics(df, "y", 0.5, fpr_target=0.05)[0]
+    bins = np.minimum(np.floor(s * 10), 9)
+    ece = sum(abs(s[bins == b].sum() - y[bins == b].sum()) for b in np.unique(bins)) / len(y)
+    assert m["ece"] == pytest.approx(ece, abs=1e-12)
+    assert m["recall_at_fpr"] == pytest.approx(_recall_at_fpr(y, s, 0.05), abs=1e-12)
+    assert binary_metrics(df, "y", 0.5, fpr_target=1.0)[0]["recall_at_fpr"] == pytest.approx(1.0)
+
+
+def test_bootstrap_intervals_cover_the_estimate_and_narrow_with_more_rows(spark):
+    from jobs.metrics import bootstrap_intervals
+    rng = np.random.default_rng(11)
+    rows = []
+    for g, n in (("small", 300), ("large", 6000)):
+        y = rng.integers(0, 2, n)
+        s = 1 / (1 + np.exp(-(1.5 * y - 0.75 + rng.normal(size=n))))
+        rows += [(float(a), float(b), g) for a, b in zip(y, s)]
+    df = spark.createDataFrame(rows, "y double, score double, g string")
+    ci = bootstrap_intervals(df, "y", 0.5, ["g"], replicates=200, seed=1)
+    exact = {r["g"]: r for r in binary_metrics(df, "y", 0.5, ["g"])}
+    for g in ("small", "large"):
+        lo, hi = ci[(g,)]["auc"]
+        assert lo < exact[g]["auc"] < hi
+        lo_r, hi_r = ci[(g,)]["recall"]
+        assert lo_r <= exact[g]["recall"] <= hi_r
+    width = {g: ci[(g,)]["auc"][1] - ci[(g,)]["auc"][0] for g in ("small", "large")}
+    assert width["large"] < width["small"] / 2  # ~1/sqrt(n): 20x the rows, ~4.5x narrower
+    assert ci == bootstrap_intervals(df, "y", 0.5, ["g"], replicates=200, seed=1)  # seeded

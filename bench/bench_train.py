@@ -1,0 +1,190 @@
+"""Benchmark: distributed XGBoost on Spark (the training path of ``jobs.train``) against single-node
+``xgboost`` on the same Parquet data, with peak memory.
+
+For each size it writes N rows x F float features (a learnable, noisy binary label, ~10% positives; the last
+10% of rows are the validation window) and a 200k-row test set as Parquet, then runs, alternately and
+``--repeat`` times each, in a fresh process per run:
+
+- **spark**: SparkSession local[*] (not timed), then timed: read the Parquet, ``train.worker_partitions``
+  (hash-partitioned into one partition per worker, cached once) and ``train.fit`` (SparkXGBClassifier,
+  ``validation_indicator_col``, ``num_workers`` = task slots) -> booster.
+- **single**: timed: read the same Parquet with pyarrow into float32 arrays, ``xgb.QuantileDMatrix`` +
+  ``xgb.train`` with ``nthread`` = cores.
+
+Both: 100 trees, depth 6, eta 0.1, hist, the valid window evaluated every round (no early stopping, so both
+build exactly 100 trees), same seed. AUC of each booster on the test set (computed the same way, not timed).
+Peak memory is the largest RSS sum over the run's whole process tree (for spark: driver, JVM and Python
+workers), sampled every 50 ms.
+
+    .venv/bin/python bench/bench_train.py --rows 1000000 4000000 --repeat 3
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+PARAMS = {"n_estimators": 100, "max_depth": 6, "learning_rate": 0.1, "tree_method": "hist", "eval_metric": "auc",
+          "random_state": 7}
+
+
+def make_data(root: Path, rows: int, n_features: int, seed: int = 1) -> None:
+    """Write ``train/`` (rows, with the validation indicator) and ``test/`` as Parquet (128k-row groups, so
+    Spark gets several input splits)."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rng = np.random.default_rng(seed)
+    w = rng.normal(size=n_features)
+
+    def chunk(n: int, start: int):
+        x = rng.normal(size=(n, n_features)).astype("float32")
+        z = x @ w * 0.5 + 1.5 * np.sin(x[:, 0] * 2) + x[:, 1] * x[:, 2] - 3.2 + rng.normal(scale=1.0, size=n)
+        y = (rng.random(n) < 1 / (1 + np.exp(-z))).astype("float64")
+        cols = {f"f{i:02d}": x[:, i] for i in range(n_features)}
+        cols.update({"id": np.arange(start, start + n, dtype="int64"), "label": y})
+        return pa.table(cols)
+
+    for name, n in (("train", rows), ("test", 200_000)):
+        out = root / name
+        out.mkdir(parents=True, exist_ok=True)
+        step = 1_000_000
+        for i, start in enumerate(range(0, n, step)):
+            t = chunk(min(step, n - start), start)
+            if name == "train":
+                t = t.append_column("is_valid", pa.array(np.arange(start, start + t.num_rows) >= int(n * 0.9)))
+            pq.write_table(t, out / f"part-{i:03d}.parquet", row_group_size=131_072)
+
+
+def feature_names(n_features: int) -> list[str]:
+    return [f"f{i:02d}" for i in range(n_features)]
+
+
+def test_auc(booster, root: Path, n_features: int) -> float:
+    import pyarrow.parquet as pq
+    import xgboost as xgb
+    from sklearn.metrics import roc_auc_score
+    t = pq.read_table(root / "test")
+    x = t.select(feature_names(n_features)).to_pandas().to_numpy("float32")
+    return float(roc_auc_score(t["label"].to_numpy(), booster.predict(xgb.DMatrix(x))))
+
+
+def run_single(root: Path, n_features: int) -> dict:
+    import numpy as np
+    import pyarrow.parquet as pq
+    import xgboost as xgb
+    t0 = time.perf_counter()
+    t = pq.read_table(root / "train")
+    x = np.column_stack([t[c].to_numpy() for c in feature_names(n_features)])
+    y, valid = t["label"].to_numpy(), t["is_valid"].to_numpy()
+    del t
+    dtrain = xgb.QuantileDMatrix(x[~valid], y[~valid])
+    dvalid = xgb.QuantileDMatrix(x[valid], y[valid], ref=dtrain)
+    del x
+    params = {"max_depth": PARAMS["max_depth"], "eta": PARAMS["learning_rate"], "tree_method": "hist",
+              "objective": "binary:logistic", "eval_metric": "auc", "seed": PARAMS["random_state"], "nthread": os.cpu_count()}
+    booster = xgb.train(params, dtrain, PARAMS["n_estimators"], evals=[(dvalid, "valid")], verbose_eval=False)
+    return {"fit_s": time.perf_counter() - t0, "trees": booster.num_boosted_rounds(), "auc": test_auc(booster, root, n_features)}
+
+
+def run_spark(root: Path, n_features: int) -> dict:
+    from pyspark.sql import functions as F
+
+    from jobs import train
+    from jobs.common.config import Settings
+    from jobs.common.spark import get_spark
+    t_start = time.perf_counter()
+    settings = Settings(spark_master="local[*]", spark_packages=(), landing="", lake="", runs="", gx="", registry="",
+                        spark_conf={"spark.driver.memory": "6g", "spark.ui.enabled": "false",
+                                    "spark.ui.showConsoleProgress": "false", "spark.sql.shuffle.partitions": "8"})
+    spark = get_spark(settings, "bench-train")
+    spark.range(1).count()
+    t0 = time.perf_counter()
+    names = feature_names(n_features)
+    spec = SimpleNamespace(features=SimpleNamespace(names=names, categorical=[]), label=SimpleNamespace(name="label"))
+    df = spark.read.parquet(str(root / "train")).withColumn("weight", F.lit(1.0))
+    workers = train.resolve_workers("auto", spark)
+    parts, workers = train.worker_partitions(df, "id", workers)
+    model = train.fit(parts, spec, {**PARAMS, "early_stopping_rounds": None}, workers)
+    booster = model.get_booster()
+    fit_s = time.perf_counter() - t0
+    parts.unpersist()
+    return {"fit_s": fit_s, "session_s": t0 - t_start, "workers": workers, "trees": booster.num_boosted_rounds(),
+            "auc": test_auc(booster, root, n_features)}
+
+
+def measure(kind: str, root: Path, n_features: int) -> dict:
+    """Run one trial in a fresh process; sample the RSS of its whole process tree."""
+    import psutil
+    proc = subprocess.Popen([sys.executable, __file__, "--one", kind, "--data", str(root), "--features", str(n_features)],
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    top = psutil.Process(proc.pid)
+    peak = 0
+    while proc.poll() is None:
+        try:
+            procs = [top, *top.children(recursive=True)]
+            peak = max(peak, sum(p.memory_info().rss for p in procs if p.is_running()))
+        except psutil.Error:
+            pass
+        time.sleep(0.05)
+    out = proc.stdout.read()
+    if proc.returncode != 0:
+        raise RuntimeError(f"{kind} run failed (rc {proc.returncode}): {out[-2000:]}")
+    res = json.loads(out.strip().splitlines()[-1])
+    res["peak_rss_mb"] = round(peak / 2**20)
+    return res
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--rows", type=int, nargs="+", default=[1_000_000, 4_000_000])
+    p.add_argument("--features", type=int, default=30)
+    p.add_argument("--repeat", type=int, default=3)
+    p.add_argument("--work", default=None)
+    p.add_argument("--one", choices=["spark", "single"], help=argparse.SUPPRESS)
+    p.add_argument("--data", help=argparse.SUPPRESS)
+    a = p.parse_args()
+    if a.one:
+        res = (run_spark if a.one == "spark" else run_single)(Path(a.data), a.features)
+        print(json.dumps(res), flush=True)
+        return
+    work = Path(a.work or tempfile.mkdtemp(prefix="trainyard-bench-train-"))
+    summary = []
+    for rows in a.rows:
+        root = work / f"rows{rows}x{a.features}"
+        if not (root / "test").exists():
+            make_data(root, rows, a.features)
+        runs = {"spark": [], "single": []}
+        for i in range(a.repeat):  # alternate: this machine's capacity drifts over minutes
+            for kind in ("spark", "single"):
+                r = measure(kind, root, a.features)
+                runs[kind].append(r)
+                print(json.dumps({"rows": rows, "run": i, "kind": kind, **r}), flush=True)
+        med = lambda kind, k: statistics.median(r[k] for r in runs[kind])  # noqa: E731
+        s = {"rows": rows, "features": a.features,
+             "spark_fit_s": round(med("spark", "fit_s"), 2), "single_fit_s": round(med("single", "fit_s"), 2),
+             "spark_session_s": round(med("spark", "session_s"), 2),
+             "spark_peak_mb": med("spark", "peak_rss_mb"), "single_peak_mb": med("single", "peak_rss_mb"),
+             "spark_auc": round(med("spark", "auc"), 4), "single_auc": round(med("single", "auc"), 4),
+             "workers": runs["spark"][0]["workers"]}
+        s.update({"time_ratio": round(s["spark_fit_s"] / s["single_fit_s"], 2),
+                  "memory_ratio": round(s["spark_peak_mb"] / s["single_peak_mb"], 2),
+                  "auc_diff": round(s["spark_auc"] - s["single_auc"], 4)})
+        summary.append(s)
+    print(json.dumps({"machine": f"{platform.machine()} {os.cpu_count()} cores", "summary": summary}, indent=1))
+
+
+if __name__ == "__main__":
+    main()

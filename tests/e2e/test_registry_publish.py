@@ -1,0 +1,121 @@
+"""Publishing under failure, on both registry backends (a local directory and S3 on a real S3-compatible
+server process on loopback): killing publish at each point never leaves the champion alias on an incomplete
+or unverified version, a rerun completes, rollback restores the previous champion in one command, and the
+conditional writes let only one of two writers win."""
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import yaml
+
+from jobs.common.files import sha256_file
+from jobs.registry import AliasConflict, open_registry
+from tests.conftest import REPO, write_conf
+
+CRASH_POINTS = ("objects_written", "version_written", "alias_history_written")
+D1, D2 = dt.date(2026, 10, 20), dt.date(2026, 10, 21)
+
+
+def _run_dir(root, ds: dt.date, seed: int) -> None:
+    """What train and evaluate leave for publish: a blessed model of ds."""
+    import xgboost as xgb
+    rng = np.random.default_rng(seed)
+    x, y = rng.normal(size=(300, 3)), rng.integers(0, 2, 300)
+    run = root / "runs" / "cards" / f"ds={ds}"
+    (run / "model").mkdir(parents=True)
+    (run / "evaluation").mkdir()
+    (run / "lineage").mkdir()
+    art = run / "model" / "model.ubj"
+    xgb.train({"max_depth": 2, "seed": seed}, xgb.DMatrix(x, label=y), 3).save_model(str(art))
+    sha = sha256_file(art)
+    (run / "model" / "train.json").write_text(json.dumps({
+        "artifact": str(art), "sha256": sha, "feature_names": ["a", "b", "c"], "feature_types": ["q"] * 3, "label": "is_fraud",
+        "params": {}, "counts": {}, "num_workers": 1, "best_iteration": 2, "num_boosted_rounds": 3}))
+    ev = run / "evaluation"
+    (ev / "blessing.json").write_text(json.dumps({"blessed": True, "mode": "enabled", "artifact_sha256": sha, "checks": [],
+                                                  "failed": [], "warnings": [], "reasons": ["all blocking checks passed"]}))
+    (ev / "metrics.json").write_text(json.dumps({"auc": 0.9}))
+    (ev / "evaluation.json").write_text("{}")
+    (ev / "report.html").write_text("<html></html>")
+    (ev / "model_card.md").write_text("# card")
+    (run / "lineage" / "train.json").write_text(json.dumps({"reads": {"training_set": 3}, "writes": {}}))
+
+
+@pytest.fixture(params=["local", "s3"])
+def backend(request, tmp_path, monkeypatch):
+    uri = str(tmp_path / "registry")
+    env = dict(os.environ)
+    if request.param == "s3":
+        server = request.getfixturevalue("s3_server")
+        uri = f"s3://trainyard-registry/{tmp_path.name}"
+        env.update(server)
+        for k, v in server.items():
+            monkeypatch.setenv(k, v)
+    conf = write_conf(tmp_path)
+    doc = yaml.safe_load(conf.read_text())
+    doc["registry"]["uri"] = uri
+    conf.write_text(yaml.safe_dump(doc))
+    for ds, seed in ((D1, 1), (D2, 2)):
+        _run_dir(tmp_path, ds, seed)
+    return conf, uri, env
+
+
+def _cli(env, *args, crash: str | None = None):
+    e = {k: v for k, v in env.items() if k != "TRAINYARD_CRASH_AT"} | ({"TRAINYARD_CRASH_AT": crash} if crash else {})
+    return subprocess.run([sys.executable, "-m", *args], cwd=REPO, env=e, capture_output=True, text=True)
+
+
+def test_killed_publish_never_moves_the_champion_to_an_incomplete_version_and_rollback_restores(backend):
+    conf, uri, env = backend
+    reg = open_registry(uri)
+    first = _cli(env, "jobs.publish", "--conf", str(conf), "--ds", D1.isoformat())
+    assert first.returncode == 0, first.stderr[-2000:]
+    v1 = reg.alias("cards", "champion")["version"]
+    for point in CRASH_POINTS:
+        killed = _cli(env, "jobs.publish", "--conf", str(conf), "--ds", D2.isoformat(), crash=point)
+        assert killed.returncode == -9, (point, killed.stderr[-2000:])
+        version, art, manifest = reg.champion("cards")  # verifies the artifact's checksum
+        assert version == v1 and sha256_file(art) == manifest["sha256"], point
+        listed = [m["version"] for m in reg.versions("cards")]
+        if point == "objects_written":  # objects without a manifest are not a version
+            assert listed == [v1], point
+        else:                           # complete, verifiable, but not (yet) the champion
+            assert len(listed) == 2, point
+    done = _cli(env, "jobs.publish", "--conf", str(conf), "--ds", D2.isoformat())
+    assert done.returncode == 0, done.stderr[-2000:]
+    v2 = reg.alias("cards", "champion")["version"]
+    assert v2 != v1 and v2.startswith(D2.isoformat()) and reg.alias("cards", "champion")["previous"] == v1
+    reg.verify("cards", v2)
+    manifest = reg.manifest("cards", v2)
+    assert manifest["lineage"]["delta_versions_read"] == {"train": {"training_set": 3}}
+    back = _cli(env, "jobs.registry", "--conf", str(conf), "--model", "cards", "rollback")
+    assert back.returncode == 0, back.stderr[-2000:]
+    assert reg.alias("cards", "champion")["version"] == v1
+    listing = _cli(env, "jobs.registry", "--conf", str(conf), "--model", "cards", "list")
+    assert f"* {v1}" in listing.stdout and f"champion: {v1}" in listing.stdout
+    moves = [h["version"] for h in reg.history("cards")]
+    assert moves[0] == v1 and moves[-2:] == [v2, v1]  # killed attempts may have left history entries, never the alias
+
+
+def test_only_one_of_two_writers_wins(backend):
+    conf, uri, env = backend
+    assert _cli(env, "jobs.publish", "--conf", str(conf), "--ds", D1.isoformat()).returncode == 0
+    a, b = open_registry(uri), open_registry(uri)
+    key = "cards/aliases/champion.json"
+    _, etag = a._alias("cards", "champion")
+    assert a._put_if(key, b'{"version": "x"}', etag) is True
+    assert b._put_if(key, b'{"version": "y"}', etag) is False  # b read the same etag: its swap must fail
+    assert a._put_if("cards/aliases/new.json", b"{}", None) is True
+    assert b._put_if("cards/aliases/new.json", b"{}", None) is False  # create-only
+    _, stale = open_registry(uri)._alias("cards", "champion")
+    a._put_if(key, json.dumps({"version": a.versions("cards")[0]["version"]}).encode(), stale)
+    b_reg = open_registry(uri)
+    b_reg._alias = lambda model, name: ({"version": "old"}, stale)  # a writer holding a stale read
+    with pytest.raises(AliasConflict, match="moved by another writer"):
+        b_reg.set_alias("cards", "champion", a.versions("cards")[0]["version"], "race")
