@@ -23,7 +23,7 @@ def test_no_import_errors(dagbag):
 def test_edges_are_the_pipeline(dagbag):
     dag = dagbag.dags["train_pipeline"]
     edges = sorted((t.task_id, d) for t in dag.tasks for d in t.downstream_task_ids)
-    assert edges == sorted([("etl", "validate"), ("validate", "features"), ("features", "train"),
+    assert edges == sorted([("etl", "validate"), ("validate", "features"), ("features", "tune"), ("tune", "train"),
                             ("train", "evaluate"), ("evaluate", "publish")])
 
 

@@ -34,7 +34,7 @@ def run(tmp_path_factory):
 def test_dag_run_succeeds_with_every_task(run):
     _, _, dagrun = run
     states = {ti.task_id: str(ti.state) for ti in dagrun.get_task_instances()}
-    assert states == {t: "success" for t in ("etl", "validate", "features", "train", "evaluate", "publish")}, states
+    assert states == {t: "success" for t in ("etl", "validate", "features", "tune", "train", "evaluate", "publish")}, states
     assert str(dagrun.state) == "success"
 
 
@@ -67,7 +67,13 @@ def test_report_and_published_model_with_lineage(run):
     blessing = json.loads((ev / "blessing.json").read_text())
     assert blessing["blessed"] and {c["name"] for c in blessing["checks"]} >= {"auc", "pr_auc"}
     html = (ev / "report.html").read_text()
-    assert html.count("<svg") >= 4 and "ROC" in html and "AUC by gender" in html
+    assert html.count("<svg") >= 6 and "ROC" in html and "AUC by gender" in html and "SHAP summary" in html
+    doc = json.loads((ev / "evaluation.json").read_text())
+    assert {"ece", "recall_at_fpr"} <= set(doc["overall"]) and doc["overall"]["recall_at_fpr"] is not None
+    assert any(s["attribute"] == "gender & age_band" for s in doc["slices"])               # pairwise intersections
+    assert all(s["auc_ci"][0] <= s["auc"] <= s["auc_ci"][1] for s in doc["slices"] if s.get("auc_ci") and not s["small"])
+    assert {f["attribute"] for f in doc["fairness"]} == {"gender", "age_band", "region"}
+    assert {"disparate_impact_ratio", "equalized_odds_difference", "equal_opportunity_difference"} <= set(doc["fairness"][0])
     champ = json.loads((root / "registry" / "cards" / "aliases" / "champion.json").read_text())
     vdir = root / "registry" / "cards" / "versions" / champ["version"]
     manifest = json.loads((vdir / "manifest.json").read_text())
@@ -77,6 +83,7 @@ def test_report_and_published_model_with_lineage(run):
     assert set(reads["features"]) == {"silver_transactions", "silver_chargebacks", "features"}
     assert isinstance(reads["train"]["training_set"], int)
     assert manifest["metrics"]["auc"] > 0.8
+    assert "## Fairness" in (vdir / "model_card.md").read_text()
     # publishing the same run again is a no-op, not a duplicate version
     out = subprocess.run([sys.executable, "-m", "jobs.publish", "--ds", DS.isoformat(), "--conf", str(conf)],
                          cwd=REPO, capture_output=True, text=True, check=True).stdout
@@ -135,3 +142,63 @@ def test_batch_scoring_with_the_champion(run, spark):
     assert preds.count() == silver.count()
     assert {r["model_version"] for r in preds.select("model_version").distinct().collect()} == {champ}
     assert preds.where("score < 0 OR score > 1 OR score IS NULL").count() == 0
+
+
+def _evaluate_and_publish(conf, *overrides):
+    sets = [a for o in overrides for a in ("--set", o)]
+    ev = subprocess.run([sys.executable, "-m", "jobs.evaluate", "--ds", DS.isoformat(), "--conf", str(conf), *sets],
+                        cwd=REPO, capture_output=True, text=True)
+    assert ev.returncode == 0, ev.stderr[-2000:]
+    pub = subprocess.run([sys.executable, "-m", "jobs.publish", "--ds", DS.isoformat(), "--conf", str(conf)],
+                         cwd=REPO, capture_output=True, text=True)
+    return ev, pub
+
+
+def _champion(root) -> str:
+    return json.loads((root / "registry" / "cards" / "aliases" / "champion.json").read_text())["version"]
+
+
+def test_unfair_challenger_is_refused_naming_the_fairness_metric(run):
+    root, conf, _ = run
+    before = _champion(root)
+    ev, pub = _evaluate_and_publish(conf, "evaluate.gate.max_equal_opportunity_difference=0.0")
+    blessing = json.loads((root / "runs" / "cards" / f"ds={DS}" / "evaluation" / "blessing.json").read_text())
+    assert not blessing["blessed"] and "NOT BLESSED" in ev.stdout
+    assert blessing["failed"] and all(f.startswith("equal_opportunity_difference[") for f in blessing["failed"])
+    assert pub.returncode == 99 and "not blessed" in pub.stderr and _champion(root) == before
+
+
+def test_shuffled_label_challenger_is_refused_and_dry_run_moves_the_champion(run, spark, cards):
+    import numpy as np
+    import xgboost as xgb
+
+    from jobs import train
+    from jobs.common.files import sha256_file
+    root, conf, _ = run
+    before = _champion(root)
+    model_dir = root / "runs" / "cards" / f"ds={DS}" / "model"
+    ts = spark.read.format("delta").load(str(root / "lake" / "cards" / "training_set")).where(
+        f"cutoff_ds = DATE'{DS}' AND split = 'train' AND is_fraud IS NOT NULL").toPandas()
+    y = np.random.default_rng(0).permutation(ts["is_fraud"].to_numpy())   # labels shuffled: no signal left
+    x = xgb.DMatrix(ts[cards.features.names].astype("float32"), label=y, feature_types=train.feature_types(cards),
+                    enable_categorical=True)
+    booster = xgb.train({"max_depth": 4, "seed": 1, "objective": "binary:logistic"}, x, 30)
+    booster.feature_names, booster.feature_types = cards.features.names, train.feature_types(cards)
+    booster.save_model(str(model_dir / "model.ubj"))
+    doc = json.loads((model_dir / "train.json").read_text())
+    (model_dir / "train.json").write_text(json.dumps({**doc, "sha256": sha256_file(model_dir / "model.ubj")}))
+
+    ev, pub = _evaluate_and_publish(conf)
+    blessing = json.loads((root / "runs" / "cards" / f"ds={DS}" / "evaluation" / "blessing.json").read_text())
+    assert not blessing["blessed"] and {"auc", "auc_minus_champion_auc"} <= set(blessing["failed"])
+    assert all({"name", "value", "threshold", "op", "passed", "severity"} <= set(c) for c in blessing["checks"])
+    assert pub.returncode == 99 and _champion(root) == before
+
+    ev, pub = _evaluate_and_publish(conf, "evaluate.gate.mode=dry_run")
+    blessing = json.loads((root / "runs" / "cards" / f"ds={DS}" / "evaluation" / "blessing.json").read_text())
+    assert blessing["blessed"] and blessing["mode"] == "dry_run" and "auc" in blessing["failed"]  # reported, not enforced
+    assert pub.returncode == 0, pub.stderr[-2000:]
+    assert _champion(root) != before
+    back = subprocess.run([sys.executable, "-m", "jobs.registry", "--conf", str(conf), "rollback"], cwd=REPO,
+                          capture_output=True, text=True)
+    assert back.returncode == 0 and _champion(root) == before
