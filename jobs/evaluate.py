@@ -20,7 +20,7 @@ from jobs.common.cli import StepContext, run_step
 from jobs.common.errors import ConfigError, DataError
 from jobs.common.files import sha256_file, write_json_atomic
 from jobs.features import attr_col
-from jobs.metrics import binary_metrics, bootstrap_intervals, curve_points
+from jobs.metrics import binary_metrics, bootstrap_replicates, curve_points, interval
 
 GATE_MODES = ("enabled", "dry_run", "disabled")
 HEADLINE = ("n", "n_pos", "n_neg", "auc", "pr_auc", "logloss", "brier", "ece", "precision", "recall", "f1", "fpr",
@@ -65,11 +65,15 @@ def gate(metrics: dict[str, Any], champion: dict[str, Any] | None, fairness: lis
     checks = []
     warn_only = set(p.get("warn_only") or [])
 
-    def check(key: str, name: str, value: float | None, op: str, sign: float = 1.0) -> None:
+    def check(key: str, name: str, value: float | None, op: str, sign: float = 1.0, ci: list[float] | None = None) -> None:
+        """With an interval ``ci`` the check fails only when the whole interval is on the wrong side of
+        the threshold: a gap that resampling can explain is not evidence against the model."""
         threshold = sign * float(p[key])
-        passed = value is not None and (value >= threshold if op == ">=" else value <= threshold)
+        decided = value if not ci else (ci[1] if op == ">=" else ci[0])
+        passed = decided is not None and (decided >= threshold if op == ">=" else decided <= threshold)
         checks.append({"name": name, "value": value, "op": op, "threshold": threshold, "passed": bool(passed),
-                       "severity": "warning" if key in warn_only else "blocking"})
+                       "severity": "warning" if key in warn_only else "blocking",
+                       **({"ci": ci, "decided_on": "ci_upper" if op == ">=" else "ci_lower"} if ci else {})})
 
     if "min_auc" in p:
         check("min_auc", "auc", metrics.get("auc"), ">=")
@@ -97,7 +101,7 @@ def gate(metrics: dict[str, Any], champion: dict[str, Any] | None, fairness: lis
     for f in fairness:
         for key, field, op in FAIRNESS_CHECKS:
             if key in p and f.get(field) is not None:
-                check(key, f"{field}[{f['attribute']}]", f[field], op)
+                check(key, f"{field}[{f['attribute']}]", f[field], op, ci=f.get(f"{field}_ci"))
     return checks
 
 
@@ -120,12 +124,23 @@ def bless(checks: list[dict], mode: str, sha: str) -> dict[str, Any]:
             "failed": failed, "warnings": warnings, "reasons": reasons}
 
 
-def fairness_summary(slices: list[dict], min_size: int, min_class_count: int = 10) -> list[dict]:
+FAIRNESS_RATES = {"demographic_parity_difference": "predicted_positive_rate", "equal_opportunity_difference": "recall",
+                  "auc_gap": "auc"}
+
+
+def fairness_summary(slices: list[dict], min_size: int, min_class_count: int = 10,
+                     reps: dict[tuple, dict[str, Any]] | None = None, level: float = 0.95) -> list[dict]:
     """Per sensitive attribute, over its slices of at least ``min_size`` rows: demographic parity difference
     (spread of predicted-positive rates), disparate impact ratio (lowest / highest rate; the four-fifths rule
     asks >= 0.8), equal opportunity difference (spread of true-positive rates), equalized odds difference
     (the larger of the TPR and FPR spreads) and the largest AUC gap. A rate or AUC from a slice with fewer
-    than ``min_class_count`` positives (for TPR, AUC) or negatives (FPR, AUC) is noise and is left out."""
+    than ``min_class_count`` positives (for TPR, AUC) or negatives (FPR, AUC) is noise and is left out.
+    With bootstrap replicates per slice (``reps``, keyed by (attribute, value)) each measure also gets its
+    ``<name>_ci`` interval, computed replicate by replicate over the same slices."""
+    import numpy as np
+
+    from jobs.metrics import interval
+
     def spread(rows: list[dict], key: str) -> tuple[float | None, str | None]:
         vals = [(r[key], r["value"]) for r in rows if r.get(key) is not None]
         if len(vals) < 2:
@@ -133,21 +148,42 @@ def fairness_summary(slices: list[dict], min_size: int, min_class_count: int = 1
         (lo, lo_v), (hi, hi_v) = min(vals), max(vals)
         return hi - lo, f"{hi_v} vs {lo_v}"
 
+    def rep_matrix(rows: list[dict], key: str):
+        if not reps or len(rows) < 2 or any((r["attribute"], r["value"]) not in reps for r in rows):
+            return None
+        return np.vstack([reps[(r["attribute"], r["value"])][key] for r in rows])
+
+    def rep_spread(rows: list[dict], key: str):
+        m = rep_matrix([r for r in rows if r.get(key) is not None], key)
+        return None if m is None else np.nanmax(m, axis=0) - np.nanmin(m, axis=0)
+
     out = []
     for attr in dict.fromkeys(s["attribute"] for s in slices):
         rows = [s for s in slices if s["attribute"] == attr and s["n"] >= min_size]
         with_pos = [s for s in rows if s["n_pos"] >= min_class_count]
         with_neg = [s for s in rows if s.get("n_neg", s["n"] - s["n_pos"]) >= min_class_count]
-        auc_gap, auc_pair = spread([s for s in with_pos if s in with_neg], "auc")
-        dp, dp_pair = spread(rows, "predicted_positive_rate")
-        tpr, tpr_pair = spread(with_pos, "recall")
+        eligible = {"auc": [s for s in with_pos if s in with_neg], "predicted_positive_rate": rows, "recall": with_pos}
+        f: dict[str, Any] = {"attribute": attr, "slices": len(rows)}
+        for name, key in FAIRNESS_RATES.items():
+            f[name], f[f"{name}_between"] = spread(eligible[key], key)
         fpr, _ = spread(with_neg, "fpr")
+        tpr = f["equal_opportunity_difference"]
+        f["equalized_odds_difference"] = max(v for v in (tpr, fpr) if v is not None) if (tpr, fpr) != (None, None) else None
         ppr = [s["predicted_positive_rate"] for s in rows if s["predicted_positive_rate"] is not None]
-        out.append({"attribute": attr, "slices": len(rows), "auc_gap": auc_gap, "auc_gap_between": auc_pair,
-                    "demographic_parity_difference": dp, "dp_between": dp_pair,
-                    "disparate_impact_ratio": (min(ppr) / max(ppr)) if len(ppr) > 1 and max(ppr) > 0 else None,
-                    "equal_opportunity_difference": tpr, "tpr_between": tpr_pair,
-                    "equalized_odds_difference": max(v for v in (tpr, fpr) if v is not None) if (tpr, fpr) != (None, None) else None})
+        f["disparate_impact_ratio"] = (min(ppr) / max(ppr)) if len(ppr) > 1 and max(ppr) > 0 else None
+        # intervals, replicate by replicate
+        spreads = {name: rep_spread(eligible[key], key) for name, key in FAIRNESS_RATES.items()}
+        fpr_reps = rep_spread(with_neg, "fpr")
+        if spreads["equal_opportunity_difference"] is not None and fpr_reps is not None:
+            spreads["equalized_odds_difference"] = np.fmax(spreads["equal_opportunity_difference"], fpr_reps)
+        ppr_m = rep_matrix([s for s in rows if s["predicted_positive_rate"] is not None], "predicted_positive_rate")
+        if ppr_m is not None:
+            with np.errstate(invalid="ignore", divide="ignore"):
+                spreads["disparate_impact_ratio"] = np.nanmin(ppr_m, axis=0) / np.nanmax(ppr_m, axis=0)
+        for name, v in spreads.items():
+            if v is not None and f.get(name) is not None:
+                f[f"{name}_ci"] = interval(v, level)
+        out.append(f)
     return out
 
 
@@ -165,12 +201,15 @@ def slice_frame(scored: DataFrame, attrs: list[str], pairs: bool = True) -> Data
 
 
 def slice_metrics(scored: DataFrame, label: str, attrs: list[str], threshold: float, min_size: int = 0,
-                  pairs: bool = True, fpr_target: float = 0.01, replicates: int = 200, seed: int = 0) -> list[dict]:
-    """Metrics per slice with bootstrap intervals (``<metric>_ci``). Single-attribute slices are all kept
-    (``small`` marks those under ``min_size``); intersections under ``min_size`` rows are left out."""
+                  pairs: bool = True, fpr_target: float = 0.01, replicates: int = 200,
+                  seed: int = 0) -> tuple[list[dict], dict[tuple, dict[str, Any]]]:
+    """Metrics per slice with 95% bootstrap intervals (``<metric>_ci``), and the bootstrap replicates per
+    (attribute, value). Single-attribute slices are all kept (``small`` marks those under ``min_size``);
+    intersections under ``min_size`` rows are left out."""
     sliced = slice_frame(scored, attrs, pairs).cache()
-    cis = bootstrap_intervals(sliced, label, threshold, ["attribute", "value"], weight="weight",
-                              replicates=replicates, seed=seed) if replicates else {}
+    reps = bootstrap_replicates(sliced, label, threshold, ["attribute", "value"], weight="weight",
+                                replicates=replicates, seed=seed) if replicates else {}
+    cis = {key: {m: ci for m, v in r.items() if (ci := interval(v))} for key, r in reps.items()}
     rows = []
     for r in binary_metrics(sliced, label, threshold, ["attribute", "value"], weight="weight", fpr_target=fpr_target):
         if " & " in r["attribute"] and r["n"] < min_size:
@@ -180,7 +219,7 @@ def slice_metrics(scored: DataFrame, label: str, attrs: list[str], threshold: fl
                      **{k: r[k] for k in HEADLINE + ("predicted_positive_rate",)},
                      **{f"{m}_ci": v for m, v in ci.items()}})
     sliced.unpersist()
-    return sorted(rows, key=lambda r: (" & " in r["attribute"], r["attribute"], str(r["value"])))
+    return sorted(rows, key=lambda r: (" & " in r["attribute"], r["attribute"], str(r["value"]))), reps
 
 
 def _headline(m: dict[str, Any]) -> dict[str, Any]:
@@ -259,10 +298,10 @@ def run(ctx: StepContext) -> None:
     if not overall["n"]:
         raise DataError(f"training_set cutoff_ds={ctx.ds}: the holdout window is empty; nothing to evaluate")
     min_size = int(p.get("min_slice_size", 50))
-    slices = slice_metrics(scored, label, attrs, threshold, min_size, pairs=bool(p.get("slice_pairs", True)),
-                           fpr_target=fpr_target, replicates=int(p.get("bootstrap_replicates", 200)), seed=seed)
+    slices, reps = slice_metrics(scored, label, attrs, threshold, min_size, pairs=bool(p.get("slice_pairs", True)),
+                                 fpr_target=fpr_target, replicates=int(p.get("bootstrap_replicates", 200)), seed=seed)
     fairness = fairness_summary([s for s in slices if s["attribute"] in spec.sensitive], min_size,
-                                int(p.get("min_slice_class_count", 10)))
+                                int(p.get("min_slice_class_count", 10)), reps)
     champion, champ_model = champion_metrics(holdout, open_registry(ctx.settings.registry), spec, names, label,
                                              threshold, fpr_target)
     golden = None

@@ -5,6 +5,8 @@ per group (slice) and weighted by a ``weight`` column (young negatives under the
 for less); bootstrap confidence intervals per group from binned counts."""
 from __future__ import annotations
 
+from typing import Any
+
 from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
@@ -116,14 +118,15 @@ def curve_points(scored: DataFrame, label: str, bins: int = 200, score: str = "s
     return pts
 
 
-def bootstrap_intervals(scored: DataFrame, label: str, threshold: float, groups: list[str], score: str = "score",
-                        weight: str | None = None, replicates: int = 200, level: float = 0.95, seed: int = 0,
-                        bins_per_logit: int = 20) -> dict[tuple, dict[str, list[float]]]:
-    """Percentile bootstrap intervals of AUC, recall, false-positive rate, precision and predicted-positive
-    rate per group. Spark reduces the rows to counts per (group, score bin, label, prediction), with score
-    bins 1/``bins_per_logit`` wide on the log-odds scale (fine at every score level); the driver then draws
+def bootstrap_replicates(scored: DataFrame, label: str, threshold: float, groups: list[str], score: str = "score",
+                         weight: str | None = None, replicates: int = 200, seed: int = 0,
+                         bins_per_logit: int = 20) -> dict[tuple, dict[str, Any]]:
+    """Bootstrap replicates of AUC, recall, false-positive rate, precision and predicted-positive rate per
+    group. Spark reduces the rows to counts per (group, score bin, label, prediction), with score bins
+    1/``bins_per_logit`` wide on the log-odds scale (fine at every score level); the driver then draws
     Poisson(1) row weights (a count of k identical cells is Poisson(k)) for each replicate: small, whatever
-    the holdout size. Point estimates stay the exact ones of ``binary_metrics``."""
+    the holdout size. Groups are disjoint row sets, so their replicates are independent and can be combined
+    (e.g. the spread of a rate across the slices of one attribute)."""
     import numpy as np
     w = _w(weight)
     p = F.least(F.greatest(F.col(score), F.lit(1e-9)), F.lit(1 - 1e-9))
@@ -135,7 +138,6 @@ def bootstrap_intervals(scored: DataFrame, label: str, threshold: float, groups:
     for r in rows:
         by_group.setdefault(tuple(r[c] for c in groups), []).append((r["_bin"], r["_y"], r["_pred"], r["k"], r["w"]))
     rng = np.random.default_rng(seed)
-    lo_q, hi_q = 100 * (1 - level) / 2, 100 * (1 + level) / 2
     out = {}
     for key in sorted(by_group, key=str):
         cells = np.array(sorted(by_group[key]), dtype="float64")
@@ -147,10 +149,24 @@ def bootstrap_intervals(scored: DataFrame, label: str, threshold: float, groups:
         P, N = pos_b.sum(1), neg_b.sum(1)
         neg_below = np.cumsum(neg_b, axis=1) - neg_b
         with np.errstate(invalid="ignore", divide="ignore"):
-            stats = {"auc": (pos_b * (neg_below + 0.5 * neg_b)).sum(1) / (P * N),
-                     "recall": (pos * pred).sum(1) / P, "fpr": (neg * pred).sum(1) / N,
-                     "precision": (pos * pred).sum(1) / (draws * pred).sum(1),
-                     "predicted_positive_rate": (draws * pred).sum(1) / draws.sum(1)}
-        out[key] = {m: [float(np.nanpercentile(v, lo_q)), float(np.nanpercentile(v, hi_q))]
-                    for m, v in stats.items() if np.isfinite(v).sum() >= replicates // 2}
+            out[key] = {"auc": (pos_b * (neg_below + 0.5 * neg_b)).sum(1) / (P * N),
+                        "recall": (pos * pred).sum(1) / P, "fpr": (neg * pred).sum(1) / N,
+                        "precision": (pos * pred).sum(1) / (draws * pred).sum(1),
+                        "predicted_positive_rate": (draws * pred).sum(1) / draws.sum(1)}
     return out
+
+
+def interval(values, level: float = 0.95) -> list[float] | None:
+    """Percentile interval of bootstrap replicates (None when fewer than half are defined)."""
+    import numpy as np
+    v = np.asarray(values, dtype="float64")
+    if np.isfinite(v).sum() < max(len(v) // 2, 1):
+        return None
+    return [float(np.nanpercentile(v, 100 * (1 - level) / 2)), float(np.nanpercentile(v, 100 * (1 + level) / 2))]
+
+
+def bootstrap_intervals(scored: DataFrame, label: str, threshold: float, groups: list[str], level: float = 0.95,
+                        **kw) -> dict[tuple, dict[str, list[float]]]:
+    """Percentile intervals of ``bootstrap_replicates`` per group and metric."""
+    return {key: {m: ci for m, v in reps.items() if (ci := interval(v, level))}
+            for key, reps in bootstrap_replicates(scored, label, threshold, groups, **kw).items()}

@@ -84,8 +84,8 @@ def run(ctx: StepContext) -> None:
     metrics = json.loads((run_dir / "evaluation" / "metrics.json").read_text())
     manifest = build_manifest(ctx, train_doc, blessing, metrics, lineage)
     ev = run_dir / "evaluation"
-    files = {"model.ubj": art, "blessing.json": ev / "blessing.json", "evaluation.json": ev / "evaluation.json",
-             "report.html": ev / "report.html", "model_card.md": ev / "model_card.md"}
+    files = {"model.ubj": art, "blessing.json": ev / "blessing.json", "evaluation.json": ev / "evaluation.json"}
+    files.update({n: ev / n for n in ("report.html", "model_card.md") if (ev / n).exists()})  # older runs lack a card
     reg = open_registry(ctx.settings.registry)
     created = reg.publish(ctx.dataset.name, manifest["version"], files, manifest)
     alias = reg.set_alias(ctx.dataset.name, "champion", manifest["version"], reason=f"blessed run {ctx.run_id}")

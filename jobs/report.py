@@ -89,6 +89,10 @@ def shap_plot(shap: dict[str, Any], w: int = 600) -> str:
     return "".join(parts)
 
 
+FAIRNESS_COLS = ("auc_gap", "demographic_parity_difference", "disparate_impact_ratio", "equal_opportunity_difference",
+                 "equalized_odds_difference")
+
+
 def _ci(ci: list[float] | None) -> str | None:
     return None if not ci else f"{ci[0]:.3f}–{ci[1]:.3f}"
 
@@ -120,7 +124,9 @@ def render(doc: dict[str, Any]) -> str:
         f'<p class="verdict" style="color:{color}">{verdict} (gate mode: {html.escape(b["mode"])})</p>',
         f"<p>artifact sha256 <code>{html.escape(b['artifact_sha256'])}</code>; holdout {html.escape(str(doc['windows'].get('holdout')))}; "
         f"champion: {html.escape(str(doc.get('champion', {}).get('version') or 'none'))}</p>",
-        "<h2>Gate checks</h2>", table(b["checks"], ["name", "value", "op", "threshold", "passed"]),
+        "<h2>Gate checks</h2><p>A check with an interval (fairness) fails only when its whole 95% bootstrap "
+        "interval is on the wrong side of the threshold; warnings never refuse.</p>",
+        table([c | {"95ci": _ci(c.get("ci"))} for c in b["checks"]], ["name", "value", "95ci", "op", "threshold", "severity", "passed"]),
         "<h2>Overall (holdout)</h2>", table([overall | {"model": "challenger"}] + ([doc["champion"]["overall"] | {"model": "champion"}] if doc.get("champion", {}).get("overall") else []),
                                             ["model", "n", "n_pos", "auc", "pr_auc", "logloss", "brier", "ece", "precision", "recall", "f1", "recall_at_fpr"]),
         f"<p>operating threshold {_fmt(doc['threshold'])}; recall_at_fpr: recall at a false-positive rate of at most "
@@ -136,9 +142,9 @@ def render(doc: dict[str, Any]) -> str:
             for attr in dict.fromkeys(s["attribute"] for s in slice_rows if " & " not in s["attribute"])) + "</div>",
         table([s | {"auc_95ci": _ci(s.get("auc_ci")), "recall_95ci": _ci(s.get("recall_ci"))} for s in slice_rows],
               ["attribute", "value", "n", "n_pos", "auc", "auc_95ci", "pr_auc", "predicted_positive_rate", "recall", "recall_95ci", "fpr", "ece"]),
-        "<h2>Fairness</h2>", table(doc["fairness"], ["attribute", "slices", "auc_gap", "auc_gap_between", "demographic_parity_difference",
-                                                     "disparate_impact_ratio", "equal_opportunity_difference", "tpr_between",
-                                                     "equalized_odds_difference"]),
+        "<h2>Fairness</h2>", table([f | {k + " 95ci": _ci(f.get(k + "_ci")) for k in FAIRNESS_COLS} for f in doc["fairness"]],
+                                   ["attribute", "slices"] + [c for k in FAIRNESS_COLS for c in (k, k + " 95ci")]
+                                   + ["auc_gap_between", "equal_opportunity_difference_between"]),
         "<h2>Feature importance (total gain)</h2>", bar_chart(imp, "Top features by total gain", vmax=vmax, w=600),
         "<h2>SHAP summary</h2>", shap_plot(doc.get("shap") or {}),
         "<h2>Lineage</h2>", f"<pre>{html.escape(json.dumps(doc.get('lineage', {}), indent=1))}</pre>",

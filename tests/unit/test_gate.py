@@ -19,7 +19,7 @@ def test_fairness_ignores_small_slices():
     assert f["demographic_parity_difference"] == pytest.approx(0.2)
     assert f["disparate_impact_ratio"] == pytest.approx(0.1 / 0.3)
     assert f["equal_opportunity_difference"] == pytest.approx(0.3)          # F vs M; U has 2 positives: left out
-    assert f["tpr_between"] == "M vs F"
+    assert f["equal_opportunity_difference_between"] == "M vs F"
     assert f["equalized_odds_difference"] == pytest.approx(0.3)             # max(TPR spread 0.3, FPR spread 0.19)
 
 
@@ -67,3 +67,25 @@ def test_leakage_guards_flag_a_too_good_model_and_a_dominant_feature():
                                                            ("top_feature_gain_share[leaky]", False)]
     ok = gate({"auc": 0.93}, None, [], p, {"a": 40.0, "b": 60.0})
     assert all(c["passed"] for c in ok)
+
+
+def test_fairness_gaps_get_bootstrap_intervals_and_the_gate_decides_on_them():
+    import numpy as np
+    rng = np.random.default_rng(0)
+    rows = [{"attribute": "g", "value": v, "n": 400, "n_pos": 30, "n_neg": 370, "auc": 0.8, "predicted_positive_rate": 0.1,
+             "recall": r, "fpr": 0.05} for v, r in (("a", 0.50), ("b", 0.78))]
+    # noisy: 30 positives per slice, so a 0.28 TPR gap is within resampling noise of no gap
+    noisy = {("g", v): {"recall": np.clip(rng.normal(0.64, 0.09, 400), 0, 1), "fpr": rng.normal(0.05, 0.01, 400),
+                        "auc": rng.normal(0.8, 0.03, 400), "predicted_positive_rate": rng.normal(0.1, 0.01, 400)}
+             for v in ("a", "b")}
+    [f] = fairness_summary(rows, 100, 20, noisy)
+    lo, hi = f["equal_opportunity_difference_ci"]
+    assert lo < 0.2 < hi and f["equal_opportunity_difference"] == pytest.approx(0.28)
+    [c] = gate({}, None, [f], {"max_equal_opportunity_difference": 0.2})
+    assert c["passed"] and c["decided_on"] == "ci_lower" and c["ci"] == [lo, hi]
+    # precise: the same point gap with tight replicates is a real gap and refuses
+    tight = {("g", "a"): {**noisy[("g", "a")], "recall": rng.normal(0.50, 0.01, 400)},
+             ("g", "b"): {**noisy[("g", "b")], "recall": rng.normal(0.78, 0.01, 400)}}
+    [f2] = fairness_summary(rows, 100, 20, tight)
+    [c2] = gate({}, None, [f2], {"max_equal_opportunity_difference": 0.2})
+    assert not c2["passed"] and f2["equal_opportunity_difference_ci"][0] > 0.2

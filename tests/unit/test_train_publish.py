@@ -46,6 +46,7 @@ def _run_dir(cards, settings, blessed: bool, tamper: bool = False):
     write_json_atomic(ev / "metrics.json", {"auc": 0.9})
     write_json_atomic(ev / "evaluation.json", {})
     (ev / "report.html").write_text("<html></html>")
+    (ev / "model_card.md").write_text("# Model card")
     if tamper:
         model.write_bytes(b"another booster")
     return ctx
