@@ -77,7 +77,7 @@ def test_auc(booster, root: Path, n_features: int) -> float:
     import xgboost as xgb
     from sklearn.metrics import roc_auc_score
     t = pq.read_table(root / "test")
-    x = t.select(feature_names(n_features)).to_pandas().to_numpy("float32")
+    x = t.select(feature_names(n_features)).to_pandas()
     return float(roc_auc_score(t["label"].to_numpy(), booster.predict(xgb.DMatrix(x))))
 
 
@@ -90,8 +90,9 @@ def run_single(root: Path, n_features: int) -> dict:
     x = np.column_stack([t[c].to_numpy() for c in feature_names(n_features)])
     y, valid = t["label"].to_numpy(), t["is_valid"].to_numpy()
     del t
-    dtrain = xgb.QuantileDMatrix(x[~valid], y[~valid])
-    dvalid = xgb.QuantileDMatrix(x[valid], y[valid], ref=dtrain)
+    names = feature_names(n_features)
+    dtrain = xgb.QuantileDMatrix(x[~valid], y[~valid], feature_names=names)
+    dvalid = xgb.QuantileDMatrix(x[valid], y[valid], ref=dtrain, feature_names=names)
     del x
     params = {"max_depth": PARAMS["max_depth"], "eta": PARAMS["learning_rate"], "tree_method": "hist",
               "objective": "binary:logistic", "eval_metric": "auc", "seed": PARAMS["random_state"], "nthread": os.cpu_count()}
@@ -106,7 +107,8 @@ def run_spark(root: Path, n_features: int) -> dict:
     from jobs.common.config import Settings
     from jobs.common.spark import get_spark
     t_start = time.perf_counter()
-    settings = Settings(spark_master="local[*]", spark_packages=(), landing="", lake="", runs="", gx="", registry="",
+    settings = Settings(spark_master="local[*]", spark_packages=("io.delta:delta-spark_4.2_2.13:4.4.0",), landing="",
+                        lake="", runs="", gx="", registry="",
                         spark_conf={"spark.driver.memory": "6g", "spark.ui.enabled": "false",
                                     "spark.ui.showConsoleProgress": "false", "spark.sql.shuffle.partitions": "8"})
     spark = get_spark(settings, "bench-train")
@@ -128,8 +130,9 @@ def run_spark(root: Path, n_features: int) -> dict:
 def measure(kind: str, root: Path, n_features: int) -> dict:
     """Run one trial in a fresh process; sample the RSS of its whole process tree."""
     import psutil
+    err = open(root / f"last-{kind}.stderr", "w")
     proc = subprocess.Popen([sys.executable, __file__, "--one", kind, "--data", str(root), "--features", str(n_features)],
-                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+                            stdout=subprocess.PIPE, stderr=err, text=True)
     top = psutil.Process(proc.pid)
     peak = 0
     while proc.poll() is None:
@@ -140,8 +143,9 @@ def measure(kind: str, root: Path, n_features: int) -> dict:
             pass
         time.sleep(0.05)
     out = proc.stdout.read()
+    err.close()
     if proc.returncode != 0:
-        raise RuntimeError(f"{kind} run failed (rc {proc.returncode}): {out[-2000:]}")
+        raise RuntimeError(f"{kind} run failed (rc {proc.returncode}); see {err.name}")
     res = json.loads(out.strip().splitlines()[-1])
     res["peak_rss_mb"] = round(peak / 2**20)
     return res
