@@ -109,7 +109,7 @@ def run_spark(root: Path, n_features: int) -> dict:
     t_start = time.perf_counter()
     settings = Settings(spark_master="local[*]", spark_packages=("io.delta:delta-spark_4.2_2.13:4.4.0",), landing="",
                         lake="", runs="", gx="", registry="",
-                        spark_conf={"spark.driver.memory": "6g", "spark.ui.enabled": "false",
+                        spark_conf={"spark.driver.memory": os.environ.get("BENCH_DRIVER_MEMORY", "6g"), "spark.ui.enabled": "false",
                                     "spark.ui.showConsoleProgress": "false", "spark.sql.shuffle.partitions": "8"})
     spark = get_spark(settings, "bench-train")
     spark.range(1).count()
