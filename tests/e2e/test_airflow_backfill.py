@@ -28,7 +28,7 @@ def _runs(db: Path) -> list[tuple]:
 
 
 def test_backfill_over_a_date_range_runs_the_whole_dag_per_day(tmp_path, spark):
-    conf = write_conf(tmp_path, master="local[1]")
+    conf = write_conf(tmp_path)
     synth.generate(synth.SynthConfig(start=START, days=(TO - START).days + 1, rows_per_day=2000, seed=5),
                    tmp_path / "landing" / "cards")
     for step in ("etl", "features"):  # history up to the day before the range
@@ -42,7 +42,8 @@ def test_backfill_over_a_date_range_runs_the_whole_dag_per_day(tmp_path, spark):
            "AIRFLOW__CORE__LOAD_EXAMPLES": "False", "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
            "AIRFLOW__CORE__PARALLELISM": "2", "AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": "False",  # backfill runs only
            "AIRFLOW__API__PORT": str(port), "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{port}/execution/",
-           "AIRFLOW__API_AUTH__JWT_SECRET": "trainyard-test-secret", "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False"}
+           "AIRFLOW__API_AUTH__JWT_SECRET": "trainyard-test-secret", "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
+           "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "1"}
     for cmd in (["db", "migrate"], ["dags", "reserialize"], ["dags", "unpause", "train_pipeline"]):
         out = subprocess.run([AIRFLOW, *cmd], env=env, capture_output=True, text=True, cwd=REPO)
         assert out.returncode == 0, (cmd, out.stderr[-3000:])
