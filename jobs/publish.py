@@ -88,6 +88,8 @@ def run(ctx: StepContext) -> None:
     files.update({n: ev / n for n in ("report.html", "model_card.md") if (ev / n).exists()})  # older runs lack a card
     reg = open_registry(ctx.settings.registry)
     created = reg.publish(ctx.dataset.name, manifest["version"], files, manifest)
+    # aliases move last, each only to a complete, verified version: challenger (the newest blessed), then champion
+    reg.set_alias(ctx.dataset.name, "challenger", manifest["version"], reason=f"blessed run {ctx.run_id}")
     alias = reg.set_alias(ctx.dataset.name, "champion", manifest["version"], reason=f"blessed run {ctx.run_id}")
     ctx.counts.update({"version": manifest["version"], "created": created, "champion": alias["version"],
                        "previous_champion": alias.get("previous")})

@@ -91,6 +91,7 @@ def test_killed_publish_never_moves_the_champion_to_an_incomplete_version_and_ro
     assert done.returncode == 0, done.stderr[-2000:]
     v2 = reg.alias("cards", "champion")["version"]
     assert v2 != v1 and v2.startswith(D2.isoformat()) and reg.alias("cards", "champion")["previous"] == v1
+    assert reg.alias("cards", "challenger")["version"] == v2
     reg.verify("cards", v2)
     manifest = reg.manifest("cards", v2)
     assert manifest["lineage"]["delta_versions_read"] == {"train": {"training_set": 3}}
