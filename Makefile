@@ -65,7 +65,7 @@ airflow: setup ## start Airflow standalone (UI on http://localhost:8080) with th
 	$(AIRFLOW) standalone
 
 dvc-repro: setup ## reproduce the DVC pipeline on the sample (dvc.yaml) and show its metrics
-	$(VENV)/bin/dvc repro
+	PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(VENV)/bin/dvc repro
 	$(VENV)/bin/dvc metrics show
 
 clean: ## remove generated state (lake, runs, registry, Airflow DB); keeps .venv and landing data
