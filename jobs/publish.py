@@ -1,7 +1,7 @@
 """Publish: only a blessed model. Checks that the blessing was given to this exact artifact (sha256), writes
 an immutable registry version (artifact, model card, report, manifest with sha256 and lineage: the Delta
 versions every step read, the DVC data hash, params, metrics, blessing, git commit) atomically, manifest last,
-then moves the ``champion`` alias last (see jobs/registry.py for both backends).
+then moves the ``challenger`` and last the ``champion`` alias (see jobs/registry.py for both backends).
 
 Exit code 99 (``NotBlessed``) means "nothing to publish": the DAG marks the task skipped, not failed."""
 from __future__ import annotations
