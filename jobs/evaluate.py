@@ -20,7 +20,8 @@ from jobs.common.cli import StepContext, run_step
 from jobs.common.errors import ConfigError, DataError
 from jobs.common.files import sha256_file, write_json_atomic
 from jobs.features import attr_col
-from jobs.metrics import binary_metrics, bootstrap_replicates, curve_points, interval
+from jobs.metrics import binary_metrics, bootstrap_replicates, curve_points, interval, replicate_intervals
+from jobs.train import booster_from_bytes, feature_matrix
 
 GATE_MODES = ("enabled", "dry_run", "disabled")
 HEADLINE = ("n", "n_pos", "n_neg", "auc", "pr_auc", "logloss", "brier", "ece", "precision", "recall", "f1", "fpr",
@@ -35,15 +36,11 @@ def score(df: DataFrame, model_bytes: bytes, names: list[str], types: list[str],
     schema = StructType([*df.schema.fields, StructField(out, DoubleType())])  # df.schema.add would mutate df
 
     def predict(batches):
-        import numpy as np
-        import xgboost as xgb
-        booster = xgb.Booster()
-        booster.load_model(bytearray(bc.value))
+        booster = booster_from_bytes(bc.value)
         for pdf in batches:
             if len(pdf) == 0:
                 continue
-            x = xgb.DMatrix(pdf[names].astype("float32"), feature_types=types, enable_categorical=True, missing=np.nan)
-            yield pdf.assign(**{out: booster.predict(x).astype("float64")})
+            yield pdf.assign(**{out: booster.predict(feature_matrix(pdf, names, types)).astype("float64")})
 
     return df.mapInPandas(predict, schema)
 
@@ -139,8 +136,6 @@ def fairness_summary(slices: list[dict], min_size: int, min_class_count: int = 1
     ``<name>_ci`` interval, computed replicate by replicate over the same slices."""
     import numpy as np
 
-    from jobs.metrics import interval
-
     def spread(rows: list[dict], key: str) -> tuple[float | None, str | None]:
         vals = [(r[key], r["value"]) for r in rows if r.get(key) is not None]
         if len(vals) < 2:
@@ -209,7 +204,7 @@ def slice_metrics(scored: DataFrame, label: str, attrs: list[str], threshold: fl
     sliced = slice_frame(scored, attrs, pairs).cache()
     reps = bootstrap_replicates(sliced, label, threshold, ["attribute", "value"], weight="weight",
                                 replicates=replicates, seed=seed) if replicates else {}
-    cis = {key: {m: ci for m, v in r.items() if (ci := interval(v))} for key, r in reps.items()}
+    cis = replicate_intervals(reps)
     rows = []
     for r in binary_metrics(sliced, label, threshold, ["attribute", "value"], weight="weight", fpr_target=fpr_target):
         if " & " in r["attribute"] and r["n"] < min_size:
@@ -226,22 +221,19 @@ def _headline(m: dict[str, Any]) -> dict[str, Any]:
     return {k: m.get(k) for k in HEADLINE}
 
 
-def shap_summary(df: DataFrame, model: bytes, names: list[str], types: list[str], rows: int, seed: int,
+def shap_summary(df: DataFrame, n: int, booster, names: list[str], types: list[str], rows: int, seed: int,
                  top: int = 12, points: int = 300) -> dict[str, Any]:
-    """XGBoost's own SHAP contributions (``pred_contribs``) on a seeded sample of at most ``rows`` holdout
-    rows (the only rows that reach the driver): mean |SHAP| per feature and, for the top features, points
-    (SHAP value, feature value as a 0-1 rank within the sample) for a summary (beeswarm) plot."""
+    """XGBoost's own SHAP contributions (``pred_contribs``) on a seeded sample of at most ``rows`` of the
+    ``n`` holdout rows (the only rows that reach the driver): mean |SHAP| per feature and, for the top
+    features, points (SHAP value, feature value as a 0-1 rank within the sample) for a summary (beeswarm) plot."""
     import numpy as np
-    import xgboost as xgb
-    n = df.count()
-    sample = (df.sample(fraction=min(1.0, rows * 1.1 / max(n, 1)), seed=seed).limit(rows) if n > rows else df)
-    pdf = sample.select(*names).toPandas()
+
+    from jobs.common.spark import bounded_sample
+    pdf = bounded_sample(df, rows, seed, n).select(*names).toPandas()
     if pdf.empty:
         return {}
-    booster = xgb.Booster()
-    booster.load_model(bytearray(model))
     x = pdf.astype("float32")
-    contrib = booster.predict(xgb.DMatrix(x, feature_types=types, enable_categorical=True, missing=np.nan), pred_contribs=True)[:, :-1]
+    contrib = booster.predict(feature_matrix(x, names, types), pred_contribs=True)[:, :-1]
     mean_abs = np.abs(contrib).mean(axis=0)
     order = np.argsort(-mean_abs)[:top]
     rng = np.random.default_rng(seed)
@@ -307,7 +299,8 @@ def run(ctx: StepContext) -> None:
     golden = None
     if p.get("golden_version") is not None:
         golden = golden_metrics(spark, ctx, int(p["golden_version"]), model, names, types, champ_model, threshold)
-    importance = {k: float(v) for k, v in _booster_importance(model).items()}
+    booster = booster_from_bytes(model)
+    importance = {k: float(v) for k, v in booster.get_score(importance_type="total_gain").items()}
     checks = gate(overall, champion, fairness, gp, importance, golden)
     blessing = bless(checks, gp.get("mode", "enabled"), sha)
     blessing.update({"dataset": spec.name, "ds": ctx.ds.isoformat(), "champion_version": champion.get("version")})
@@ -316,7 +309,8 @@ def run(ctx: StepContext) -> None:
     windows = json.loads((lineage_dir / "features.json").read_text()).get("counts", {}).get("windows", {}) if (lineage_dir / "features.json").exists() else {}
     doc = {"dataset": spec.name, "ds": ctx.ds.isoformat(), "overall": _headline(overall), "threshold": threshold,
            "fpr_target": fpr_target, "slices": slices, "fairness": fairness, "blessing": blessing, "importance": importance,
-           "shap": shap_summary(scored, model, names, types, int(p.get("shap_rows", 2000)), seed), "windows": windows,
+           "shap": shap_summary(scored, overall["n"], booster, names, types, int(p.get("shap_rows", 2000)), seed),
+           "windows": windows,
            "curves": {"challenger": curve_points(scored, label, weight="weight"), "champion": champion.get("curves")},
            "champion": {k: v for k, v in champion.items() if k != "curves"}, "golden": golden, "lineage": lineage,
            "model": {k: train_doc.get(k) for k in ("sha256", "params", "counts", "num_workers", "best_iteration",
@@ -362,13 +356,6 @@ def write_plots(folder: Path, doc: dict[str, Any]) -> None:
     write_json_atomic(folder / "calibration.json", [{"mean_score": p["bin_mean_score"], "positive_rate": p["bin_positive_rate"]}
                                                      for p in sorted(pts, key=lambda p: p["threshold"])])
     write_json_atomic(folder / "slices.json", [{"slice": f"{s['attribute']}={s['value']}", "auc": s["auc"]} for s in doc["slices"]])
-
-
-def _booster_importance(model: bytes) -> dict[str, float]:
-    import xgboost as xgb
-    b = xgb.Booster()
-    b.load_model(bytearray(model))
-    return b.get_score(importance_type="total_gain")
 
 
 def main(argv: list[str] | None = None) -> None:

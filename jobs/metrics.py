@@ -165,8 +165,12 @@ def interval(values, level: float = 0.95) -> list[float] | None:
     return [float(np.nanpercentile(v, 100 * (1 - level) / 2)), float(np.nanpercentile(v, 100 * (1 + level) / 2))]
 
 
+def replicate_intervals(reps: dict[tuple, dict[str, Any]], level: float = 0.95) -> dict[tuple, dict[str, list[float]]]:
+    """Percentile intervals per group and metric of ``bootstrap_replicates`` output (undefined ones left out)."""
+    return {key: {m: ci for m, v in r.items() if (ci := interval(v, level))} for key, r in reps.items()}
+
+
 def bootstrap_intervals(scored: DataFrame, label: str, threshold: float, groups: list[str], level: float = 0.95,
                         **kw) -> dict[tuple, dict[str, list[float]]]:
     """Percentile intervals of ``bootstrap_replicates`` per group and metric."""
-    return {key: {m: ci for m, v in reps.items() if (ci := interval(v, level))}
-            for key, reps in bootstrap_replicates(scored, label, threshold, groups, **kw).items()}
+    return replicate_intervals(bootstrap_replicates(scored, label, threshold, groups, **kw), level)

@@ -113,9 +113,9 @@ class Registry:
     def history(self, model: str, name: str = "champion") -> list[dict[str, Any]]:
         return [json.loads(self._get(k)[0]) for k in sorted(self._list(f"{model}/aliases/{name}.history/"))]
 
-    def verify(self, model: str, version: str) -> Path:
-        """A local path to the version's artifact, after checking the version is complete and the artifact's
-        sha256 is the manifest's."""
+    def _verified(self, model: str, version: str) -> tuple[Path, dict[str, Any]]:
+        """(local artifact path, manifest) after checking the version is complete and the artifact's sha256
+        is the manifest's (one manifest read)."""
         m = self.manifest(model, version)
         art = self._artifact_file(model, version, m["artifact"])
         if art is None:
@@ -123,15 +123,18 @@ class Registry:
         actual = sha256_file(art)
         if actual != m["sha256"]:
             raise RegistryError(f"{model}/{version}: checksum mismatch: manifest {m['sha256']}, artifact {actual}")
-        return art
+        return art, m
+
+    def verify(self, model: str, version: str) -> Path:
+        """A local path to the version's artifact, verified (see ``_verified``)."""
+        return self._verified(model, version)[0]
 
     def champion(self, model: str) -> tuple[str, Path, dict[str, Any]] | None:
         """(version, verified artifact path, manifest) of the model's champion, or None if it has none."""
         alias = self.alias(model, "champion")
         if not alias:
             return None
-        version = alias["version"]
-        return version, self.verify(model, version), self.manifest(model, version)
+        return (alias["version"], *self._verified(model, alias["version"]))
 
     def load_booster(self, model: str, version: str):
         import xgboost as xgb

@@ -39,6 +39,32 @@ def training_frame(training_set: DataFrame, spec: DatasetSpec) -> DataFrame:
                     F.coalesce(F.col("weight"), F.lit(1.0)).alias("weight"), (F.col("split") == "valid").alias(VALID_COL)))
 
 
+def load_training_frame(spark, ctx: StepContext) -> tuple[DataFrame, dict[str, int]]:
+    """This cutoff's train and valid rows from the pinned training set, cached, with their class counts;
+    refuses a window that lacks a class. Shared by train and tune; the caller unpersists the frame."""
+    ts = (delta_io.read_pinned(spark, ctx.table("training_set"), ctx.reads, "training_set")
+          .where(F.col("cutoff_ds") == F.lit(ctx.ds)))
+    df = training_frame(ts, ctx.dataset).cache()
+    counts = class_balance(df, ctx.dataset.label.name)
+    check_trainable(counts, f"training_set cutoff_ds={ctx.ds}")
+    return df, counts
+
+
+def feature_matrix(pdf, names: list[str], types: list[str], **meta):
+    """The DMatrix every driver or executor path builds from a pandas frame (scoring, SHAP, tuning): float32
+    features, the declared feature types, NaN as missing; ``meta`` is label, weight, ..."""
+    import numpy as np
+    import xgboost as xgb
+    return xgb.DMatrix(pdf[names].astype("float32"), feature_types=types, enable_categorical=True, missing=np.nan, **meta)
+
+
+def booster_from_bytes(model: bytes):
+    import xgboost as xgb
+    booster = xgb.Booster()
+    booster.load_model(bytearray(model))
+    return booster
+
+
 def class_balance(df: DataFrame, label: str) -> dict[str, int]:
     rows = df.where(F.col("weight") > 0).groupBy(VALID_COL, label).count().collect()
     get = lambda v, y: sum(r["count"] for r in rows if r[VALID_COL] == v and r[label] == y)  # noqa: E731
@@ -216,11 +242,7 @@ def run(ctx: StepContext) -> None:
     from jobs.common.spark import get_spark
     spark = get_spark(ctx.settings, "train")
     spec, p = ctx.dataset, ctx.step_params()
-    ts = (delta_io.read_pinned(spark, ctx.table("training_set"), ctx.reads, "training_set")
-          .where(F.col("cutoff_ds") == F.lit(ctx.ds)))
-    df = training_frame(ts, spec).cache()
-    counts = class_balance(df, spec.label.name)
-    check_trainable(counts, f"training_set cutoff_ds={ctx.ds}")
+    df, counts = load_training_frame(spark, ctx)
     workers = resolve_workers(p.get("num_workers", "auto"), spark)
     tuned = tuned_params(ctx.run_dir, ctx.reads["training_set"])
     if tuned:

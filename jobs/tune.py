@@ -79,10 +79,8 @@ def pruning_callback(trial, metric: str):
 
         def after_iteration(self, model, epoch, evals_log):
             trial.report(float(evals_log["valid"][metric][-1]), epoch)
-            if trial.should_prune():
-                _Prune.pruned = True
-                return True
-            return False
+            self.pruned = trial.should_prune()
+            return self.pruned
     return _Prune()
 
 
@@ -123,27 +121,19 @@ def search(train, valid, base: dict[str, Any], space: dict[str, Any], storage: s
     return study, done
 
 
-def sample_frames(df, label: str, max_train: int, max_valid: int, seed: int):
+def sample_frames(df, max_train: int, max_valid: int, seed: int):
     """A seeded sample of each window, collected to the driver as pandas (bounded by the max rows)."""
     from pyspark.sql import functions as F
 
+    from jobs.common.spark import bounded_sample
     from jobs.train import VALID_COL
-    out = []
-    for is_valid, cap in ((False, max_train), (True, max_valid)):
-        part = df.where(F.col(VALID_COL) == F.lit(is_valid))
-        n = part.count()
-        if n > cap:
-            part = part.sample(fraction=min(1.0, cap * 1.05 / n), seed=seed).limit(cap)
-        out.append(part.toPandas())
-    return out
+    return [bounded_sample(df.where(F.col(VALID_COL) == F.lit(is_valid)), cap, seed).toPandas()
+            for is_valid, cap in ((False, max_train), (True, max_valid))]
 
 
 def dmatrix(pdf, spec, label: str):
-    import xgboost as xgb
-
-    from jobs.train import feature_types
-    return xgb.DMatrix(pdf[spec.features.names].astype("float32"), label=pdf[label], weight=pdf["weight"],
-                       feature_types=feature_types(spec), enable_categorical=True, missing=float("nan"))
+    from jobs.train import feature_matrix, feature_types
+    return feature_matrix(pdf, spec.features.names, feature_types(spec), label=pdf[label], weight=pdf["weight"])
 
 
 def study_name(ctx: StepContext, space: dict[str, Any], training_set_version: int) -> str:
@@ -158,22 +148,15 @@ def run(ctx: StepContext) -> None:
         write_json_atomic(out, {"enabled": False, "note": "tune.enabled is false: train uses params.yaml as is"})
         print("tune: disabled (tune.enabled: false); train uses its params as is")
         return
-    from pyspark.sql import functions as F
-
     from jobs import train
-    from jobs.common import delta_io
     from jobs.common.spark import get_spark
     spec, label = ctx.dataset, ctx.dataset.label.name
     space = check_space(p.get("space") or {})
     spark = get_spark(ctx.settings, "tune")
-    ts = (delta_io.read_pinned(spark, ctx.table("training_set"), ctx.reads, "training_set")
-          .where(F.col("cutoff_ds") == F.lit(ctx.ds)))
-    df = train.training_frame(ts, spec).cache()
-    counts = train.class_balance(df, label)
-    train.check_trainable(counts, f"training_set cutoff_ds={ctx.ds}")
+    df, counts = train.load_training_frame(spark, ctx)
     base = train.xgb_params(ctx.params.get("train", {}), counts)
     seed = int(p.get("seed", base["random_state"]))
-    tr, va = sample_frames(df, label, int(p.get("max_train_rows", 200_000)), int(p.get("max_valid_rows", 100_000)), seed)
+    tr, va = sample_frames(df, int(p.get("max_train_rows", 200_000)), int(p.get("max_valid_rows", 100_000)), seed)
     df.unpersist()
     if tr[label].nunique() < 2 or va[label].nunique() < 2:
         raise DataError(f"tune: the sampled train ({len(tr)} rows) or valid ({len(va)} rows) window has one class; "

@@ -52,3 +52,12 @@ def get_spark(settings: Settings, app_name: str):
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("ERROR")
     return spark
+
+
+def bounded_sample(df, cap: int, seed: int, n: int | None = None):
+    """A seeded sample of at most ``cap`` rows of ``df`` (all of it when it is no larger); ``n``: its row
+    count when the caller knows it already."""
+    n = df.count() if n is None else n
+    if n <= cap:
+        return df
+    return df.sample(fraction=min(1.0, cap * 1.05 / n), seed=seed).limit(cap)
