@@ -1,7 +1,8 @@
 """Publishing under failure, on both registry backends (a local directory and S3 on a real S3-compatible
 server process on loopback): killing publish at each point never leaves the champion alias on an incomplete
 or unverified version, a rerun completes, rollback restores the previous champion in one command, and the
-conditional writes let only one of two writers win."""
+conditional writes let only one of two writers win; show and promote work from the CLI and refuse a version
+whose artifact no longer matches its manifest."""
 from __future__ import annotations
 
 import datetime as dt
@@ -120,3 +121,32 @@ def test_only_one_of_two_writers_wins(backend):
     b_reg._alias = lambda model, name: ({"version": "old"}, stale)  # a writer holding a stale read
     with pytest.raises(AliasConflict, match="moved by another writer"):
         b_reg.set_alias("cards", "champion", a.versions("cards")[0]["version"], "race")
+
+
+def test_show_and_promote_through_the_cli_refuse_a_corrupt_version(backend):
+    conf, uri, env = backend
+    for ds in (D1, D2):
+        assert _cli(env, "jobs.publish", "--conf", str(conf), "--ds", ds.isoformat()).returncode == 0
+    reg = open_registry(uri)
+    v1, v2 = [m["version"] for m in reg.versions("cards")]
+    cli = lambda *a: _cli(env, "jobs.registry", "--conf", str(conf), "--model", "cards", *a)  # noqa: E731
+    shown = cli("show")  # default: the champion's manifest
+    assert shown.returncode == 0, shown.stderr[-2000:]
+    assert json.loads(shown.stdout)["version"] == v2 and json.loads(shown.stdout)["sha256"] == reg.manifest("cards", v2)["sha256"]
+    assert json.loads(cli("show", v1).stdout)["version"] == v1
+    missing = cli("show", "2020-01-01-nope")
+    assert missing.returncode != 0 and "no version '2020-01-01-nope'" in missing.stderr
+
+    promoted = cli("promote", v1)
+    assert promoted.returncode == 0, promoted.stderr[-2000:]
+    assert json.loads(promoted.stdout)["previous"] == v2 and reg.alias("cards", "champion")["version"] == v1
+    assert cli("promote", "--alias", "challenger", v1).returncode == 0
+    challenger = reg.alias("cards", "challenger")
+    assert (challenger["version"], challenger["previous"]) == (v1, v2)
+
+    art = reg.manifest("cards", v2)["artifact"]
+    reg._put(reg._vkey("cards", v2, art), b"not the published model")  # someone overwrote the artifact
+    refused = cli("promote", v2)
+    assert refused.returncode != 0 and "checksum mismatch" in refused.stderr
+    assert reg.alias("cards", "champion")["version"] == v1  # the alias did not move
+    assert f"* {v1}" in cli("list").stdout
