@@ -5,9 +5,10 @@ For each size it writes N rows x F float features (a learnable, noisy binary lab
 10% of rows are the validation window) and a 200k-row test set as Parquet, then runs, alternately and
 ``--repeat`` times each, in a fresh process per run:
 
-- **spark**: SparkSession local[*] (not timed), then timed: read the Parquet, ``train.worker_partitions``
-  (hash-partitioned into one partition per worker, cached once) and ``train.fit`` (SparkXGBClassifier,
-  ``validation_indicator_col``, ``num_workers`` = task slots) -> booster.
+- **spark**: SparkSession local[*] and the ``xgboost.spark`` import (not timed), then timed: read the
+  Parquet, ``xgb_spark.worker_input`` (the files split into one partition per worker, or a round-robin
+  shuffle when they do not split evenly) and ``train.fit`` (SparkXGBClassifier with ``common.xgb_spark``'s
+  substitutions, ``validation_indicator_col``, ``num_workers`` = task slots) -> booster.
 - **single**: timed: read the same Parquet with pyarrow into float32 arrays, ``xgb.QuantileDMatrix`` +
   ``xgb.train`` with ``nthread`` = cores.
 
@@ -21,6 +22,7 @@ workers), sampled every 50 ms.
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import os
 import platform
@@ -103,7 +105,10 @@ def run_single(root: Path, n_features: int) -> dict:
 def run_spark(root: Path, n_features: int) -> dict:
     from pyspark.sql import functions as F
 
+    importlib.import_module("xgboost.spark")  # before the clock, as run_single imports xgboost before its clock
+
     from jobs import train
+    from jobs.common import xgb_spark
     from jobs.common.config import Settings
     from jobs.common.spark import get_spark
     t_start = time.perf_counter()
@@ -118,11 +123,10 @@ def run_spark(root: Path, n_features: int) -> dict:
     spec = SimpleNamespace(features=SimpleNamespace(names=names, categorical=[]), label=SimpleNamespace(name="label"))
     df = spark.read.parquet(str(root / "train")).withColumn("weight", F.lit(1.0))
     workers = train.resolve_workers("auto", spark)
-    parts, workers = train.worker_partitions(df, "id", workers)
-    model = train.fit(parts, spec, {**PARAMS, "early_stopping_rounds": None}, workers)
+    with xgb_spark.worker_input(df, workers, "is_valid") as parts:
+        model = train.fit(parts, spec, {**PARAMS, "early_stopping_rounds": None}, workers)
     booster = model.get_booster()
     fit_s = time.perf_counter() - t0
-    parts.unpersist()
     return {"fit_s": fit_s, "session_s": t0 - t_start, "workers": workers, "trees": booster.num_boosted_rounds(),
             "auc": test_auc(booster, root, n_features)}
 

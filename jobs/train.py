@@ -15,7 +15,7 @@ from typing import Any
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from jobs.common import delta_io
+from jobs.common import delta_io, xgb_spark
 from jobs.common.cli import StepContext, run_step
 from jobs.common.files import sha256_file, write_json_atomic
 from jobs.common.config import DatasetSpec
@@ -40,11 +40,13 @@ def training_frame(training_set: DataFrame, spec: DatasetSpec) -> DataFrame:
 
 
 def load_training_frame(spark, ctx: StepContext) -> tuple[DataFrame, dict[str, int]]:
-    """This cutoff's train and valid rows from the pinned training set, cached, with their class counts;
-    refuses a window that lacks a class. Shared by train and tune; the caller unpersists the frame."""
+    """This cutoff's train and valid rows from the pinned training set, with their class counts (a pass
+    over two columns); refuses a window that lacks a class. Shared by train and tune. Not cached: training
+    reads the files straight into its workers (``xgb_spark.worker_input``), which a cached copy would
+    prevent and double the memory of."""
     ts = (delta_io.read_pinned(spark, ctx.table("training_set"), ctx.reads, "training_set")
           .where(F.col("cutoff_ds") == F.lit(ctx.ds)))
-    df = training_frame(ts, ctx.dataset).cache()
+    df = training_frame(ts, ctx.dataset)
     counts = class_balance(df, ctx.dataset.label.name)
     check_trainable(counts, f"training_set cutoff_ds={ctx.ds}")
     return df, counts
@@ -119,25 +121,6 @@ def xgb_params(p: dict[str, Any], counts: dict[str, int]) -> dict[str, Any]:
             "random_state": int(p.get("seed", 42))}
 
 
-def worker_partitions(df: DataFrame, key: str, num_workers: int) -> tuple[DataFrame, int]:
-    """Hash-partition by key into ``num_workers`` partitions, in a fixed pseudo-random order within each
-    (so every worker sees the same rows in the same order on every run and every Arrow batch mixes the
-    train and valid windows). xgboost.spark fails on a worker whose rows lack the validation window, so
-    fewer workers are used, down to one, until every partition holds both windows. The returned frame is
-    cached by that check, so the fit reads it without shuffling again; the caller unpersists it."""
-    n = num_workers
-    while True:
-        parts = df.repartition(n, key).sortWithinPartitions(F.xxhash64(key)).cache()
-        seen = (parts.groupBy(F.spark_partition_id().alias("p")).agg(
-            F.max(F.col(VALID_COL).cast("int")).alias("has_valid"), F.min(F.col(VALID_COL).cast("int")).alias("has_train"))
-            .where("has_valid = 1 AND has_train = 0").count())
-        if seen == n or n == 1:
-            return parts, n
-        print(f"train: {n - seen} of {n} partitions lack a train or valid row; retrying with {n - 1} workers")
-        parts.unpersist()
-        n -= 1
-
-
 class CheckpointEvery:
     """An XGBoost training callback (built lazily so this module imports without xgboost): every ``every``
     rounds the rank-0 worker writes the booster to ``directory`` as ``ckpt-NNNNNN.ubj``, atomically.
@@ -184,39 +167,18 @@ def resume_point(directory: Path, fingerprint: str):
     return booster, booster.num_boosted_rounds()
 
 
-def train_without_training_eval(*args, evals=None, **kwargs):
-    """``xgboost.train`` minus the evaluation of the training set that xgboost.spark always adds next to
-    the validation set: early stopping only reads the last eval set, and a ranking metric (AUC, AUC-PR)
-    sorts every training row every round (at 1M rows a third of the boosting time). Runs on the workers."""
-    import xgboost
-    kept = [e for e in (evals or []) if e[1] != "training"] or evals
-    return xgboost.training.train(*args, evals=kept, **kwargs)
-
-
 def fit(parts: DataFrame, spec: DatasetSpec, params: dict[str, Any], num_workers: int, callbacks: list | None = None,
         init_model=None):
-    """Fit on Spark on a frame already split into exactly ``num_workers`` partitions (no reshuffle);
-    ``init_model`` continues boosting from a checkpoint. The workers' ``xgboost.train`` is
-    ``train_without_training_eval`` (xgboost.spark resolves ``worker_train`` from its module when the
-    training closure is pickled, so the swap reaches the workers; restored afterwards)."""
-    import xgboost.spark.core as xgb_spark_core
-    from xgboost.spark import SparkXGBClassifier
+    """Fit on Spark on a frame already in exactly ``num_workers`` partitions (``xgb_spark.worker_input``);
+    ``init_model`` continues boosting from a checkpoint. The classifier is xgboost.spark's with the
+    substitutions of ``common.xgb_spark`` (no label pass, one float32 copy per Arrow batch, no
+    training-set evaluation)."""
     extra = {"callbacks": callbacks} if callbacks else {}
     if init_model is not None:
         extra["xgb_model"] = init_model
-    clf = SparkXGBClassifier(features_col=spec.features.names, label_col=spec.label.name,
-                             validation_indicator_col=VALID_COL, weight_col="weight", num_workers=num_workers,
-                             feature_types=feature_types(spec), missing=float("nan"), **params, **extra)
-    original = getattr(xgb_spark_core, "worker_train", None)
-    if original is None:  # another xgboost layout: train as the library does
-        return clf.fit(parts)
-    # xgboost.spark splits params into train() arguments and booster params by worker_train's signature
-    train_without_training_eval.__wrapped__ = original  # inspect.signature follows __wrapped__
-    xgb_spark_core.worker_train = train_without_training_eval
-    try:
-        return clf.fit(parts)
-    finally:
-        xgb_spark_core.worker_train = original
+    return xgb_spark.fit_binary(parts, features_col=spec.features.names, label_col=spec.label.name,
+                                validation_indicator_col=VALID_COL, weight_col="weight", num_workers=num_workers,
+                                feature_types=feature_types(spec), missing=float("nan"), **params, **extra)
 
 
 def save_booster(model, spec: DatasetSpec, out_dir: Path) -> tuple[Path, Any]:
@@ -248,8 +210,6 @@ def run(ctx: StepContext) -> None:
     if tuned:
         print(f"train: tuned params from the tune step: {tuned}")
     params = xgb_params({**p, **(tuned or {})}, counts)
-    parts, workers = worker_partitions(df, spec.example_source.key, workers)
-    df.unpersist()
     # resumable: a retried task continues from the last checkpoint of the same input and params
     ckpt_dir = ctx.run_dir / "model" / "checkpoints"
     fingerprint = hashlib.sha256(json.dumps([params, spec.features.names, ctx.reads["training_set"]],
@@ -260,7 +220,8 @@ def run(ctx: StepContext) -> None:
     if remaining["n_estimators"] == 0:
         model = _BoosterModel(init)
     else:
-        model = fit(parts, spec, remaining, workers, [CheckpointEvery(str(ckpt_dir), every)] if every else None, init)
+        with xgb_spark.worker_input(df, workers, VALID_COL) as parts:
+            model = fit(parts, spec, remaining, workers, [CheckpointEvery(str(ckpt_dir), every)] if every else None, init)
     path, booster = save_booster(model, spec, ctx.run_dir / "model")
     shutil.rmtree(ckpt_dir, ignore_errors=True)
     best = booster.attr("best_iteration")
@@ -272,7 +233,6 @@ def run(ctx: StepContext) -> None:
     write_json_atomic(ctx.run_dir / "model" / "train.json", doc)
     ctx.counts.update({"rows": counts, "sha256": doc["sha256"], "best_iteration": doc["best_iteration"],
                        "num_boosted_rounds": doc["num_boosted_rounds"]})
-    parts.unpersist()
     print(f"train {spec.name} cutoff {ctx.ds}: {doc['num_boosted_rounds']} rounds (best {doc['best_iteration']}, "
           f"valid {params['eval_metric']} {doc['best_score']}) on {workers} workers -> {path} sha256 {doc['sha256'][:12]}")
 

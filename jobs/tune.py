@@ -157,7 +157,6 @@ def run(ctx: StepContext) -> None:
     base = train.xgb_params(ctx.params.get("train", {}), counts)
     seed = int(p.get("seed", base["random_state"]))
     tr, va = sample_frames(df, int(p.get("max_train_rows", 200_000)), int(p.get("max_valid_rows", 100_000)), seed)
-    df.unpersist()
     if tr[label].nunique() < 2 or va[label].nunique() < 2:
         raise DataError(f"tune: the sampled train ({len(tr)} rows) or valid ({len(va)} rows) window has one class; "
                         "raise tune.max_train_rows / max_valid_rows")

@@ -16,7 +16,7 @@ import yaml
 from pyspark.sql import functions as F
 
 from jobs import train
-from jobs.common import delta_io
+from jobs.common import delta_io, xgb_spark
 from jobs.common.config import DatasetSpec
 from tests.conftest import REPO, write_conf
 
@@ -76,14 +76,14 @@ def test_killed_training_resumes_from_its_checkpoint(trainset):
 def test_same_data_params_and_seed_give_the_same_model(spark, trainset, cards):
     root, _ = trainset
     ts = spark.read.format("delta").load(str(root / "lake" / "cards" / "training_set"))
-    df = train.training_frame(ts, cards).cache()
+    df = train.training_frame(ts, cards)
     params = train.xgb_params({"n_estimators": 40, "early_stopping_rounds": 10, "seed": 7, "subsample": 0.8},
                               train.class_balance(df, "is_fraud"))
     holdout = ts.where("split = 'holdout'").toPandas()
     preds = []
     for _ in range(3):
-        parts, workers = train.worker_partitions(df, "txn_id", 2)
-        booster = train.fit(parts, cards, params, workers).get_booster()
+        with xgb_spark.worker_input(df, 2, train.VALID_COL) as parts:
+            booster = train.fit(parts, cards, params, 2).get_booster()
         import xgboost as xgb
         x = xgb.DMatrix(holdout[cards.features.names], feature_types=train.feature_types(cards), enable_categorical=True)
         preds.append(booster.predict(x))

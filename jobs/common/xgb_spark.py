@@ -1,0 +1,207 @@
+"""xgboost.spark's training path without its avoidable costs; what it computes is unchanged.
+
+``worker_input`` hands the fit its rows in one partition per worker, straight from the files when they
+split evenly (no shuffle, no cache). ``fit_binary`` then trains a ``SparkXGBClassifier`` exactly as the library does (one barrier stage, one XGBoost
+worker per partition, the collective's allreduce) with three substitutions, each measured at 1M-4M rows
+(bench/RESULTS.md):
+
+- **No label pass.** The classifier runs ``countDistinct(label)`` over the whole input to choose between
+  binary and multi-class objectives. Our labels are declared binary and counted by class before training,
+  so the count runs on an empty frame (Spark answers that without a job) and the objective is
+  ``binary:logistic`` as before.
+- **One float32 copy per Arrow batch, empty slices allowed.** The library keeps every pandas batch of
+  the partition (split into train and valid copies) until the QuantileDMatrix is built, and crashes with
+  ``KeyError: 'values'`` on a batch that holds only train or only valid rows. Here each batch becomes one
+  float32 array at once (the batch is released), rows are split by the indicator, and a worker whose
+  partition has no validation rows gets an empty validation matrix of the right width. Arrow batches can
+  then come in any order, so the input needs no shuffle and no sort: see ``worker_input``.
+- **No training-set evaluation.** xgboost.spark always evaluates the *training* set every round next to
+  the validation set; early stopping reads only the last, and for AUC-type metrics that sorts every
+  training row every round (a third of the boosting time at 1M rows).
+
+The substitutions reach the workers because xgboost.spark pickles its training closure by value, and the
+closure resolves ``create_dmatrix_from_partitions`` and ``worker_train`` from ``xgboost.spark.core`` when it
+is pickled; they are swapped in for the duration of the fit and restored afterwards. Sparse vectors, the one
+input this module does not handle, go to the library's own code."""
+from __future__ import annotations
+
+import contextlib
+from collections import defaultdict
+from typing import Any, Iterator
+
+from pyspark.sql import functions as F
+
+DATA, LABEL, WEIGHT, MARGIN, VALID, QID = "values", "label", "weight", "baseMargin", "validationIndicator", "qid"
+
+
+def train_without_training_eval(*args, evals=None, **kwargs):
+    """``xgboost.train`` minus the evaluation of the training set that xgboost.spark adds (runs on the workers)."""
+    import xgboost
+    kept = [e for e in (evals or []) if e[1] != "training"] or evals
+    return xgboost.training.train(*args, evals=kept, **kwargs)
+
+
+def split_batches(batches: Iterator[Any], feature_cols: list[str], has_valid: bool) -> dict[bool, dict[str, list]]:
+    """{is_valid: {column alias: [numpy arrays, one per non-empty batch slice]}}: features as float32, one
+    copy per batch; slices without rows are skipped (the library would crash on them)."""
+    import numpy as np
+    out: dict[bool, dict[str, list]] = {False: defaultdict(list), True: defaultdict(list)}
+    for pdf in batches:
+        x = pdf[feature_cols].to_numpy(dtype=np.float32)
+        valid = pdf[VALID].to_numpy(dtype=bool) if has_valid else np.zeros(len(pdf), dtype=bool)
+        meta = {name: pdf[name].to_numpy() for name in (LABEL, WEIGHT, MARGIN, QID) if name in pdf.columns}
+        for flag in (False, True):
+            rows = valid if flag else ~valid
+            n = int(rows.sum())
+            if n == 0:
+                continue
+            whole = n == len(pdf)
+            out[flag][DATA].append(x if whole else x[rows])
+            for name, col in meta.items():
+                out[flag][name].append(col if whole else col[rows])
+    return out
+
+
+def build_matrix(data: dict[str, list], n_features: int, use_qdm: bool, kwargs: dict[str, Any], ref=None):
+    """A QuantileDMatrix (or DMatrix) over the arrays of ``split_batches``, batch by batch without
+    concatenating; an empty one of the right width when there are none (every worker must take part in the
+    collective's allreduce, with or without rows)."""
+    import numpy as np
+    import xgboost as xgb
+    from xgboost.spark.data import PartIter, concat_or_none
+    construct = ("max_bin", "missing", "silent", "nthread", "enable_categorical")
+    params = {k: v for k, v in kwargs.items() if k in construct}
+    meta = {k: v for k, v in kwargs.items() if k not in construct}
+    if not data.get(DATA):
+        empty = np.empty((0, n_features), dtype=np.float32)
+        return xgb.QuantileDMatrix(empty, ref=ref, **params, **meta) if use_qdm else xgb.DMatrix(empty, **kwargs)
+    if use_qdm:
+        return xgb.QuantileDMatrix(PartIter(data, None, **meta), ref=ref, **params)
+    return xgb.DMatrix(concat_or_none(data[DATA]), label=concat_or_none(data.get(LABEL)), weight=concat_or_none(data.get(WEIGHT)),
+                       base_margin=concat_or_none(data.get(MARGIN)), qid=concat_or_none(data.get(QID)), **kwargs)
+
+
+def dmatrices_from_batches(*, iterator, feature_cols, dev_ordinal, use_qdm, kwargs, enable_sparse_data_optim,
+                           has_validation_col):
+    """Drop-in for ``xgboost.spark.data.create_dmatrix_from_partitions`` (same keyword arguments, runs on
+    the workers). Host arrays also serve a GPU worker: XGBoost copies them to the device."""
+    from xgboost.spark import data as library
+    if enable_sparse_data_optim or feature_cols is None:
+        return library.create_dmatrix_from_partitions(
+            iterator=iterator, feature_cols=feature_cols, dev_ordinal=dev_ordinal, use_qdm=use_qdm, kwargs=kwargs,
+            enable_sparse_data_optim=enable_sparse_data_optim, has_validation_col=has_validation_col)
+    parts = split_batches(iterator, list(feature_cols), has_validation_col)
+    dtrain = build_matrix(parts[False], len(feature_cols), use_qdm, kwargs)
+    parts[False].clear()
+    dvalid = build_matrix(parts[True], len(feature_cols), use_qdm, kwargs, ref=dtrain) if has_validation_col else None
+    return dtrain, dvalid
+
+
+@contextlib.contextmanager
+def _swapped(module, **replacements):
+    """Set module attributes for the duration; each replacement keeps the original's signature
+    (xgboost.spark routes parameters by ``worker_train``'s, via ``inspect.signature`` and ``__wrapped__``)."""
+    originals = {name: getattr(module, name) for name in replacements}
+    for name, fn in replacements.items():
+        fn.__wrapped__ = originals[name]
+        setattr(module, name, fn)
+    try:
+        yield
+    finally:
+        for name, fn in originals.items():
+            setattr(module, name, fn)
+
+
+def _set_conf(spark, conf: dict[str, str | None]) -> dict[str, str | None]:
+    """Set (or unset, for None) session confs; returns what they were."""
+    before = {k: spark.conf.get(k, None) for k in conf}
+    for k, v in conf.items():
+        spark.conf.unset(k) if v is None else spark.conf.set(k, v)
+    return before
+
+
+def _scan_bytes(df) -> tuple[int, int] | None:
+    """(bytes, files) that ``df``'s one file scan reads after partition pruning, or None when ``df`` is not
+    a plain scan (a join, an exchange, a cached or local relation)."""
+    leaves = df._jdf.queryExecution().executedPlan().collectLeaves()
+    if leaves.size() != 1 or "FileSourceScan" not in leaves.apply(0).getClass().getName():
+        return None
+    listing = leaves.apply(0).selectedPartitions()
+    return int(listing.totalFileSize()), int(listing.totalNumberOfFiles())
+
+
+def _rows_per_partition(df, where) -> list[int]:
+    """Rows matching ``where`` in each partition of ``df``, in one pass that reads only ``where``'s columns."""
+    rows = df.groupBy(F.spark_partition_id().alias("p")).agg(F.count_if(where).alias("n")).collect()
+    return [r["n"] for r in rows]
+
+
+SPLIT_SLACK = (1.0, 1.1, 1.25, 1.5)  # how far above bytes/workers a scan split may grow
+MAX_IMBALANCE = 1.25                 # most / fewest training rows across workers that is still taken as is
+
+
+@contextlib.contextmanager
+def worker_input(df, num_workers: int, valid_col: str | None = None):
+    """``df`` in exactly ``num_workers`` partitions, as xgboost.spark wants (one worker per partition), for
+    the duration of the fit; session confs it sets are restored afterwards.
+
+    A shuffle of every row costs more than the boosting at 1M-4M rows, and a barrier stage may not contain a
+    ``coalesce``, so the first choice is to have the file scan itself produce the partitions: the split size
+    (``spark.sql.files.maxPartitionBytes``, ``minPartitionNum`` 1) is set to the scan's bytes per worker,
+    plus some slack, until the scan plans exactly ``num_workers`` partitions, and they are taken when their
+    training rows (those not in ``valid_col``; one pass over that column) are within ``MAX_IMBALANCE`` of
+    each other: boosting waits for the busiest worker, and a file with one large row group can leave a split
+    empty. The measured break-even: at 4M rows a 1.25 imbalance costs about what the shuffle does. Batches arrive in file order, train and valid rows apart, which the
+    workers take (``dmatrices_from_batches``). Otherwise the rows are shuffled round-robin, with adaptive
+    execution off for the fit: with it on, xgboost.spark's ``rdd.getNumPartitions()`` runs the shuffle's map
+    stage once more."""
+    spark = df.sparkSession
+    scan = _scan_bytes(df)
+    candidates = [{}]
+    if scan:
+        size, files = scan
+        weighed = size + files * spark._jsparkSession.sessionState().conf().filesOpenCostInBytes()  # as Spark packs
+        candidates += [{"spark.sql.files.maxPartitionBytes": str(int(weighed / num_workers * s) + 1),
+                        "spark.sql.files.minPartitionNum": "1"} for s in SPLIT_SLACK]
+    for conf in candidates:
+        before = _set_conf(spark, conf)
+        parts = df.select("*")  # planned afresh under this conf
+        trained = ~F.col(valid_col) if valid_col else F.lit(True)
+        rows = _rows_per_partition(parts, trained) if parts.rdd.getNumPartitions() == num_workers else []
+        if len(rows) == num_workers and min(rows) * MAX_IMBALANCE >= max(rows):
+            print(f"train: {num_workers} workers read the files directly, training rows per worker {sorted(rows)}")
+            try:
+                yield parts
+            finally:
+                _set_conf(spark, before)
+            return
+        _set_conf(spark, before)
+    before = _set_conf(spark, {"spark.sql.adaptive.enabled": "false"})
+    print(f"train: shuffling the input into {num_workers} partitions (its files do not split evenly into them)")
+    try:
+        yield df.repartition(num_workers)
+    finally:
+        _set_conf(spark, before)
+
+
+def binary_classifier(**params):
+    """A ``SparkXGBClassifier`` for a label known to be 0/1: the objective is ``binary:logistic`` without the
+    library's ``countDistinct`` pass over the labels."""
+    from xgboost.spark import SparkXGBClassifier
+
+    class BinarySparkXGBClassifier(SparkXGBClassifier):
+        def _get_distributed_train_params(self, dataset):
+            return super()._get_distributed_train_params(dataset.limit(0))  # 0 distinct labels -> binary
+
+    return BinarySparkXGBClassifier(**params)
+
+
+def fit_binary(parts, **params):
+    """Fit on ``parts`` (already one partition per worker: no repartition here) and return the Spark model.
+    Falls back to the library as is when its internals are not where this module expects them."""
+    import xgboost.spark.core as core
+    clf = binary_classifier(**params)
+    if not all(hasattr(core, n) for n in ("worker_train", "create_dmatrix_from_partitions")):
+        return clf.fit(parts)
+    with _swapped(core, worker_train=train_without_training_eval, create_dmatrix_from_partitions=dmatrices_from_batches):
+        return clf.fit(parts)
