@@ -123,11 +123,16 @@ def _set_conf(spark, conf: dict[str, str | None]) -> dict[str, str | None]:
 def _scan_bytes(df) -> tuple[int, int] | None:
     """(bytes, files) that ``df``'s one file scan reads after partition pruning, or None when ``df`` is not
     a plain scan (a join, an exchange, a cached or local relation)."""
-    leaves = df._jdf.queryExecution().executedPlan().collectLeaves()
-    if leaves.size() != 1 or "FileSourceScan" not in leaves.apply(0).getClass().getName():
+    from py4j.protocol import Py4JError
+    try:  # Spark's physical plan through py4j: another Spark version may name things otherwise
+        leaves = df._jdf.queryExecution().executedPlan().collectLeaves()
+        if leaves.size() != 1 or "FileSourceScan" not in leaves.apply(0).getClass().getName():
+            return None
+        listing = leaves.apply(0).selectedPartitions()
+        return int(listing.totalFileSize()), int(listing.totalNumberOfFiles())
+    except Py4JError as e:
+        print(f"train: cannot read the scan's file sizes ({type(e).__name__}); the input will be shuffled")
         return None
-    listing = leaves.apply(0).selectedPartitions()
-    return int(listing.totalFileSize()), int(listing.totalNumberOfFiles())
 
 
 def _rows_per_partition(df, where) -> list[int]:
