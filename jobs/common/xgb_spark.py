@@ -1,9 +1,9 @@
 """xgboost.spark's training path without its avoidable costs; what it computes is unchanged.
 
 ``worker_input`` hands the fit its rows in one partition per worker, straight from the files when they
-split evenly (no shuffle, no cache). ``fit_binary`` then trains a ``SparkXGBClassifier`` exactly as the library does (one barrier stage, one XGBoost
-worker per partition, the collective's allreduce) with three substitutions, each measured at 1M-4M rows
-(bench/RESULTS.md):
+split evenly (no shuffle, no cache). ``fit_binary`` then trains a ``SparkXGBClassifier`` exactly as the
+library does (one barrier stage, one XGBoost worker per partition, the collective's allreduce) with three
+substitutions, each measured at 1M-4M rows (bench/RESULTS.md):
 
 - **No label pass.** The classifier runs ``countDistinct(label)`` over the whole input to choose between
   binary and multi-class objectives. Our labels are declared binary and counted by class before training,
@@ -77,8 +77,9 @@ def build_matrix(data: dict[str, list], n_features: int, use_qdm: bool, kwargs: 
         return xgb.QuantileDMatrix(empty, ref=ref, **params, **meta) if use_qdm else xgb.DMatrix(empty, **kwargs)
     if use_qdm:
         return xgb.QuantileDMatrix(PartIter(data, None, **meta), ref=ref, **params)
-    return xgb.DMatrix(concat_or_none(data[DATA]), label=concat_or_none(data.get(LABEL)), weight=concat_or_none(data.get(WEIGHT)),
-                       base_margin=concat_or_none(data.get(MARGIN)), qid=concat_or_none(data.get(QID)), **kwargs)
+    cat = {name: concat_or_none(data.get(key)) for name, key in
+           (("data", DATA), ("label", LABEL), ("weight", WEIGHT), ("base_margin", MARGIN), ("qid", QID))}
+    return xgb.DMatrix(**cat, **kwargs)
 
 
 def dmatrices_from_batches(*, iterator, feature_cols, dev_ordinal, use_qdm, kwargs, enable_sparse_data_optim,
@@ -156,12 +157,14 @@ def worker_input(df, num_workers: int, valid_col: str | None = None):
     plus some slack, until the scan plans exactly ``num_workers`` partitions, and they are taken when their
     training rows (those not in ``valid_col``; one pass over that column) are within ``MAX_IMBALANCE`` of
     each other: boosting waits for the busiest worker, and a file with one large row group can leave a split
-    empty. The measured break-even: at 4M rows a 1.25 imbalance costs about what the shuffle does. Batches arrive in file order, train and valid rows apart, which the
-    workers take (``dmatrices_from_batches``). Otherwise the rows are shuffled round-robin, with adaptive
-    execution off for the fit: with it on, xgboost.spark's ``rdd.getNumPartitions()`` runs the shuffle's map
-    stage once more."""
+    empty (an empty partition has no row count, so it is never taken). At 4M rows a 1.25 imbalance costs
+    about what the shuffle does. Batches arrive in file order, train and valid rows apart, which the workers
+    take (``dmatrices_from_batches``). Otherwise the rows are shuffled round-robin, with adaptive execution
+    off for the fit: with it on, xgboost.spark's ``rdd.getNumPartitions()`` runs the shuffle's map stage
+    once more."""
     spark = df.sparkSession
     scan = _scan_bytes(df)
+    trained = ~F.col(valid_col) if valid_col else F.lit(True)
     candidates = [{}]
     if scan:
         size, files = scan
@@ -171,7 +174,6 @@ def worker_input(df, num_workers: int, valid_col: str | None = None):
     for conf in candidates:
         before = _set_conf(spark, conf)
         parts = df.select("*")  # planned afresh under this conf
-        trained = ~F.col(valid_col) if valid_col else F.lit(True)
         rows = _rows_per_partition(parts, trained) if parts.rdd.getNumPartitions() == num_workers else []
         if len(rows) == num_workers and min(rows) * MAX_IMBALANCE >= max(rows):
             print(f"train: {num_workers} workers read the files directly, training rows per worker {sorted(rows)}")
@@ -203,10 +205,12 @@ def binary_classifier(**params):
 
 def fit_binary(parts, **params):
     """Fit on ``parts`` (already one partition per worker: no repartition here) and return the Spark model.
-    Falls back to the library as is when its internals are not where this module expects them."""
+    Falls back to the library as is when its internals are not where this module expects them (another
+    xgboost than the pinned one; the library's own builder then needs batches that mix train and valid)."""
     import xgboost.spark.core as core
     clf = binary_classifier(**params)
     if not all(hasattr(core, n) for n in ("worker_train", "create_dmatrix_from_partitions")):
         return clf.fit(parts)
-    with _swapped(core, worker_train=train_without_training_eval, create_dmatrix_from_partitions=dmatrices_from_batches):
+    with _swapped(core, worker_train=train_without_training_eval,
+                  create_dmatrix_from_partitions=dmatrices_from_batches):
         return clf.fit(parts)

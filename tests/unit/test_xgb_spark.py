@@ -34,6 +34,8 @@ def test_a_worker_without_validation_rows_gets_an_empty_matrix_of_the_right_widt
     dtrain = xgb_spark.build_matrix(parts[False], 2, True, {"missing": np.nan})
     dvalid = xgb_spark.build_matrix(parts[True], 2, True, {"missing": np.nan}, ref=dtrain)
     assert (dtrain.num_row(), dtrain.num_col()) == (10, 2) and (dvalid.num_row(), dvalid.num_col()) == (0, 2)
+    plain = xgb_spark.build_matrix(parts[False], 2, False, {"missing": np.nan})  # the DMatrix path (GPU without cuDF)
+    assert (plain.num_row(), plain.num_col()) == (10, 2) and plain.get_label().tolist() == [i % 2 for i in range(10)]
 
 
 def _confs(spark) -> dict:
