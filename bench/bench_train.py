@@ -8,7 +8,8 @@ For each size it writes N rows x F float features (a learnable, noisy binary lab
 - **spark**: SparkSession local[*] and the ``xgboost.spark`` import (not timed), then timed: read the
   Parquet, ``xgb_spark.worker_input`` (the files split into one partition per worker, or a round-robin
   shuffle when they do not split evenly) and ``train.fit`` (SparkXGBClassifier with ``common.xgb_spark``'s
-  substitutions, ``validation_indicator_col``, ``num_workers`` = task slots) -> booster.
+  substitutions, ``validation_indicator_col``; ``num_workers`` auto, which on one machine is one worker
+  with every core: ``spark.task.cpus`` = cores, ``train.training_settings``) -> booster.
 - **single**: timed: read the same Parquet with pyarrow into float32 arrays, ``xgb.QuantileDMatrix`` +
   ``xgb.train`` with ``nthread`` = cores.
 
@@ -116,7 +117,7 @@ def run_spark(root: Path, n_features: int) -> dict:
                         lake="", runs="", gx="", registry="",
                         spark_conf={"spark.driver.memory": os.environ.get("BENCH_DRIVER_MEMORY", "6g"), "spark.ui.enabled": "false",
                                     "spark.ui.showConsoleProgress": "false", "spark.sql.shuffle.partitions": "8"})
-    spark = get_spark(settings, "bench-train")
+    spark = get_spark(train.training_settings(settings, "auto"), "bench-train")  # as jobs.train builds it
     spark.range(1).count()
     t0 = time.perf_counter()
     names = feature_names(n_features)

@@ -4,6 +4,7 @@ seeds are fixed. The model is saved in XGBoost's own UBJ format with its feature
 pickled, and its sha256 is recorded for the evaluation and publishing steps."""
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -18,7 +19,7 @@ from pyspark.sql import functions as F
 from jobs.common import delta_io, xgb_spark
 from jobs.common.cli import StepContext, run_step
 from jobs.common.files import sha256_file, write_json_atomic
-from jobs.common.config import DatasetSpec
+from jobs.common.config import DatasetSpec, Settings
 from jobs.common.errors import DataError
 from jobs.tune import tuned_params
 
@@ -80,24 +81,44 @@ def check_trainable(counts: dict[str, int], where: str) -> None:
                             "no model is trained from it")
 
 
+def local_cores(master: str) -> int | None:
+    """The cores of a ``local``/``local[N]``/``local[*]`` master; None for a cluster."""
+    m = re.fullmatch(r"local(?:\[(\*|\d+)(?:,\d+)?\])?", master)
+    if not m:
+        return None
+    return 1 if m.group(1) is None else (os.cpu_count() or 1) if m.group(1) == "*" else int(m.group(1))
+
+
 def task_slots(spark) -> int:
     """How many tasks Spark can run at once: xgboost.spark runs its workers as one barrier stage, so
     asking for more workers than slots waits forever."""
     sc = spark.sparkContext
     conf = sc.getConf()
     task_cpus = int(conf.get("spark.task.cpus", "1"))
-    m = re.fullmatch(r"local(?:\[(\*|\d+)(?:,\d+)?\])?", sc.master)
-    if sc.master == "local":
-        cores = 1
-    elif m:
-        cores = (os.cpu_count() or 1) if m.group(1) == "*" else int(m.group(1))
-    else:
+    cores = local_cores(sc.master)
+    if cores is None:
         cores = int(conf.get("spark.executor.instances", "1")) * int(conf.get("spark.executor.cores", "1"))
     return max(1, cores // task_cpus)
 
 
+def training_settings(settings: Settings, num_workers: Any) -> Settings:
+    """The train step's session settings. xgboost.spark gives each worker ``spark.task.cpus`` threads, so on
+    one machine (a local master) the cores are divided among the workers through it: ``auto`` is one worker
+    with every core, a number N gives each of N workers cores // N. One worker with both cores of this
+    machine was faster than two with one each (bench/RESULTS.md): one Python worker to start, no allreduce
+    between processes, the QuantileDMatrix and the boosting on all cores. A conf that sets
+    ``spark.task.cpus`` itself wins. On a cluster nothing changes: set ``spark.task.cpus`` to the executor
+    cores, as xgboost.spark advises, and ``auto`` is one worker per task slot."""
+    cores = local_cores(settings.spark_master)
+    if cores is None or "spark.task.cpus" in settings.spark_conf:
+        return settings
+    workers = 1 if num_workers in (None, "auto", 0) else max(1, min(int(num_workers), cores))
+    return dataclasses.replace(settings, spark_conf={**settings.spark_conf, "spark.task.cpus": str(cores // workers)})
+
+
 def resolve_workers(value: Any, spark) -> int:
-    """``auto``: one worker per task slot. An explicit number above the slots is capped, with a note."""
+    """``auto``: one worker per task slot (on one machine, with ``training_settings``: one worker). An explicit
+    number above the slots is capped, with a note."""
     slots = task_slots(spark)
     if value in (None, "auto", 0):
         return slots
@@ -202,8 +223,8 @@ def save_booster(model, spec: DatasetSpec, out_dir: Path) -> tuple[Path, Any]:
 
 def run(ctx: StepContext) -> None:
     from jobs.common.spark import get_spark
-    spark = get_spark(ctx.settings, "train")
     spec, p = ctx.dataset, ctx.step_params()
+    spark = get_spark(training_settings(ctx.settings, p.get("num_workers", "auto")), "train")
     df, counts = load_training_frame(spark, ctx)
     workers = resolve_workers(p.get("num_workers", "auto"), spark)
     tuned = tuned_params(ctx.run_dir, ctx.reads["training_set"])

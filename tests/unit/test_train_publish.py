@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from jobs import publish, train
+from jobs.common.config import Settings
 from jobs.common.errors import DataError, NotBlessed
 from jobs.common.files import sha256_file, write_json_atomic
 from tests.helpers import context
@@ -67,3 +68,17 @@ def test_publish_writes_version_then_alias(cards, settings):
     manifest = json.loads((reg / "versions" / champ["version"] / "manifest.json").read_text())
     assert champ["version"] == f"2026-10-01-{manifest['sha256'][:12]}"
     assert manifest["lineage"]["git_commit"] and manifest["blessing"]["blessed"]
+
+
+@pytest.mark.parametrize("master,workers,conf,task_cpus", [
+    ("local[4]", "auto", {}, "4"),             # one machine: one worker with every core
+    ("local[4]", 2, {}, "2"),                  # N workers share the cores
+    ("local[4]", 9, {}, "1"),                  # never more workers than cores
+    ("local[4]", "auto", {"spark.task.cpus": "1"}, "1"),  # the environment's own setting wins
+    ("spark://host:7077", "auto", {}, None),   # a cluster: left to the environment
+])
+def test_training_session_divides_a_machines_cores_among_the_workers(master, workers, conf, task_cpus):
+    base = Settings(spark_master=master, spark_packages=(), landing="", lake="", runs="", gx="", registry="",
+                    spark_conf=conf)
+    assert train.training_settings(base, workers).spark_conf.get("spark.task.cpus") == task_cpus
+    assert train.local_cores("local[*]") >= 1 and train.local_cores("local") == 1 and train.local_cores(master) in (4, None)
