@@ -224,9 +224,10 @@ def save_booster(model, spec: DatasetSpec, out_dir: Path) -> tuple[Path, Any]:
 def run(ctx: StepContext) -> None:
     from jobs.common.spark import get_spark
     spec, p = ctx.dataset, ctx.step_params()
-    spark = get_spark(training_settings(ctx.settings, p.get("num_workers", "auto")), "train")
+    requested = p.get("num_workers", "auto")
+    spark = get_spark(training_settings(ctx.settings, requested), "train")
     df, counts = load_training_frame(spark, ctx)
-    workers = resolve_workers(p.get("num_workers", "auto"), spark)
+    workers = resolve_workers(requested, spark)
     tuned = tuned_params(ctx.run_dir, ctx.reads["training_set"])
     if tuned:
         print(f"train: tuned params from the tune step: {tuned}")

@@ -113,12 +113,17 @@ def _swapped(module, **replacements):
             setattr(module, name, fn)
 
 
-def _set_conf(spark, conf: dict[str, str | None]) -> dict[str, str | None]:
-    """Set (or unset, for None) session confs; returns what they were."""
+@contextlib.contextmanager
+def _session_conf(spark, conf: dict[str, str]):
+    """Set session confs for the duration, then put back what they were (unset if they were unset)."""
     before = {k: spark.conf.get(k, None) for k in conf}
     for k, v in conf.items():
-        spark.conf.unset(k) if v is None else spark.conf.set(k, v)
-    return before
+        spark.conf.set(k, v)
+    try:
+        yield
+    finally:
+        for k, v in before.items():
+            spark.conf.unset(k) if v is None else spark.conf.set(k, v)
 
 
 def _scan_bytes(df) -> tuple[int, int] | None:
@@ -172,23 +177,16 @@ def worker_input(df, num_workers: int, valid_col: str | None = None):
         candidates += [{"spark.sql.files.maxPartitionBytes": str(int(weighed / num_workers * s) + 1),
                         "spark.sql.files.minPartitionNum": "1"} for s in SPLIT_SLACK]
     for conf in candidates:
-        before = _set_conf(spark, conf)
-        parts = df.select("*")  # planned afresh under this conf
-        rows = _rows_per_partition(parts, trained) if parts.rdd.getNumPartitions() == num_workers else []
-        if len(rows) == num_workers and min(rows) * MAX_IMBALANCE >= max(rows):
-            print(f"train: {num_workers} workers read the files directly, training rows per worker {sorted(rows)}")
-            try:
+        with _session_conf(spark, conf):
+            parts = df.select("*")  # planned afresh under this conf
+            rows = _rows_per_partition(parts, trained) if parts.rdd.getNumPartitions() == num_workers else []
+            if len(rows) == num_workers and min(rows) * MAX_IMBALANCE >= max(rows):
+                print(f"train: {num_workers} workers read the files directly, training rows per worker {sorted(rows)}")
                 yield parts
-            finally:
-                _set_conf(spark, before)
-            return
-        _set_conf(spark, before)
-    before = _set_conf(spark, {"spark.sql.adaptive.enabled": "false"})
+                return
     print(f"train: shuffling the input into {num_workers} partitions (its files do not split evenly into them)")
-    try:
+    with _session_conf(spark, {"spark.sql.adaptive.enabled": "false"}):
         yield df.repartition(num_workers)
-    finally:
-        _set_conf(spark, before)
 
 
 def binary_classifier(**params):
