@@ -18,14 +18,22 @@ substitutions, each measured at 1M-4M rows (bench/RESULTS.md):
 - **No training-set evaluation.** xgboost.spark always evaluates the *training* set every round next to
   the validation set; early stopping reads only the last, and for AUC-type metrics that sorts every
   training row every round (a third of the boosting time at 1M rows).
+- **No barrier wait in a one-task stage.** Spark's barrier RPC polls for completion once a second (the JVM's
+  ``BarrierTaskContext`` sleeps 1 s per check), and each worker calls ``barrier()``, ``allGather()`` and
+  ``barrier()`` again: about 3 s per fit even when nobody waits. With a single worker (the default on one
+  machine, ``train.training_settings``) there is nobody to wait for, so those calls return at once: a
+  barrier of one is met on arrival and the gather of one message is that message. Stages of more tasks go
+  through Spark as before. The fast path is installed in the Python worker when the fit's closure is
+  unpickled there, before its first barrier (``_installs_one_task_barrier``).
 
 The substitutions reach the workers because xgboost.spark pickles its training closure by value, and the
 closure resolves ``create_dmatrix_from_partitions`` and ``worker_train`` from ``xgboost.spark.core`` when it
-is pickled; they are swapped in for the duration of the fit and restored afterwards. Sparse vectors, the one
-input this module does not handle, go to the library's own code."""
+is pickled; they are swapped in on the driver for the duration of the fit and restored afterwards. Sparse
+vectors, the one input this module does not handle, go to the library's own code."""
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections import defaultdict
 from typing import Any, Iterator
 
@@ -39,6 +47,47 @@ def train_without_training_eval(*args, evals=None, **kwargs):
     import xgboost
     kept = [e for e in (evals or []) if e[1] != "training"] or evals
     return xgboost.training.train(*args, evals=kept, **kwargs)
+
+
+def one_task_barrier() -> None:
+    """Make ``BarrierTaskContext.barrier`` and ``allGather`` return at once in a barrier stage of one task
+    (in this process; idempotent). With more tasks they go through Spark unchanged."""
+    from pyspark.taskcontext import BarrierTaskContext
+    if getattr(BarrierTaskContext, "_one_task_barrier", False):
+        return
+    barrier, all_gather = BarrierTaskContext.barrier, BarrierTaskContext.allGather
+
+    def barrier_alone(self) -> None:
+        if len(self.getTaskInfos()) != 1:
+            barrier(self)
+
+    def all_gather_alone(self, message: str = "") -> list[str]:
+        if len(self.getTaskInfos()) != 1 or not isinstance(message, str):
+            return all_gather(self, message)
+        return [message]
+
+    BarrierTaskContext.barrier, BarrierTaskContext.allGather = barrier_alone, all_gather_alone
+    BarrierTaskContext._one_task_barrier = True
+
+
+def _unpickled_on_worker(fn):
+    one_task_barrier()
+    return fn
+
+
+class _installs_one_task_barrier:
+    """``fn``, pickled so that loading it (in the Python worker, with the fit's closure, before the closure
+    runs) installs ``one_task_barrier`` first; on the driver it is ``fn``."""
+
+    def __init__(self, fn):
+        self.fn = fn
+        functools.update_wrapper(self, fn)
+
+    def __call__(self, *args, **kwargs):
+        return self.fn(*args, **kwargs)
+
+    def __reduce__(self):
+        return _unpickled_on_worker, (self.fn,)
 
 
 def split_batches(batches: Iterator[Any], feature_cols: list[str], has_valid: bool) -> dict[bool, dict[str, list]]:
@@ -162,7 +211,7 @@ def worker_input(df, num_workers: int, valid_col: str | None = None):
     plus some slack, until the scan plans exactly ``num_workers`` partitions, and they are taken when their
     training rows (those not in ``valid_col``; one pass over that column) are within ``MAX_IMBALANCE`` of
     each other: boosting waits for the busiest worker, and a file with one large row group can leave a split
-    empty (an empty partition has no row count, so it is never taken). At 4M rows a 1.25 imbalance costs
+    empty (an empty partition has no row count, so it is never taken). One worker needs no count. At 4M rows a 1.25 imbalance costs
     about what the shuffle does. Batches arrive in file order, train and valid rows apart, which the workers
     take (``dmatrices_from_batches``). Otherwise the rows are shuffled round-robin, with adaptive execution
     off for the fit: with it on, xgboost.spark's ``rdd.getNumPartitions()`` runs the shuffle's map stage
@@ -179,7 +228,13 @@ def worker_input(df, num_workers: int, valid_col: str | None = None):
     for conf in candidates:
         with _session_conf(spark, conf):
             parts = df.select("*")  # planned afresh under this conf
-            rows = _rows_per_partition(parts, trained) if parts.rdd.getNumPartitions() == num_workers else []
+            if parts.rdd.getNumPartitions() != num_workers:
+                continue
+            if num_workers == 1:  # one partition holds every row: nothing to balance, nothing to count
+                print("train: 1 worker reads the files directly")
+                yield parts
+                return
+            rows = _rows_per_partition(parts, trained)
             if len(rows) == num_workers and min(rows) * MAX_IMBALANCE >= max(rows):
                 print(f"train: {num_workers} workers read the files directly, training rows per worker {sorted(rows)}")
                 yield parts
@@ -209,6 +264,6 @@ def fit_binary(parts, **params):
     clf = binary_classifier(**params)
     if not all(hasattr(core, n) for n in ("worker_train", "create_dmatrix_from_partitions")):
         return clf.fit(parts)
-    with _swapped(core, worker_train=train_without_training_eval,
+    with _swapped(core, worker_train=_installs_one_task_barrier(train_without_training_eval),
                   create_dmatrix_from_partitions=dmatrices_from_batches):
         return clf.fit(parts)

@@ -80,5 +80,15 @@ def test_publish_writes_version_then_alias(cards, settings):
 def test_training_session_divides_a_machines_cores_among_the_workers(master, workers, conf, task_cpus):
     base = Settings(spark_master=master, spark_packages=(), landing="", lake="", runs="", gx="", registry="",
                     spark_conf=conf)
-    assert train.training_settings(base, workers).spark_conf.get("spark.task.cpus") == task_cpus
+    conf = train.training_settings(base, workers).spark_conf
+    assert conf.get("spark.task.cpus") == task_cpus
+    assert ("-XX:+UseSerialGC" in conf.get("spark.driver.extraJavaOptions", "")) == (task_cpus is not None)
     assert train.local_cores("local[*]") >= 1 and train.local_cores("local") == 1 and train.local_cores(master) in (4, None)
+
+
+def test_training_session_keeps_a_garbage_collector_the_conf_names():
+    base = Settings(spark_master="local[2]", spark_packages=(), landing="", lake="", runs="", gx="", registry="",
+                    spark_conf={"spark.driver.extraJavaOptions": "-Dx=1"})
+    assert train.training_settings(base, "auto").spark_conf["spark.driver.extraJavaOptions"] == "-Dx=1 -XX:+UseSerialGC"
+    named = dataclasses.replace(base, spark_conf={"spark.driver.extraJavaOptions": "-XX:+UseG1GC"})
+    assert train.training_settings(named, "auto").spark_conf["spark.driver.extraJavaOptions"] == "-XX:+UseG1GC"

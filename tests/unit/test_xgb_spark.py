@@ -100,3 +100,24 @@ def test_a_fit_whose_validation_rows_all_sit_on_one_worker_reports_their_exact_a
     reported = model.training_summary.validation_objective_history["auc"][-1]
     assert booster.num_boosted_rounds() == 5 and reported == pytest.approx(expected, abs=1e-6)
     assert not model.training_summary.train_objective_history  # the training set was not evaluated
+
+
+@pytest.mark.parametrize("tasks", [1, 2])
+def test_a_barrier_of_one_task_is_met_at_once_and_larger_ones_still_go_through_spark(spark, tasks):
+    """The fast path is installed in the worker when the function is unpickled, before it runs; with one task
+    ``barrier()`` and ``allGather()`` never reach Spark (whose barrier RPC polls once a second)."""
+    def probe(_):
+        from pyspark import taskcontext
+        real, sent = taskcontext._load_from_socket, []
+        taskcontext._load_from_socket = lambda *args: (sent.append(args[2]), real(*args))[1]
+        try:
+            ctx = taskcontext.BarrierTaskContext.get()
+            ctx.barrier()
+            gathered = ctx.allGather(f"task {ctx.partitionId()}")
+        finally:
+            taskcontext._load_from_socket = real
+        yield gathered, len(sent)
+
+    fn = xgb_spark._installs_one_task_barrier(probe)
+    out = spark.sparkContext.parallelize(range(tasks), tasks).barrier().mapPartitions(fn).collect()
+    assert out == [([f"task {i}" for i in range(tasks)], 0 if tasks == 1 else 2)] * tasks
