@@ -10,6 +10,7 @@ from pyspark.sql import functions as F
 from jobs.common import xgb_spark
 from jobs.common.xgb_spark import DATA, LABEL, VALID, WEIGHT
 
+ARROW_BYTES = "spark.sql.execution.arrow.maxBytesPerBatch"
 SPLIT_CONFS = ("spark.sql.files.maxPartitionBytes", "spark.sql.files.minPartitionNum", "spark.sql.adaptive.enabled")
 
 
@@ -88,6 +89,7 @@ def test_a_fit_whose_validation_rows_all_sit_on_one_worker_reports_their_exact_a
      .withColumn("label", (F.rand(5) < F.col("x")).cast("double")).withColumn("weight", F.lit(1.0))
      .withColumn("is_valid", F.col("id") >= 7600).write.parquet(path))
     df = spark.read.parquet(path)
+    before = spark.conf.get(ARROW_BYTES)
     with xgb_spark.worker_input(df, 2, "is_valid") as parts:
         assert not _shuffles(parts)
         model = xgb_spark.fit_binary(parts, features_col=["x", "z"], label_col="label", weight_col="weight",
@@ -100,6 +102,29 @@ def test_a_fit_whose_validation_rows_all_sit_on_one_worker_reports_their_exact_a
     reported = model.training_summary.validation_objective_history["auc"][-1]
     assert booster.num_boosted_rounds() == 5 and reported == pytest.approx(expected, abs=1e-6)
     assert not model.training_summary.train_objective_history  # the training set was not evaluated
+    assert spark.conf.get(ARROW_BYTES) == before  # lifted for the fit only
+
+
+def test_the_arrow_byte_limit_is_lifted_only_where_it_cannot_cut_a_batch(spark):
+    import pyarrow as pa
+    df = spark.range(0, 25_000, 1, 1).select(F.col("id").cast("float").alias("x"), (F.col("id") % 2).cast("double").alias("y"),
+                                            (F.col("id") > 9).alias("v"), F.col("id").cast("string").alias("s"))
+    lifted = xgb_spark.arrow_batch_conf(df, ["x", "y", "v"])
+    assert lifted == {ARROW_BYTES: xgb_spark.ARROW_NO_BYTE_LIMIT}
+    assert xgb_spark.arrow_batch_conf(df, ["x", "s"]) == {}  # a string has no fixed width
+    with xgb_spark._session_conf(spark, {ARROW_BYTES: "64k"}):  # 10k rows of x, y, v pass 64 KiB: the limit can cut
+        assert xgb_spark.arrow_batch_conf(df, ["x", "y", "v"]) == {}
+
+    def rows_per_batch(batches):
+        for batch in batches:
+            yield pa.RecordBatch.from_pydict({"n": [batch.num_rows]})
+
+    def batches() -> list[int]:
+        return [r["n"] for r in df.select("x", "y", "v").mapInArrow(rows_per_batch, "n long").collect()]
+
+    as_is = batches()
+    with xgb_spark._session_conf(spark, lifted):
+        assert batches() == as_is == [10_000, 10_000, 5_000]  # the same batches, without the per-row size check
 
 
 @pytest.mark.parametrize("tasks", [1, 2])
