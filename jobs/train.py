@@ -265,8 +265,9 @@ def run(ctx: StepContext) -> None:
     write_json_atomic(ctx.run_dir / "model" / "train.json", doc)
     ctx.counts.update({"rows": counts, "sha256": doc["sha256"], "best_iteration": doc["best_iteration"],
                        "num_boosted_rounds": doc["num_boosted_rounds"]})
+    on = f"{workers} worker" + ("s" if workers != 1 else "")
     print(f"train {spec.name} cutoff {ctx.ds}: {doc['num_boosted_rounds']} rounds (best {doc['best_iteration']}, "
-          f"valid {params['eval_metric']} {doc['best_score']}) on {workers} workers -> {path} sha256 {doc['sha256'][:12]}")
+          f"valid {params['eval_metric']} {doc['best_score']}) on {on} -> {path} sha256 {doc['sha256'][:12]}")
 
 
 class _BoosterModel:
