@@ -111,7 +111,7 @@ def training_settings(settings: Settings, num_workers: Any) -> Settings:
     cores, as xgboost.spark advises, and ``auto`` is one worker per task slot.
 
     On one machine the JVM of this step only streams rows to the Python worker, so it runs the serial
-    garbage collector unless the conf names a collector: G1 grew its heap to ~1.3 GB of garbage at 1M rows,
+    garbage collector unless the conf names a collector: G1 grew its heap to ~1.4 GB of garbage at 1M rows,
     the serial collector stays near 0.7 GB at the same speed (bench/RESULTS.md)."""
     cores = local_cores(settings.spark_master)
     if cores is None:
@@ -225,7 +225,7 @@ def save_booster(model, spec: DatasetSpec, out_dir: Path) -> tuple[Path, Any]:
     booster.feature_types = feature_types(spec)
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / MODEL_FILE
-    tmp = out_dir / f".{MODEL_FILE}.tmp"
+    tmp = out_dir / f".partial.{MODEL_FILE}"  # the extension tells xgboost the format (UBJ)
     booster.save_model(str(tmp))
     os.replace(tmp, path)
     return path, booster

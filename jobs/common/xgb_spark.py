@@ -24,7 +24,7 @@ substitutions, each measured at 1M-4M rows (bench/RESULTS.md):
   machine, ``train.training_settings``) there is nobody to wait for, so those calls return at once: a
   barrier of one is met on arrival and the gather of one message is that message. Stages of more tasks go
   through Spark as before. The fast path is installed in the Python worker when the fit's closure is
-  unpickled there, before its first barrier (``_installs_one_task_barrier``).
+  unpickled there, before its first barrier (``_InstallsOneTaskBarrier``).
 
 Around the fit, the per-row byte count that Spark adds to the Arrow batches fed to the workers is turned
 off where it cannot cut a batch (``arrow_batch_conf``).
@@ -78,7 +78,7 @@ def _unpickled_on_worker(fn):
     return fn
 
 
-class _installs_one_task_barrier:
+class _InstallsOneTaskBarrier:
     """``fn``, pickled so that loading it (in the Python worker, with the fit's closure, before the closure
     runs) installs ``one_task_barrier`` first; on the driver it is ``fn``."""
 
@@ -214,9 +214,9 @@ def worker_input(df, num_workers: int, valid_col: str | None = None):
     plus some slack, until the scan plans exactly ``num_workers`` partitions, and they are taken when their
     training rows (those not in ``valid_col``; one pass over that column) are within ``MAX_IMBALANCE`` of
     each other: boosting waits for the busiest worker, and a file with one large row group can leave a split
-    empty (an empty partition has no row count, so it is never taken). One worker needs no count. At 4M rows a 1.25 imbalance costs
-    about what the shuffle does. Batches arrive in file order, train and valid rows apart, which the workers
-    take (``dmatrices_from_batches``). Otherwise the rows are shuffled round-robin, with adaptive execution
+    empty (an empty partition has no row count, so it is never taken). One worker needs no count. At 4M rows
+    a 1.25 imbalance costs about what the shuffle does. Batches arrive in file order, train and valid rows
+    apart, which the workers take (``dmatrices_from_batches``). Otherwise the rows are shuffled round-robin, with adaptive execution
     off for the fit: with it on, xgboost.spark's ``rdd.getNumPartitions()`` runs the shuffle's map stage
     once more."""
     spark = df.sparkSession
@@ -274,8 +274,8 @@ def arrow_batch_conf(df, columns: list[str]) -> dict[str, str]:
 def _streamed_columns(params: dict[str, Any]) -> list[str]:
     """The input columns xgboost.spark sends to its workers, as named in the estimator's params."""
     features = params.get("features_col", "features")
-    named = [params.get("label_col", "label")] + [params.get(k) for k in
-                                                  ("weight_col", "validation_indicator_col", "base_margin_col", "qid_col")]
+    others = ("weight_col", "validation_indicator_col", "base_margin_col", "qid_col")
+    named = [params.get("label_col", "label"), *(params.get(k) for k in others)]
     return (list(features) if isinstance(features, (list, tuple)) else [features]) + [c for c in named if c]
 
 
@@ -300,6 +300,6 @@ def fit_binary(parts, **params):
     with _session_conf(parts.sparkSession, arrow_batch_conf(parts, _streamed_columns(params))):
         if not all(hasattr(core, n) for n in ("worker_train", "create_dmatrix_from_partitions")):
             return clf.fit(parts)
-        with _swapped(core, worker_train=_installs_one_task_barrier(train_without_training_eval),
+        with _swapped(core, worker_train=_InstallsOneTaskBarrier(train_without_training_eval),
                       create_dmatrix_from_partitions=dmatrices_from_batches):
             return clf.fit(parts)

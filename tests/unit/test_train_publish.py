@@ -89,6 +89,7 @@ def test_training_session_divides_a_machines_cores_among_the_workers(master, wor
 def test_training_session_keeps_a_garbage_collector_the_conf_names():
     base = Settings(spark_master="local[2]", spark_packages=(), landing="", lake="", runs="", gx="", registry="",
                     spark_conf={"spark.driver.extraJavaOptions": "-Dx=1"})
-    assert train.training_settings(base, "auto").spark_conf["spark.driver.extraJavaOptions"] == "-Dx=1 -XX:+UseSerialGC"
+    opts = train.training_settings(base, "auto").spark_conf["spark.driver.extraJavaOptions"]
+    assert opts == "-Dx=1 -XX:+UseSerialGC"
     named = dataclasses.replace(base, spark_conf={"spark.driver.extraJavaOptions": "-XX:+UseG1GC"})
     assert train.training_settings(named, "auto").spark_conf["spark.driver.extraJavaOptions"] == "-XX:+UseG1GC"

@@ -107,12 +107,13 @@ def test_a_fit_whose_validation_rows_all_sit_on_one_worker_reports_their_exact_a
 
 def test_the_arrow_byte_limit_is_lifted_only_where_it_cannot_cut_a_batch(spark):
     import pyarrow as pa
-    df = spark.range(0, 25_000, 1, 1).select(F.col("id").cast("float").alias("x"), (F.col("id") % 2).cast("double").alias("y"),
+    df = spark.range(0, 25_000, 1, 1).select(F.col("id").cast("float").alias("x"),
+                                            (F.col("id") % 2).cast("double").alias("y"),
                                             (F.col("id") > 9).alias("v"), F.col("id").cast("string").alias("s"))
     lifted = xgb_spark.arrow_batch_conf(df, ["x", "y", "v"])
     assert lifted == {ARROW_BYTES: xgb_spark.ARROW_NO_BYTE_LIMIT}
     assert xgb_spark.arrow_batch_conf(df, ["x", "s"]) == {}  # a string has no fixed width
-    with xgb_spark._session_conf(spark, {ARROW_BYTES: "64k"}):  # 10k rows of x, y, v pass 64 KiB: the limit can cut
+    with xgb_spark._session_conf(spark, {ARROW_BYTES: "64k"}):  # 10k rows of x, y, v pass 64 KiB: it can cut
         assert xgb_spark.arrow_batch_conf(df, ["x", "y", "v"]) == {}
 
     def rows_per_batch(batches):
@@ -143,6 +144,6 @@ def test_a_barrier_of_one_task_is_met_at_once_and_larger_ones_still_go_through_s
             taskcontext._load_from_socket = real
         yield gathered, len(sent)
 
-    fn = xgb_spark._installs_one_task_barrier(probe)
+    fn = xgb_spark._InstallsOneTaskBarrier(probe)
     out = spark.sparkContext.parallelize(range(tasks), tasks).barrier().mapPartitions(fn).collect()
     assert out == [([f"task {i}" for i in range(tasks)], 0 if tasks == 1 else 2)] * tasks
