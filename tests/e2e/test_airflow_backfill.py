@@ -44,18 +44,17 @@ def test_backfill_over_a_date_range_runs_the_whole_dag_per_day(tmp_path, spark):
            "AIRFLOW__API__PORT": str(port), "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{port}/execution/",
            "AIRFLOW__API_AUTH__JWT_SECRET": "trainyard-test-secret", "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
            "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "1"}
-    for cmd in (["db", "migrate"], ["dags", "reserialize"], ["dags", "unpause", "train_pipeline"]):
+    backfill = ["backfill", "create", "--dag-id", "train_pipeline", "--from-date", str(FROM), "--to-date", str(TO),
+                "--max-active-runs", "2", "--dag-run-conf", json.dumps({"dataset": "cards", "conf": str(conf)})]
+    # the backfill's runs are queued before the scheduler starts: SQLite takes one writer at a time, and the
+    # CLI's inserts could time out on "database is locked" while the scheduler wrote
+    for cmd in (["db", "migrate"], ["dags", "reserialize"], ["dags", "unpause", "train_pipeline"], backfill):
         out = subprocess.run([AIRFLOW, *cmd], env=env, capture_output=True, text=True, cwd=REPO)
-        assert out.returncode == 0, (cmd, out.stderr[-3000:])
+        assert out.returncode == 0, (cmd, out.stdout[-2000:] + out.stderr[-3000:])
     logs = {name: open(tmp_path / f"{name}.log", "w") for name in ("api-server", "scheduler")}
     procs = [subprocess.Popen([AIRFLOW, name, *(["--port", str(port)] if name == "api-server" else [])], env=env, cwd=REPO,
                               stdout=logs[name], stderr=subprocess.STDOUT, start_new_session=True) for name in logs]
     try:
-        out = subprocess.run([AIRFLOW, "backfill", "create", "--dag-id", "train_pipeline", "--from-date", str(FROM),
-                              "--to-date", str(TO), "--max-active-runs", "2",
-                              "--dag-run-conf", json.dumps({"dataset": "cards", "conf": str(conf)})],
-                             env=env, capture_output=True, text=True, cwd=REPO)
-        assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-3000:]
         db = home / "airflow.db"
         deadline = time.time() + 900
         while time.time() < deadline:
