@@ -216,9 +216,9 @@ def worker_input(df, num_workers: int, valid_col: str | None = None):
     each other: boosting waits for the busiest worker, and a file with one large row group can leave a split
     empty (an empty partition has no row count, so it is never taken). One worker needs no count. At 4M rows
     a 1.25 imbalance costs about what the shuffle does. Batches arrive in file order, train and valid rows
-    apart, which the workers take (``dmatrices_from_batches``). Otherwise the rows are shuffled round-robin, with adaptive execution
-    off for the fit: with it on, xgboost.spark's ``rdd.getNumPartitions()`` runs the shuffle's map stage
-    once more."""
+    apart, which the workers take (``dmatrices_from_batches``). Otherwise the rows are shuffled round-robin,
+    with adaptive execution off for the fit: with it on, xgboost.spark's ``rdd.getNumPartitions()`` runs the
+    shuffle's map stage once more."""
     spark = df.sparkSession
     scan = _scan_bytes(df)
     trained = ~F.col(valid_col) if valid_col else F.lit(True)
@@ -252,8 +252,8 @@ FIXED_WIDTH = {"boolean": 1, "byte": 1, "short": 2, "integer": 4, "date": 4, "fl
                "timestamp": 8, "timestamp_ntz": 8}  # Arrow bytes per value of Spark's fixed-width types
 
 
-def arrow_batch_conf(df, columns: list[str]) -> dict[str, str]:
-    """Session confs for streaming ``columns`` of ``df`` to a pandas UDF: Spark 4 cuts those Arrow batches at
+def arrow_batch_conf(df) -> dict[str, str]:
+    """Session confs for streaming the rows of ``df`` to a pandas UDF: Spark 4 cuts those Arrow batches at
     ``maxRecordsPerBatch`` rows or ``maxBytesPerBatch`` bytes, whichever comes first, and for the byte limit
     it sums the batch's buffer sizes after every row (SPARK-51316), which was a third of the JVM's time when
     streaming 4M rows of 33 columns. When every column has a fixed width and a batch of
@@ -265,18 +265,17 @@ def arrow_batch_conf(df, columns: list[str]) -> dict[str, str]:
         records, byte_limit = conf.arrowMaxRecordsPerBatch(), conf.arrowMaxBytesPerBatch()
     except Py4JError:
         return {}
-    widths = [FIXED_WIDTH.get(df.schema[name].dataType.typeName()) for name in columns]
+    widths = [FIXED_WIDTH.get(field.dataType.typeName()) for field in df.schema.fields]
     if None in widths or records <= 0 or records * sum(w + 1 for w in widths) >= byte_limit:  # + validity
         return {}
     return {"spark.sql.execution.arrow.maxBytesPerBatch": ARROW_NO_BYTE_LIMIT}
 
 
-def _streamed_columns(params: dict[str, Any]) -> list[str]:
-    """The input columns xgboost.spark sends to its workers, as named in the estimator's params."""
-    features = params.get("features_col", "features")
-    others = ("weight_col", "validation_indicator_col", "base_margin_col", "qid_col")
-    named = [params.get("label_col", "label"), *(params.get(k) for k in others)]
-    return (list(features) if isinstance(features, (list, tuple)) else [features]) + [c for c in named if c]
+def _streamed(clf, parts):
+    """What ``clf`` streams of ``parts`` to its workers: the library's own column selection (features cast to
+    float, label, weight, indicator...), or all of ``parts`` where that method is missing."""
+    select = getattr(clf, "_prepare_input_columns_and_feature_prop", None)
+    return parts.select(*select(parts)[0]) if select else parts
 
 
 def binary_classifier(**params):
@@ -297,7 +296,7 @@ def fit_binary(parts, **params):
     xgboost than the pinned one; the library's own builder then needs batches that mix train and valid)."""
     import xgboost.spark.core as core
     clf = binary_classifier(**params)
-    with _session_conf(parts.sparkSession, arrow_batch_conf(parts, _streamed_columns(params))):
+    with _session_conf(parts.sparkSession, arrow_batch_conf(_streamed(clf, parts))):
         if not all(hasattr(core, n) for n in ("worker_train", "create_dmatrix_from_partitions")):
             return clf.fit(parts)
         with _swapped(core, worker_train=_InstallsOneTaskBarrier(train_without_training_eval),

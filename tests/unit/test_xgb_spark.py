@@ -110,11 +110,11 @@ def test_the_arrow_byte_limit_is_lifted_only_where_it_cannot_cut_a_batch(spark):
     df = spark.range(0, 25_000, 1, 1).select(F.col("id").cast("float").alias("x"),
                                             (F.col("id") % 2).cast("double").alias("y"),
                                             (F.col("id") > 9).alias("v"), F.col("id").cast("string").alias("s"))
-    lifted = xgb_spark.arrow_batch_conf(df, ["x", "y", "v"])
+    lifted = xgb_spark.arrow_batch_conf(df.select("x", "y", "v"))
     assert lifted == {ARROW_BYTES: xgb_spark.ARROW_NO_BYTE_LIMIT}
-    assert xgb_spark.arrow_batch_conf(df, ["x", "s"]) == {}  # a string has no fixed width
+    assert xgb_spark.arrow_batch_conf(df.select("x", "s")) == {}  # a string has no fixed width
     with xgb_spark._session_conf(spark, {ARROW_BYTES: "64k"}):  # 10k rows of x, y, v pass 64 KiB: it can cut
-        assert xgb_spark.arrow_batch_conf(df, ["x", "y", "v"]) == {}
+        assert xgb_spark.arrow_batch_conf(df.select("x", "y", "v")) == {}
 
     def rows_per_batch(batches):
         for batch in batches:
