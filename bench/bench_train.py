@@ -19,6 +19,9 @@ Peak memory is the largest RSS sum over the run's whole process tree (for spark:
 workers), sampled every 50 ms.
 
     .venv/bin/python bench/bench_train.py --rows 1000000 4000000 --repeat 3
+
+``--device cuda`` trains both on the GPU (``device: cuda``; the spark path as ``jobs.train`` runs it with
+``train.device: cuda``, one worker on GPU 0 on a local master).
 """
 from __future__ import annotations
 
@@ -84,7 +87,7 @@ def test_auc(booster, root: Path, n_features: int) -> float:
     return float(roc_auc_score(t["label"].to_numpy(), booster.predict(xgb.DMatrix(x))))
 
 
-def run_single(root: Path, n_features: int) -> dict:
+def run_single(root: Path, n_features: int, device: str) -> dict:
     import numpy as np
     import pyarrow.parquet as pq
     import xgboost as xgb
@@ -98,12 +101,12 @@ def run_single(root: Path, n_features: int) -> dict:
     dvalid = xgb.QuantileDMatrix(x[valid], y[valid], ref=dtrain, feature_names=names)
     del x
     params = {"max_depth": PARAMS["max_depth"], "eta": PARAMS["learning_rate"], "tree_method": "hist",
-              "objective": "binary:logistic", "eval_metric": "auc", "seed": PARAMS["random_state"], "nthread": os.cpu_count()}
+              "objective": "binary:logistic", "eval_metric": "auc", "seed": PARAMS["random_state"], "nthread": os.cpu_count(), "device": device}
     booster = xgb.train(params, dtrain, PARAMS["n_estimators"], evals=[(dvalid, "valid")], verbose_eval=False)
     return {"fit_s": time.perf_counter() - t0, "trees": booster.num_boosted_rounds(), "auc": test_auc(booster, root, n_features)}
 
 
-def run_spark(root: Path, n_features: int) -> dict:
+def run_spark(root: Path, n_features: int, device: str) -> dict:
     from pyspark.sql import functions as F
 
     importlib.import_module("xgboost.spark")  # before the clock, as run_single imports xgboost before its clock
@@ -125,18 +128,19 @@ def run_spark(root: Path, n_features: int) -> dict:
     df = spark.read.parquet(str(root / "train")).withColumn("weight", F.lit(1.0))
     workers = train.resolve_workers("auto", spark)
     with xgb_spark.worker_input(df, workers, "is_valid") as parts:
-        model = train.fit(parts, spec, {**PARAMS, "early_stopping_rounds": None}, workers)
+        model = train.fit(parts, spec, {**PARAMS, "early_stopping_rounds": None, "device": device}, workers)
     booster = model.get_booster()
     fit_s = time.perf_counter() - t0
     return {"fit_s": fit_s, "session_s": t0 - t_start, "workers": workers, "trees": booster.num_boosted_rounds(),
             "auc": test_auc(booster, root, n_features)}
 
 
-def measure(kind: str, root: Path, n_features: int) -> dict:
+def measure(kind: str, root: Path, n_features: int, device: str) -> dict:
     """Run one trial in a fresh process; sample the RSS of its whole process tree."""
     import psutil
     err = open(root / f"last-{kind}.stderr", "w")
-    proc = subprocess.Popen([sys.executable, __file__, "--one", kind, "--data", str(root), "--features", str(n_features)],
+    proc = subprocess.Popen([sys.executable, __file__, "--one", kind, "--data", str(root), "--features", str(n_features),
+                             "--device", device],
                             stdout=subprocess.PIPE, stderr=err, text=True)
     top = psutil.Process(proc.pid)
     peak = 0
@@ -162,11 +166,12 @@ def main() -> None:
     p.add_argument("--features", type=int, default=30)
     p.add_argument("--repeat", type=int, default=3)
     p.add_argument("--work", default=None)
+    p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     p.add_argument("--one", choices=["spark", "single"], help=argparse.SUPPRESS)
     p.add_argument("--data", help=argparse.SUPPRESS)
     a = p.parse_args()
     if a.one:
-        res = (run_spark if a.one == "spark" else run_single)(Path(a.data), a.features)
+        res = (run_spark if a.one == "spark" else run_single)(Path(a.data), a.features, a.device)
         print(json.dumps(res), flush=True)
         return
     work = Path(a.work or tempfile.mkdtemp(prefix="trainyard-bench-train-"))
@@ -178,11 +183,11 @@ def main() -> None:
         runs = {"spark": [], "single": []}
         for i in range(a.repeat):  # alternate: this machine's capacity drifts over minutes
             for kind in ("spark", "single"):
-                r = measure(kind, root, a.features)
+                r = measure(kind, root, a.features, a.device)
                 runs[kind].append(r)
                 print(json.dumps({"rows": rows, "run": i, "kind": kind, **r}), flush=True)
         med = lambda kind, k: statistics.median(r[k] for r in runs[kind])  # noqa: E731
-        s = {"rows": rows, "features": a.features,
+        s = {"rows": rows, "features": a.features, "device": a.device,
              "spark_fit_s": round(med("spark", "fit_s"), 2), "single_fit_s": round(med("single", "fit_s"), 2),
              "spark_session_s": round(med("spark", "session_s"), 2),
              "spark_peak_mb": med("spark", "peak_rss_mb"), "single_peak_mb": med("single", "peak_rss_mb"),

@@ -313,8 +313,8 @@ def run(ctx: StepContext) -> None:
            "windows": windows,
            "curves": {"challenger": curve_points(scored, label, weight="weight"), "champion": champion.get("curves")},
            "champion": {k: v for k, v in champion.items() if k != "curves"}, "golden": golden, "lineage": lineage,
-           "model": {k: train_doc.get(k) for k in ("sha256", "params", "counts", "num_workers", "best_iteration",
-                                                    "num_boosted_rounds", "feature_names", "tuned")},
+           "model": {k: train_doc.get(k) for k in ("sha256", "params", "counts", "num_workers", "trained_on",
+                                                    "best_iteration", "num_boosted_rounds", "feature_names", "tuned")},
            "sensitive": list(spec.sensitive), "label": label}
     out = ctx.run_dir / "evaluation"
     write_json_atomic(out / "blessing.json", blessing)

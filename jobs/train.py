@@ -89,16 +89,21 @@ def local_cores(master: str) -> int | None:
     return 1 if m.group(1) is None else (os.cpu_count() or 1) if m.group(1) == "*" else int(m.group(1))
 
 
-def task_slots(spark) -> int:
+def task_slots(spark, device: str = "cpu") -> int:
     """How many tasks Spark can run at once: xgboost.spark runs its workers as one barrier stage, so
-    asking for more workers than slots waits forever."""
+    asking for more workers than slots waits forever. A GPU fit on a cluster gets one GPU per worker, so
+    there the executors' GPUs bound it too (``spark.executor.resource.gpu.amount``)."""
     sc = spark.sparkContext
     conf = sc.getConf()
     task_cpus = int(conf.get("spark.task.cpus", "1"))
     cores = local_cores(sc.master)
-    if cores is None:
-        cores = int(conf.get("spark.executor.instances", "1")) * int(conf.get("spark.executor.cores", "1"))
-    return max(1, cores // task_cpus)
+    if cores is not None:
+        return max(1, cores // task_cpus)
+    executors = int(conf.get("spark.executor.instances", "1"))
+    slots = max(1, executors * int(conf.get("spark.executor.cores", "1")) // task_cpus)
+    if device.startswith("cuda"):
+        slots = min(slots, max(1, executors * int(float(conf.get("spark.executor.resource.gpu.amount", "1")))))
+    return slots
 
 
 def training_settings(settings: Settings, num_workers: Any) -> Settings:
@@ -126,10 +131,10 @@ def training_settings(settings: Settings, num_workers: Any) -> Settings:
     return dataclasses.replace(settings, spark_conf=conf)
 
 
-def resolve_workers(value: Any, spark) -> int:
-    """``auto``: one worker per task slot (on one machine, with ``training_settings``: one worker). An explicit
-    number above the slots is capped, with a note."""
-    slots = task_slots(spark)
+def resolve_workers(value: Any, spark, device: str = "cpu") -> int:
+    """``auto``: one worker per task slot (on one machine, with ``training_settings``: one worker; a GPU fit
+    on a cluster: one per executor GPU). An explicit number above the slots is capped, with a note."""
+    slots = task_slots(spark, device)
     if value in (None, "auto", 0):
         return slots
     if int(value) > slots:
@@ -212,6 +217,12 @@ def fit(parts: DataFrame, spec: DatasetSpec, params: dict[str, Any], num_workers
                                 feature_types=feature_types(spec), missing=float("nan"), **params, **extra)
 
 
+def trained_on(booster) -> str:
+    """The device xgboost trained on ('cpu', 'cuda:0', ...): the worker's booster config comes back with the
+    model, so this is xgboost's own record, not the requested ``device``."""
+    return json.loads(booster.save_config())["learner"]["generic_param"]["device"]
+
+
 def save_booster(model, spec: DatasetSpec, out_dir: Path) -> tuple[Path, Any]:
     """Save the booster cut at its best iteration: the artifact is exactly the model that gets scored."""
     booster = model.get_booster()
@@ -237,7 +248,7 @@ def run(ctx: StepContext) -> None:
     requested = p.get("num_workers", "auto")
     spark = get_spark(training_settings(ctx.settings, requested), "train")
     df, counts = load_training_frame(spark, ctx)
-    workers = resolve_workers(requested, spark)
+    workers = resolve_workers(requested, spark, str(p.get("device", "cpu")))
     tuned = tuned_params(ctx.run_dir, ctx.reads["training_set"])
     if tuned:
         print(f"train: tuned params from the tune step: {tuned}")
@@ -254,18 +265,20 @@ def run(ctx: StepContext) -> None:
     else:
         with xgb_spark.worker_input(df, workers, VALID_COL) as parts:
             model = fit(parts, spec, remaining, workers, [CheckpointEvery(str(ckpt_dir), every)] if every else None, init)
+    device = trained_on(model.get_booster()) if remaining["n_estimators"] else params["device"]  # else: a checkpoint
     path, booster = save_booster(model, spec, ctx.run_dir / "model")
     shutil.rmtree(ckpt_dir, ignore_errors=True)
     best = booster.attr("best_iteration")
     doc = {"artifact": str(path), "sha256": sha256_file(path), "format": "ubj", "num_workers": workers,
-           "params": params, "counts": counts, "feature_names": spec.features.names, "feature_types": feature_types(spec),
+           "trained_on": device, "params": params, "counts": counts, "feature_names": spec.features.names,
+           "feature_types": feature_types(spec),
            "best_iteration": int(best) if best is not None else None, "best_score": booster.attr("best_score"),
            "num_boosted_rounds": booster.num_boosted_rounds(), "resumed_from_round": done, "label": spec.label.name,
            "tuned": tuned}
     write_json_atomic(ctx.run_dir / "model" / "train.json", doc)
     ctx.counts.update({"rows": counts, "sha256": doc["sha256"], "best_iteration": doc["best_iteration"],
                        "num_boosted_rounds": doc["num_boosted_rounds"]})
-    on = f"{workers} worker" + ("s" if workers != 1 else "")
+    on = f"{workers} worker" + ("s" if workers != 1 else "") + (f" ({device})" if device != "cpu" else "")
     print(f"train {spec.name} cutoff {ctx.ds}: {doc['num_boosted_rounds']} rounds (best {doc['best_iteration']}, "
           f"valid {params['eval_metric']} {doc['best_score']}) on {on} -> {path} sha256 {doc['sha256'][:12]}")
 

@@ -35,3 +35,26 @@ def context(step: str, spec: DatasetSpec, settings: Settings, ds: str, start_ds:
     d = dt.date.fromisoformat(ds)
     return StepContext(step=step, ds=d, start_ds=dt.date.fromisoformat(start_ds) if start_ds else d, dataset=spec,
                        settings=settings, params=params or {}, run_id="test-run")
+
+
+def write_training_set(spark, spec: DatasetSpec, n: int, path: str, ds: dt.date) -> None:
+    """A ``training_set`` Delta table of ``n`` synthetic rows for cutoff ``ds`` (~80% train, 10% valid, 10%
+    holdout; a learnable label), in the layout the features step writes."""
+    import numpy as np
+    from pyspark.sql import functions as F
+
+    from jobs.common import delta_io
+    rng = np.random.default_rng(0)
+    names = spec.features.names
+    x = rng.normal(size=(n, len(names)))
+    cats = [i for i, nm in enumerate(names) if nm in spec.features.categorical]
+    x[:, cats] = rng.integers(0, 3, size=(n, len(cats)))
+    y = (x[:, 0] + 0.5 * x[:, 1] + rng.normal(scale=1.0, size=n) > 1.2).astype(int)
+    split = np.where(rng.random(n) < 0.8, "train", np.where(rng.random(n) < 0.5, "valid", "holdout"))
+    rows = [(f"t{i}", *map(float, x[i]), int(y[i]), 1.0, str(split[i])) for i in range(n)]
+    cols = ", ".join(f"`{c}` double" for c in names)
+    df = (spark.createDataFrame(rows, f"txn_id string, {cols}, is_fraud int, weight double, split string")
+          .withColumn("label_status", F.lit("known")).withColumn("cutoff_ds", F.lit(ds)))
+    for c in spec.features.categorical:
+        df = df.withColumn(c, F.col(c).cast("int"))
+    delta_io.replace_partitions(df, path, ds, ds, col="cutoff_ds")

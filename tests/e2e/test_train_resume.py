@@ -13,38 +13,20 @@ import time
 import numpy as np
 import pytest
 import yaml
-from pyspark.sql import functions as F
 
 from jobs import train
-from jobs.common import delta_io, xgb_spark
-from jobs.common.config import DatasetSpec
+from jobs.common import xgb_spark
 from tests.conftest import REPO, write_conf
+from tests.helpers import write_training_set
 
 DS = dt.date(2026, 10, 30)
-
-
-def _training_set(spark, spec: DatasetSpec, n: int, path: str) -> None:
-    rng = np.random.default_rng(0)
-    names = spec.features.names
-    x = rng.normal(size=(n, len(names)))
-    cats = [i for i, nm in enumerate(names) if nm in spec.features.categorical]
-    x[:, cats] = rng.integers(0, 3, size=(n, len(cats)))
-    y = (x[:, 0] + 0.5 * x[:, 1] + rng.normal(scale=1.0, size=n) > 1.2).astype(int)
-    split = np.where(rng.random(n) < 0.8, "train", np.where(rng.random(n) < 0.5, "valid", "holdout"))
-    rows = [(f"t{i}", *map(float, x[i]), int(y[i]), 1.0, str(split[i])) for i in range(n)]
-    cols = ", ".join(f"`{c}` double" for c in names)
-    df = (spark.createDataFrame(rows, f"txn_id string, {cols}, is_fraud int, weight double, split string")
-          .withColumn("label_status", F.lit("known")).withColumn("cutoff_ds", F.lit(DS)))
-    for c in spec.features.categorical:
-        df = df.withColumn(c, F.col(c).cast("int"))
-    delta_io.replace_partitions(df, path, DS, DS, col="cutoff_ds")
 
 
 @pytest.fixture(scope="module")
 def trainset(spark, tmp_path_factory, cards):
     root = tmp_path_factory.mktemp("resume")
     conf = write_conf(root)
-    _training_set(spark, cards, 120_000, str(root / "lake" / "cards" / "training_set"))
+    write_training_set(spark, cards, 120_000, str(root / "lake" / "cards" / "training_set"), DS)
     return root, conf
 
 
@@ -70,6 +52,7 @@ def test_killed_training_resumes_from_its_checkpoint(trainset):
     assert "train: resuming from ckpt-" in retry.stdout
     doc = json.loads((root / "runs" / "cards" / f"ds={DS}" / "model" / "train.json").read_text())
     assert doc["num_boosted_rounds"] == 300 and doc["resumed_from_round"] >= done_before
+    assert doc["trained_on"] == "cpu"  # xgboost's own record of the device, from the worker's booster config
     assert not ckpts.exists()  # checkpoints go once the model is saved
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -93,3 +94,24 @@ def test_training_session_keeps_a_garbage_collector_the_conf_names():
     assert opts == "-Dx=1 -XX:+UseSerialGC"
     named = dataclasses.replace(base, spark_conf={"spark.driver.extraJavaOptions": "-XX:+UseG1GC"})
     assert train.training_settings(named, "auto").spark_conf["spark.driver.extraJavaOptions"] == "-XX:+UseG1GC"
+
+
+def _session(master: str, conf: dict[str, str]):
+    """What ``task_slots`` reads of a SparkSession: the master and the conf."""
+    return SimpleNamespace(sparkContext=SimpleNamespace(master=master, getConf=lambda: SimpleNamespace(get=conf.get)))
+
+
+@pytest.mark.parametrize("master,conf,device,workers", [
+    ("local[4]", {"spark.task.cpus": "4"}, "cpu", 1),  # one machine, after training_settings: one worker
+    ("local[4]", {"spark.task.cpus": "4"}, "cuda", 1),  # ... on GPU 0
+    ("spark://h:7077", {"spark.executor.instances": "3", "spark.executor.cores": "8", "spark.task.cpus": "2"}, "cpu", 12),
+    ("spark://h:7077", {"spark.executor.instances": "3", "spark.executor.cores": "8",  # one worker per executor GPU
+                        "spark.executor.resource.gpu.amount": "1"}, "cuda", 3),
+    ("spark://h:7077", {"spark.executor.instances": "3", "spark.executor.cores": "8",
+                        "spark.executor.resource.gpu.amount": "2"}, "cuda:0", 6),
+])
+def test_auto_workers_are_the_task_slots_and_on_a_gpu_cluster_the_gpus(master, conf, device, workers):
+    spark = _session(master, conf)
+    assert train.resolve_workers("auto", spark, device) == workers
+    assert train.resolve_workers(workers + 5, spark, device) == workers  # a barrier stage needs them all at once
+    assert train.resolve_workers(1, spark, device) == 1
