@@ -102,7 +102,8 @@ def run_single(root: Path, n_features: int, device: str) -> dict:
     dvalid = xgb.QuantileDMatrix(x[valid], y[valid], ref=dtrain, feature_names=names)
     del x
     params = {"max_depth": PARAMS["max_depth"], "eta": PARAMS["learning_rate"], "tree_method": "hist",
-              "objective": "binary:logistic", "eval_metric": "auc", "seed": PARAMS["random_state"], "nthread": os.cpu_count(), "device": device}
+              "objective": "binary:logistic", "eval_metric": "auc", "seed": PARAMS["random_state"],
+              "nthread": os.cpu_count(), "device": device}
     booster = xgb.train(params, dtrain, PARAMS["n_estimators"], evals=[(dvalid, "valid")], verbose_eval=False)
     fit_s = time.perf_counter() - t0
     booster.save_model(str(root / "last-single.ubj"))
@@ -129,7 +130,7 @@ def run_spark(root: Path, n_features: int, device: str) -> dict:
     names = feature_names(n_features)
     spec = SimpleNamespace(features=SimpleNamespace(names=names, categorical=[]), label=SimpleNamespace(name="label"))
     df = spark.read.parquet(str(root / "train")).withColumn("weight", F.lit(1.0))
-    workers = train.resolve_workers("auto", spark)
+    workers = train.resolve_workers("auto", spark, device)
     with xgb_spark.worker_input(df, workers, "is_valid") as parts:
         model = train.fit(parts, spec, {**PARAMS, "early_stopping_rounds": None, "device": device}, workers)
     booster = model.get_booster()
