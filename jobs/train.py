@@ -248,11 +248,11 @@ def run(ctx: StepContext) -> None:
     requested = p.get("num_workers", "auto")
     spark = get_spark(training_settings(ctx.settings, requested), "train")
     df, counts = load_training_frame(spark, ctx)
-    workers = resolve_workers(requested, spark, str(p.get("device", "cpu")))
     tuned = tuned_params(ctx.run_dir, ctx.reads["training_set"])
     if tuned:
         print(f"train: tuned params from the tune step: {tuned}")
     params = xgb_params({**p, **(tuned or {})}, counts)
+    workers = resolve_workers(requested, spark, params["device"])
     # resumable: a retried task continues from the last checkpoint of the same input and params
     ckpt_dir = ctx.run_dir / "model" / "checkpoints"
     fingerprint = hashlib.sha256(json.dumps([params, spec.features.names, ctx.reads["training_set"]],
@@ -261,11 +261,11 @@ def run(ctx: StepContext) -> None:
     every = int(p.get("checkpoint_every", 25))
     remaining = {**params, "n_estimators": max(params["n_estimators"] - done, 0)}
     if remaining["n_estimators"] == 0:
-        model = _BoosterModel(init)
+        model, device = _BoosterModel(init), params["device"]  # a loaded checkpoint's config names no device
     else:
         with xgb_spark.worker_input(df, workers, VALID_COL) as parts:
             model = fit(parts, spec, remaining, workers, [CheckpointEvery(str(ckpt_dir), every)] if every else None, init)
-    device = trained_on(model.get_booster()) if remaining["n_estimators"] else params["device"]  # else: a checkpoint
+        device = trained_on(model.get_booster())
     path, booster = save_booster(model, spec, ctx.run_dir / "model")
     shutil.rmtree(ckpt_dir, ignore_errors=True)
     best = booster.attr("best_iteration")
