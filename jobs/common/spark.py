@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import os
 import sys
+import zipfile
+import zipimport
 
 from jobs.common.config import REPO_ROOT, Settings
 
@@ -51,7 +53,42 @@ def get_spark(settings: Settings, app_name: str):
         builder = builder.config(k, v)
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("ERROR")
+    drop_jars_without_python(spark.sparkContext)
     return spark
+
+
+def _has_python(path: str) -> bool:
+    try:
+        with zipfile.ZipFile(path) as jar:
+            return any(name.endswith((".py", ".pyc")) for name in jar.namelist())
+    except (OSError, zipfile.BadZipFile):
+        return True  # cannot tell: leave it where spark-submit put it
+
+
+def drop_jars_without_python(sc) -> list[str]:
+    """Take the jars that hold no Python code off the Python path; returns their names.
+
+    spark-submit puts every jar that ``spark.jars.packages`` resolves on the Python path too (the driver's
+    ``sys.path`` and the includes each Python worker puts on its own), ahead of site-packages, in case a
+    jar carries Python code. delta-spark's does (its ``delta`` package, as pip installs it); its 32
+    dependencies do not, yet every Python process reads all their zip directories on its first import not
+    found before them on the path: about 53k entries (hadoop-client-runtime alone 19.6k), some 40 MB and
+    a few tenths of a second in the driver and again in each Python worker. Jars with a Python file stay."""
+    from pyspark import SparkFiles
+    includes = getattr(sc, "_python_includes", None)
+    if not includes:
+        return []
+    root = SparkFiles.getRootDirectory()
+    dropped = [name for name in includes if name.endswith(".jar") and not _has_python(os.path.join(root, name))]
+    if not dropped:
+        return []
+    sc._python_includes = [name for name in includes if name not in dropped]
+    paths = {os.path.join(root, name) for name in dropped}
+    sys.path[:] = [p for p in sys.path if p not in paths]
+    for p in paths:
+        sys.path_importer_cache.pop(p, None)
+        zipimport._zip_directory_cache.pop(p, None)  # a directory already read, should an import have got there
+    return dropped
 
 
 def bounded_sample(df, cap: int, seed: int, n: int | None = None):
