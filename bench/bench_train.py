@@ -22,7 +22,8 @@ workers), sampled every 50 ms.
     .venv/bin/python bench/bench_train.py --rows 1000000 4000000 --repeat 3
 
 ``--device cuda`` trains both on the GPU (``device: cuda``; the spark path as ``jobs.train`` runs it with
-``train.device: cuda``, one worker on GPU 0 on a local master).
+``train.device: cuda``, one worker on GPU 0 on a local master). ``BENCH_SPARK_CONF='{"key": "value"}'``
+adds session confs to the spark runs (how the JVM options in bench/RESULTS.md were tried).
 """
 from __future__ import annotations
 
@@ -123,7 +124,8 @@ def run_spark(root: Path, n_features: int, device: str) -> dict:
     settings = Settings(spark_master="local[*]", spark_packages=("io.delta:delta-spark_4.2_2.13:4.4.0",), landing="",
                         lake="", runs="", gx="", registry="",
                         spark_conf={"spark.driver.memory": os.environ.get("BENCH_DRIVER_MEMORY", "6g"), "spark.ui.enabled": "false",
-                                    "spark.ui.showConsoleProgress": "false", "spark.sql.shuffle.partitions": "8"})
+                                    "spark.ui.showConsoleProgress": "false", "spark.sql.shuffle.partitions": "8",
+                                    **json.loads(os.environ.get("BENCH_SPARK_CONF", "{}"))})
     spark = get_spark(train.training_settings(settings, "auto"), "bench-train")  # as jobs.train builds it
     spark.range(1).count()
     t0 = time.perf_counter()

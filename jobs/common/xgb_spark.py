@@ -27,7 +27,8 @@ substitutions, each measured at 1M-4M rows (bench/RESULTS.md):
   unpickled there, before its first barrier (``_InstallsOneTaskBarrier``).
 
 Around the fit, the per-row byte count that Spark adds to the Arrow batches fed to the workers is turned
-off where it cannot cut a batch (``arrow_batch_conf``).
+off where it cannot cut a batch (``arrow_batch_conf``), and the fit's two Python workers share one worker
+daemon (``one_daemon_conf``).
 
 The substitutions reach the workers because xgboost.spark pickles its training closure by value, and the
 closure resolves ``create_dmatrix_from_partitions`` and ``worker_train`` from ``xgboost.spark.core`` when it
@@ -290,13 +291,26 @@ def binary_classifier(**params):
     return BinarySparkXGBClassifier(**params)
 
 
+SIMPLIFIED_TRACEBACK = "spark.sql.execution.pyspark.udf.simplifiedTraceback.enabled"
+
+
+def one_daemon_conf() -> dict[str, str]:
+    """Session confs that let the fit's two Python workers fork from one daemon. xgboost.spark runs its
+    training ``mapInPandas`` and, in the same task, ``.rdd.barrier().mapPartitions(lambda x: x)`` over its
+    output: two Python workers at once. Spark keeps one worker daemon per worker environment, and the two
+    differ only in the variable this flag sets for SQL UDFs, so a fit started a second daemon (one more
+    Python interpreter: 47 MB at 1M rows, and its start competes with the training worker's imports).
+    Without it, a Python error in the fit shows pyspark's frames in its traceback too."""
+    return {SIMPLIFIED_TRACEBACK: "false"}
+
+
 def fit_binary(parts, **params):
     """Fit on ``parts`` (already one partition per worker: no repartition here) and return the Spark model.
     Falls back to the library as is when its internals are not where this module expects them (another
     xgboost than the pinned one; the library's own builder then needs batches that mix train and valid)."""
     import xgboost.spark.core as core
     clf = binary_classifier(**params)
-    with _session_conf(parts.sparkSession, arrow_batch_conf(_streamed(clf, parts))):
+    with _session_conf(parts.sparkSession, {**arrow_batch_conf(_streamed(clf, parts)), **one_daemon_conf()}):
         if not all(hasattr(core, n) for n in ("worker_train", "create_dmatrix_from_partitions")):
             return clf.fit(parts)
         with _swapped(core, worker_train=_InstallsOneTaskBarrier(train_without_training_eval),

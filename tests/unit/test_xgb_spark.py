@@ -103,6 +103,27 @@ def test_a_fit_whose_validation_rows_all_sit_on_one_worker_reports_their_exact_a
     assert booster.num_boosted_rounds() == 5 and reported == pytest.approx(expected, abs=1e-6)
     assert not model.training_summary.train_objective_history  # the training set was not evaluated
     assert spark.conf.get(ARROW_BYTES) == before  # lifted for the fit only
+    assert spark.conf.get(xgb_spark.SIMPLIFIED_TRACEBACK) == "true"  # likewise
+
+
+def _daemon(batches):
+    import os
+    for _ in batches:
+        yield pd.DataFrame({"daemon": [os.getppid()]})
+
+
+def test_the_fits_two_python_workers_fork_from_one_daemon(spark):
+    """xgboost.spark's shape of job (a pandas UDF, then an RDD map over its output in the same task) runs two
+    Python workers; under ``one_daemon_conf`` they have the same parent."""
+    def daemons() -> set[int]:
+        import os
+        rows = (spark.range(0, 10, 1, 1).mapInPandas(_daemon, "daemon long").rdd.barrier()
+                .mapPartitions(lambda it: [(r["daemon"], os.getppid()) for r in it]).collect())
+        return set(rows[0])
+
+    assert len(daemons()) == 2
+    with xgb_spark._session_conf(spark, xgb_spark.one_daemon_conf()):
+        assert len(daemons()) == 1
 
 
 def test_the_arrow_byte_limit_is_lifted_only_where_it_cannot_cut_a_batch(spark):
