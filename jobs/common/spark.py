@@ -72,8 +72,9 @@ def drop_jars_without_python(sc) -> list[str]:
     ``sys.path`` and the includes each Python worker puts on its own), ahead of site-packages, in case a
     jar carries Python code. delta-spark's does (its ``delta`` package, as pip installs it); its 32
     dependencies do not, yet every Python process reads all their zip directories on its first import not
-    found before them on the path: about 53k entries (hadoop-client-runtime alone 19.6k), some 40 MB and
-    a few tenths of a second in the driver and again in each Python worker. Jars with a Python file stay."""
+    found before them on the path: about 53k entries (hadoop-client-runtime alone 19.6k). That was 56 MB in
+    the training worker, 27 MB in the driver and ~0.8 s of a fresh worker's first job (bench/RESULTS.md).
+    Jars with a Python file stay."""
     from pyspark import SparkFiles
     includes = getattr(sc, "_python_includes", None)
     if not includes:
