@@ -58,8 +58,9 @@ def build_manifest(ctx: StepContext, train_doc: dict, blessing: dict, metrics: d
                     "tables_written": {step: doc.get("writes", {}) for step, doc in lineage.items()},
                     "dataset_spec": ctx.dataset.path, "git_commit": git_commit(), "run_id": ctx.run_id,
                     "dvc_data": dvc_data_hash(ctx.settings.landing, ctx.dataset.name)},
-        "params": ctx.params, "train": {k: train_doc.get(k) for k in ("params", "counts", "num_workers", "trained_on",
-                                                                      "best_iteration", "num_boosted_rounds")},
+        "params": ctx.params,
+        "train": {**{k: train_doc[k] for k in ("params", "counts", "num_workers", "best_iteration", "num_boosted_rounds")},
+                  "trained_on": train_doc.get("trained_on")},  # absent from train.json written before the field
         "published_by": ctx.run_id,
     }
 
