@@ -16,8 +16,16 @@ For each size it writes N rows x F float features (a learnable, noisy binary lab
 Both: 100 trees, depth 6, eta 0.1, hist, the valid window evaluated every round (no early stopping, so both
 build exactly 100 trees), same seed. AUC of each booster on the test set (computed the same way by this
 process after the run, so neither in the time nor in the memory).
-Peak memory is the largest RSS sum over the run's whole process tree (for spark: driver, JVM and Python
-workers), sampled every 50 ms.
+Peak memory, over the run's whole process tree (for spark: driver, JVM and Python workers), two ways:
+
+- ``peak_rss_mb``: the largest sum of the processes' RSS, sampled every 50 ms. It counts a page once per
+  process that maps it: the shared libraries that the driver and the training worker both load (xgboost's,
+  Arrow's, numpy's) and the pages a forked Python worker still shares with its daemon count twice.
+- ``peak_pss_mb``: the largest sum of their PSS (proportional set size: a page shared by k processes counts
+  1/k in each), read where the RSS sum is within 3% of its peak, at most every 0.5 s. Summed over a tree
+  that nothing outside maps into, that is the physical memory the run holds, what a container's memory
+  limit sees. So this process (the bench's parent) imports neither numpy nor xgboost: the data is written
+  and the boosters scored in their own processes.
 
     .venv/bin/python bench/bench_train.py --rows 1000000 4000000 --repeat 3
 
@@ -141,26 +149,34 @@ def run_spark(root: Path, n_features: int, device: str) -> dict:
     return {"fit_s": fit_s, "session_s": t0 - t_start, "workers": workers, "trees": booster.num_boosted_rounds()}
 
 
-def _rss(p) -> int:
+def _tree_memory(top, pss: bool) -> int:
+    """The RSS (or PSS) sum of ``top`` and all its descendants; 0 for a process that ended meanwhile."""
     import psutil
-    try:
-        return p.memory_info().rss
-    except psutil.Error:  # it ended between the listing and the reading
-        return 0
+    total = 0
+    for p in [top, *top.children(recursive=True)]:
+        try:
+            total += p.memory_full_info().pss if pss else p.memory_info().rss
+        except psutil.Error:  # it ended between the listing and the reading
+            pass
+    return total
 
 
 def measure(kind: str, root: Path, n_features: int, device: str) -> dict:
-    """Run one trial in a fresh process; sample the RSS of its whole process tree."""
+    """Run one trial in a fresh process; sample the RSS and PSS of its whole process tree."""
     import psutil
     err = open(root / f"last-{kind}.stderr", "w")
     proc = subprocess.Popen([sys.executable, __file__, "--one", kind, "--data", str(root), "--features", str(n_features),
                              "--device", device],
                             stdout=subprocess.PIPE, stderr=err, text=True)
     top = psutil.Process(proc.pid)
-    peak = 0
+    peak_rss = peak_pss = 0
+    pss_read = 0.0
     while proc.poll() is None:
         try:
-            peak = max(peak, sum(_rss(p) for p in [top, *top.children(recursive=True)]))
+            rss = _tree_memory(top, pss=False)
+            peak_rss = max(peak_rss, rss)
+            if rss >= 0.97 * peak_rss and time.monotonic() - pss_read >= 0.5:
+                peak_pss, pss_read = max(peak_pss, _tree_memory(top, pss=True)), time.monotonic()
         except psutil.Error:
             pass
         time.sleep(0.05)
@@ -169,11 +185,17 @@ def measure(kind: str, root: Path, n_features: int, device: str) -> dict:
     if proc.returncode != 0:
         raise RuntimeError(f"{kind} run failed (rc {proc.returncode}); see {err.name}")
     res = json.loads(out.strip().splitlines()[-1])
-    import xgboost as xgb
-    booster = xgb.Booster(model_file=str(root / f"last-{kind}.ubj"))  # scored here, after the run: not in its memory
-    res["auc"] = test_auc(booster, root, n_features)
-    res["peak_rss_mb"] = round(peak / 2**20)
+    res["auc"] = _in_child("--score", kind, "--data", str(root), "--features", str(n_features))["auc"]
+    res["peak_rss_mb"] = round(peak_rss / 2**20)
+    res["peak_pss_mb"] = round(peak_pss / 2**20)
     return res
+
+
+def _in_child(*args: str) -> dict:
+    """Run this script with ``args`` in a fresh process (so that this one maps none of the libraries the
+    measured runs map) and return the JSON it prints last."""
+    out = subprocess.run([sys.executable, __file__, *args], check=True, stdout=subprocess.PIPE, text=True).stdout
+    return json.loads(out.strip().splitlines()[-1])
 
 
 def main() -> None:
@@ -184,18 +206,29 @@ def main() -> None:
     p.add_argument("--work", default=None)
     p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     p.add_argument("--one", choices=["spark", "single"], help=argparse.SUPPRESS)
+    p.add_argument("--score", choices=["spark", "single"], help=argparse.SUPPRESS)
+    p.add_argument("--make", type=int, help=argparse.SUPPRESS)
     p.add_argument("--data", help=argparse.SUPPRESS)
     a = p.parse_args()
     if a.one:
         res = (run_spark if a.one == "spark" else run_single)(Path(a.data), a.features, a.device)
         print(json.dumps(res), flush=True)
         return
+    if a.score:  # after the run, in its own process: neither in the run's time nor in its memory
+        import xgboost as xgb
+        booster = xgb.Booster(model_file=str(Path(a.data) / f"last-{a.score}.ubj"))
+        print(json.dumps({"auc": test_auc(booster, Path(a.data), a.features)}), flush=True)
+        return
+    if a.make:
+        make_data(Path(a.data), a.make, a.features)
+        print(json.dumps({"rows": a.make}), flush=True)
+        return
     work = Path(a.work or tempfile.mkdtemp(prefix="trainyard-bench-train-"))
     summary = []
     for rows in a.rows:
         root = work / f"rows{rows}x{a.features}"
         if not (root / "test").exists():
-            make_data(root, rows, a.features)
+            _in_child("--make", str(rows), "--data", str(root), "--features", str(a.features))
         runs = {"spark": [], "single": []}
         for i in range(a.repeat):  # alternate: this machine's capacity drifts over minutes
             for kind in ("spark", "single"):
@@ -207,10 +240,12 @@ def main() -> None:
              "spark_fit_s": round(med("spark", "fit_s"), 2), "single_fit_s": round(med("single", "fit_s"), 2),
              "spark_session_s": round(med("spark", "session_s"), 2),
              "spark_peak_mb": med("spark", "peak_rss_mb"), "single_peak_mb": med("single", "peak_rss_mb"),
+             "spark_peak_pss_mb": med("spark", "peak_pss_mb"), "single_peak_pss_mb": med("single", "peak_pss_mb"),
              "spark_auc": round(med("spark", "auc"), 4), "single_auc": round(med("single", "auc"), 4),
              "workers": runs["spark"][0]["workers"]}
         s.update({"time_ratio": round(s["spark_fit_s"] / s["single_fit_s"], 2),
                   "memory_ratio": round(s["spark_peak_mb"] / s["single_peak_mb"], 2),
+                  "memory_ratio_pss": round(s["spark_peak_pss_mb"] / s["single_peak_pss_mb"], 2),
                   "auc_diff": round(s["spark_auc"] - s["single_auc"], 4)})
         summary.append(s)
     print(json.dumps({"machine": f"{platform.machine()} {os.cpu_count()} cores", "summary": summary}, indent=1))

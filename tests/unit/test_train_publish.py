@@ -87,13 +87,17 @@ def test_training_session_divides_a_machines_cores_among_the_workers(master, wor
     assert train.local_cores("local[*]") >= 1 and train.local_cores("local") == 1 and train.local_cores(master) in (4, None)
 
 
-def test_training_session_keeps_a_garbage_collector_the_conf_names():
-    base = Settings(spark_master="local[2]", spark_packages=(), landing="", lake="", runs="", gx="", registry="",
-                    spark_conf={"spark.driver.extraJavaOptions": "-Dx=1"})
-    opts = train.training_settings(base, "auto").spark_conf["spark.driver.extraJavaOptions"]
-    assert opts == "-Dx=1 -XX:+UseSerialGC"
-    named = dataclasses.replace(base, spark_conf={"spark.driver.extraJavaOptions": "-XX:+UseG1GC"})
-    assert train.training_settings(named, "auto").spark_conf["spark.driver.extraJavaOptions"] == "-XX:+UseG1GC"
+@pytest.mark.parametrize("opts, workers, expected", [
+    ("-Dx=1", "auto", "-Dx=1 -XX:+UseSerialGC -Xms128m -Xmn48m"),  # one task slot
+    ("", 2, "-XX:+UseSerialGC -Xms256m -Xmn96m"),                  # two slots of two cores each
+    ("-Xms1g", "auto", "-Xms1g -XX:+UseSerialGC"),                 # the conf sizes the heap: kept
+    ("-XX:NewSize=64m", "auto", "-XX:NewSize=64m -XX:+UseSerialGC"),
+    ("-XX:+UseG1GC", "auto", "-XX:+UseG1GC"),                      # the conf names a collector: untouched
+])
+def test_training_session_jvm_options_keep_what_the_conf_names(opts, workers, expected):
+    base = Settings(spark_master="local[4]", spark_packages=(), landing="", lake="", runs="", gx="", registry="",
+                    spark_conf={"spark.driver.extraJavaOptions": opts} if opts else {})
+    assert train.training_settings(base, workers).spark_conf["spark.driver.extraJavaOptions"] == expected
 
 
 def _session(master: str, conf: dict[str, str]):
