@@ -137,9 +137,20 @@ def training_settings(settings: Settings, num_workers: Any) -> Settings:
     if not re.search(r"-XX:\+Use\w*GC\b", java_opts):
         slots = max(1, cores // int(conf["spark.task.cpus"]))
         sized = re.search(r"-Xm[sn]\d|-XX:(Initial\w*|New|MaxNew)Size=", java_opts)
-        heap = "" if sized else f" -Xms{128 * slots}m -Xmn{48 * slots}m"
+        start = min(128 * slots, jvm_mib(conf.get("spark.driver.memory", "1g")) // 2)  # below the max heap
+        heap = "" if sized else f" -Xms{start}m -Xmn{min(48 * slots, start * 3 // 8)}m"
         conf["spark.driver.extraJavaOptions"] = f"{java_opts} -XX:+UseSerialGC{heap}".strip()
     return dataclasses.replace(settings, spark_conf=conf)
+
+
+def jvm_mib(size: str) -> int:
+    """MiB in a Spark memory size (``6g``, ``512m``, ``2048k``; a bare number is MiB, as for
+    ``spark.driver.memory``)."""
+    m = re.fullmatch(r"(\d+)\s*([kmgt]?)b?", size.strip().lower())
+    if not m:
+        raise ValueError(f"not a memory size: {size!r}")
+    n, unit = int(m.group(1)), m.group(2)
+    return n // 1024 if unit == "k" else n * {"": 1, "m": 1, "g": 2**10, "t": 2**20}[unit]
 
 
 def resolve_workers(value: Any, spark, device: str = "cpu") -> int:

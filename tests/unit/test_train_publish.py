@@ -100,6 +100,16 @@ def test_training_session_jvm_options_keep_what_the_conf_names(opts, workers, ex
     assert train.training_settings(base, workers).spark_conf["spark.driver.extraJavaOptions"] == expected
 
 
+def test_training_session_heap_start_stays_below_the_driver_memory():
+    base = Settings(spark_master="local[4]", spark_packages=(), landing="", lake="", runs="", gx="", registry="",
+                    spark_conf={"spark.driver.memory": "512m", "spark.task.cpus": "1"})  # 4 slots
+    assert train.training_settings(base, 4).spark_conf["spark.driver.extraJavaOptions"] == \
+        "-XX:+UseSerialGC -Xms256m -Xmn96m"
+    assert [train.jvm_mib(v) for v in ("6g", "512m", "2048k", "300", "1T")] == [6144, 512, 2, 300, 2**20]
+    with pytest.raises(ValueError, match="not a memory size"):
+        train.jvm_mib("lots")
+
+
 def _session(master: str, conf: dict[str, str]):
     """What ``task_slots`` reads of a SparkSession: the master and the conf."""
     return SimpleNamespace(sparkContext=SimpleNamespace(master=master, getConf=lambda: SimpleNamespace(get=conf.get)))
