@@ -14,8 +14,8 @@ For each size it writes N rows x F float features (a learnable, noisy binary lab
   ``xgb.train`` with ``nthread`` = cores.
 
 Both: 100 trees, depth 6, eta 0.1, hist, the valid window evaluated every round (no early stopping, so both
-build exactly 100 trees), same seed. AUC of each booster on the test set (computed the same way by this
-process after the run, so neither in the time nor in the memory).
+build exactly 100 trees), same seed. AUC of each booster on the test set (computed the same way in a
+process of its own after the run, so neither in the time nor in the memory).
 Peak memory, over the run's whole process tree (for spark: driver, JVM and Python workers), two ways:
 
 - ``peak_rss_mb``: the largest sum of the processes' RSS, sampled every 50 ms. It counts a page once per
