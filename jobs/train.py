@@ -124,8 +124,9 @@ def training_settings(settings: Settings, num_workers: Any) -> Settings:
       serial collector lets garbage fill it while streaming: the Parquet reader's row-group buffers outlive a
       young collection, get promoted, and fill the old generation before the first full collection.
       ``-Xms128m -Xmn48m`` per task slot (the start capped at half of ``spark.driver.memory``; nothing when
-      the conf sizes the heap) lets the heap grow only to what the stream keeps alive. At 1M rows that is ~100 MB less here (1,553 -> 1,455 MB for the whole fit) and
-      ~450 MB less with 128 GB of RAM, for 0.2-0.8 s more collection; at 4M rows no time difference showed."""
+      the conf sizes the heap) lets the heap grow only to what the stream keeps alive. At 1M rows that is
+      ~100 MB less here (1,553 -> 1,455 MB for the whole fit) and ~450 MB less with 128 GB of RAM, for
+      0.2-0.8 s more collection; at 4M rows no time difference showed."""
     cores = local_cores(settings.spark_master)
     if cores is None:
         return settings
