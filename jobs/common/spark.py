@@ -1,6 +1,7 @@
 """The one place a SparkSession is built: Delta enabled, Python workers on this interpreter."""
 from __future__ import annotations
 
+import functools
 import os
 import sys
 import zipfile
@@ -57,6 +58,7 @@ def get_spark(settings: Settings, app_name: str):
     return spark
 
 
+@functools.lru_cache(maxsize=None)  # a reused session asks again for the jars it kept: read each once
 def _has_python(path: str) -> bool:
     try:
         with zipfile.ZipFile(path) as jar:
