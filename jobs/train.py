@@ -5,11 +5,13 @@ pickled, and its sha256 is recorded for the evaluation and publishing steps."""
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import os
 import re
 import shutil
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -126,7 +128,12 @@ def training_settings(settings: Settings, num_workers: Any) -> Settings:
       ``-Xms128m -Xmn48m`` per task slot (the start capped at half of ``spark.driver.memory``; nothing when
       the conf sizes the heap) lets the heap grow only to what the stream keeps alive. At 1M rows that is
       ~100 MB less here (1,553 -> 1,455 MB for the whole fit) and ~450 MB less with 128 GB of RAM, for
-      0.2-0.8 s more collection; at 4M rows no time difference showed."""
+      0.2-0.8 s more collection; at 4M rows no time difference showed.
+
+    Where the JVM has it (JDK 17.0.9+, 21.0.1+) and the conf does not set it, the JVM also hands the C heap's
+    free memory back to the system every second (``NATIVE_TRIM``): what the JIT compilers' arenas and the
+    stream's native buffers freed, ~50 MB idle at 1M rows; measured, 23 MB lower peak at 1M and 47 MB at
+    4M, same time."""
     cores = local_cores(settings.spark_master)
     if cores is None:
         return settings
@@ -141,7 +148,26 @@ def training_settings(settings: Settings, num_workers: Any) -> Settings:
         start = min(128 * slots, jvm_mib(conf.get("spark.driver.memory", "1g")) // 2)  # below the max heap
         heap = "" if sized else f" -Xms{start}m -Xmn{min(48 * slots, start * 3 // 8)}m"
         conf["spark.driver.extraJavaOptions"] = f"{java_opts} -XX:+UseSerialGC{heap}".strip()
+    if "TrimNativeHeapInterval" not in java_opts and java_accepts(NATIVE_TRIM):
+        conf["spark.driver.extraJavaOptions"] = f"{conf.get('spark.driver.extraJavaOptions', '')} {NATIVE_TRIM}".strip()
     return dataclasses.replace(settings, spark_conf=conf)
+
+
+NATIVE_TRIM = "-XX:TrimNativeHeapInterval=1000"  # ms; a product option from JDK 17.0.9 and 21.0.1 on
+
+
+@functools.lru_cache(maxsize=None)
+def java_accepts(option: str) -> bool:
+    """Whether the JVM that spark-submit starts (``$JAVA_HOME/bin/java``, else ``java`` on the PATH) starts
+    with ``option``: an option it does not know stops it from starting. One ``-version`` run per option."""
+    home = os.environ.get("JAVA_HOME")
+    java = os.path.join(home, "bin", "java") if home else shutil.which("java")
+    if not java:
+        return False
+    try:
+        return subprocess.run([java, option, "-version"], capture_output=True, timeout=60).returncode == 0
+    except (OSError, subprocess.SubprocessError):
+        return False
 
 
 def jvm_mib(size: str) -> int:

@@ -94,13 +94,31 @@ def test_training_session_divides_a_machines_cores_among_the_workers(master, wor
     ("-XX:NewSize=64m", "auto", "-XX:NewSize=64m -XX:+UseSerialGC"),
     ("-XX:+UseG1GC", "auto", "-XX:+UseG1GC"),                      # the conf names a collector: untouched
 ])
-def test_training_session_jvm_options_keep_what_the_conf_names(opts, workers, expected):
+def test_training_session_jvm_options_keep_what_the_conf_names(opts, workers, expected, monkeypatch):
+    monkeypatch.setattr(train, "java_accepts", lambda option: False)  # a JVM without the native trim
     base = Settings(spark_master="local[4]", spark_packages=(), landing="", lake="", runs="", gx="", registry="",
                     spark_conf={"spark.driver.extraJavaOptions": opts} if opts else {})
     assert train.training_settings(base, workers).spark_conf["spark.driver.extraJavaOptions"] == expected
 
 
-def test_training_session_heap_start_stays_below_the_driver_memory():
+@pytest.mark.parametrize("opts, expected", [
+    ("", "-XX:+UseSerialGC -Xms128m -Xmn48m -XX:TrimNativeHeapInterval=1000"),
+    ("-XX:+UseG1GC", "-XX:+UseG1GC -XX:TrimNativeHeapInterval=1000"),
+    ("-XX:TrimNativeHeapInterval=0", "-XX:TrimNativeHeapInterval=0 -XX:+UseSerialGC -Xms128m -Xmn48m"),  # kept
+])
+def test_training_session_trims_the_jvms_native_heap_where_the_jvm_can(opts, expected, monkeypatch):
+    monkeypatch.setattr(train, "java_accepts", lambda option: option == train.NATIVE_TRIM)
+    base = Settings(spark_master="local[2]", spark_packages=(), landing="", lake="", runs="", gx="", registry="",
+                    spark_conf={"spark.driver.extraJavaOptions": opts} if opts else {})
+    assert train.training_settings(base, "auto").spark_conf["spark.driver.extraJavaOptions"] == expected
+
+
+def test_java_accepts_asks_the_jvm_itself():
+    assert train.java_accepts("-Xss1m") and not train.java_accepts("-XX:NoSuchOptionAnywhere=1")
+
+
+def test_training_session_heap_start_stays_below_the_driver_memory(monkeypatch):
+    monkeypatch.setattr(train, "java_accepts", lambda option: False)
     base = Settings(spark_master="local[4]", spark_packages=(), landing="", lake="", runs="", gx="", registry="",
                     spark_conf={"spark.driver.memory": "512m", "spark.task.cpus": "1"})  # 4 slots
     assert train.training_settings(base, 4).spark_conf["spark.driver.extraJavaOptions"] == \
