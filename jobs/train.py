@@ -133,7 +133,11 @@ def training_settings(settings: Settings, num_workers: Any) -> Settings:
     Where the JVM has it (JDK 17.0.9+, 21.0.1+) and the conf does not set it, the JVM also hands the C heap's
     free memory back to the system every second (``NATIVE_TRIM``): what the JIT compilers' arenas and the
     stream's native buffers freed, ~50 MB idle at 1M rows; measured, 23 MB lower peak at 1M and 47 MB at
-    4M, same time."""
+    4M, same time.
+
+    The fit's one Python worker per task is started without a worker daemon and without scikit-learn
+    (``LEAN_WORKER``, ``common.lean_worker``), unless the conf sets either key: -46 MB for the daemon,
+    -70 MB and ~1.5 s of imports in the worker at 1M rows (bench/RESULTS.md)."""
     cores = local_cores(settings.spark_master)
     if cores is None:
         return settings
@@ -150,7 +154,13 @@ def training_settings(settings: Settings, num_workers: Any) -> Settings:
         conf["spark.driver.extraJavaOptions"] = f"{java_opts} -XX:+UseSerialGC{heap}".strip()
     if "TrimNativeHeapInterval" not in java_opts and java_accepts(NATIVE_TRIM):
         conf["spark.driver.extraJavaOptions"] = f"{conf.get('spark.driver.extraJavaOptions', '')} {NATIVE_TRIM}".strip()
+    if not any(k in conf for k in LEAN_WORKER):
+        conf.update(LEAN_WORKER)
     return dataclasses.replace(settings, spark_conf=conf)
+
+
+# the fit's Python worker started on its own (no daemon) without scikit-learn: ``common.lean_worker``
+LEAN_WORKER = {"spark.python.use.daemon": "false", "spark.python.worker.module": "jobs.common.lean_worker"}
 
 
 NATIVE_TRIM = "-XX:TrimNativeHeapInterval=1000"  # ms; a product option from JDK 17.0.9 and 21.0.1 on

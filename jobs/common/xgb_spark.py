@@ -26,9 +26,13 @@ substitutions, each measured at 1M-4M rows (bench/RESULTS.md):
   through Spark as before. The fast path is installed in the Python worker when the fit's closure is
   unpickled there, before its first barrier (``_InstallsOneTaskBarrier``).
 
+- **One Python worker per task.** The library collects its training stage through a barrier RDD over the
+  training function's output, which runs a second Python worker per task only to pass the output rows on;
+  here the stage is a barrier ``mapInPandas`` itself (``_BarrierStage``).
+
 Around the fit, the per-row byte count that Spark adds to the Arrow batches fed to the workers is turned
-off where it cannot cut a batch (``arrow_batch_conf``), and the fit's two Python workers share one worker
-daemon (``one_daemon_conf``).
+off where it cannot cut a batch (``arrow_batch_conf``). On one machine the train step starts that one
+worker without a daemon and without scikit-learn (``common.lean_worker``, ``train.training_settings``).
 
 The substitutions reach the workers because xgboost.spark pickles its training closure by value, and the
 closure resolves ``create_dmatrix_from_partitions`` and ``worker_train`` from ``xgboost.spark.core`` when it
@@ -279,29 +283,70 @@ def _streamed(clf, parts):
     return parts.select(*select(parts)[0]) if select else parts
 
 
+class _BarrierStage:
+    """The training stage as xgboost.spark's ``_fit`` builds and collects it, as one barrier ``mapInPandas``.
+
+    The library runs ``df.mapInPandas(train).rdd.barrier().mapPartitions(lambda x: x)`` and collects that:
+    the barrier RDD turns the training function's output rows into Python objects in a second Python worker
+    per task, which only passes them on (a forked interpreter next to the training worker: ~50 MB at 1M
+    rows, and with it a worker daemon that the training worker alone does not need). Spark 3.5+ runs
+    ``mapInPandas(..., barrier=True)`` as the barrier stage itself (same ``BarrierTaskContext``, same
+    output rows in partition order). This object answers the chain the library calls on that frame:
+    ``.rdd``, ``.barrier()``, ``.mapPartitions(identity)``, stage-level scheduling's
+    ``.withResources(profile)`` (passed to ``mapInPandas`` as its ``profile``) and ``.collect()``."""
+
+    def __init__(self, df, func, schema, profile=None):
+        self._source, self._frame = (df, func, schema), df.mapInPandas(func, schema, barrier=True, profile=profile)
+
+    @property
+    def rdd(self):
+        return self
+
+    def barrier(self):
+        return self
+
+    def mapPartitions(self, f, preservesPartitioning=False):  # noqa: N802 (the RDD method's name)
+        if list(f(iter((1, 2)))) != [1, 2]:
+            raise NotImplementedError("xgboost.spark maps its training output with a function that is not the "
+                                      "identity; this xgboost needs its own fit (common.xgb_spark.binary_classifier)")
+        return self
+
+    def withResources(self, profile):  # noqa: N802
+        return _BarrierStage(*self._source, profile=profile)
+
+    def collect(self):
+        return self._frame.collect()
+
+
+class _OneStageInput:
+    """The classifier's prepared input frame, whose ``mapInPandas`` is the ``_BarrierStage``; everything else
+    is the frame's own."""
+
+    def __init__(self, df):
+        self._df = df
+
+    def __getattr__(self, name):
+        return getattr(self._df, name)
+
+    def mapInPandas(self, func, schema):  # noqa: N802
+        return _BarrierStage(self._df, func, schema)
+
+
 def binary_classifier(**params):
     """A ``SparkXGBClassifier`` for a label known to be 0/1: the objective is ``binary:logistic`` without the
-    library's ``countDistinct`` pass over the labels."""
+    library's ``countDistinct`` pass over the labels, and the training stage is one barrier ``mapInPandas``
+    (``_BarrierStage``): one Python worker per task."""
     from xgboost.spark import SparkXGBClassifier
 
     class BinarySparkXGBClassifier(SparkXGBClassifier):
         def _get_distributed_train_params(self, dataset):
             return super()._get_distributed_train_params(dataset.limit(0))  # 0 distinct labels -> binary
 
+        def _prepare_input(self, dataset):
+            prepared, feature_prop = super()._prepare_input(dataset)
+            return _OneStageInput(prepared), feature_prop
+
     return BinarySparkXGBClassifier(**params)
-
-
-SIMPLIFIED_TRACEBACK = "spark.sql.execution.pyspark.udf.simplifiedTraceback.enabled"
-
-
-def one_daemon_conf() -> dict[str, str]:
-    """Session confs that let the fit's two Python workers fork from one daemon. xgboost.spark runs its
-    training ``mapInPandas`` and, in the same task, ``.rdd.barrier().mapPartitions(lambda x: x)`` over its
-    output: two Python workers at once. Spark keeps one worker daemon per worker environment, and the two
-    differ only in the variable this flag sets for SQL UDFs, so a fit started a second daemon (one more
-    Python interpreter: 47 MB at 1M rows, and its start competes with the training worker's imports).
-    Without it, a Python error in the fit shows pyspark's frames in its traceback too."""
-    return {SIMPLIFIED_TRACEBACK: "false"}
 
 
 def fit_binary(parts, **params):
@@ -310,7 +355,7 @@ def fit_binary(parts, **params):
     xgboost than the pinned one; the library's own builder then needs batches that mix train and valid)."""
     import xgboost.spark.core as core
     clf = binary_classifier(**params)
-    with _session_conf(parts.sparkSession, {**arrow_batch_conf(_streamed(clf, parts)), **one_daemon_conf()}):
+    with _session_conf(parts.sparkSession, arrow_batch_conf(_streamed(clf, parts))):
         if not all(hasattr(core, n) for n in ("worker_train", "create_dmatrix_from_partitions")):
             return clf.fit(parts)
         with _swapped(core, worker_train=_InstallsOneTaskBarrier(train_without_training_eval),

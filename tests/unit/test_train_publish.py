@@ -113,6 +113,18 @@ def test_training_session_trims_the_jvms_native_heap_where_the_jvm_can(opts, exp
     assert train.training_settings(base, "auto").spark_conf["spark.driver.extraJavaOptions"] == expected
 
 
+@pytest.mark.parametrize("master, conf, expected", [
+    ("local[2]", {}, train.LEAN_WORKER),                                         # one machine: the lean worker
+    ("local[2]", {"spark.python.use.daemon": "true"}, {"spark.python.use.daemon": "true"}),  # the conf's own
+    ("spark://h:7077", {}, {}),                                                  # a cluster: untouched
+])
+def test_training_session_starts_the_fits_python_worker_lean_on_one_machine(master, conf, expected):
+    base = Settings(spark_master=master, spark_packages=(), landing="", lake="", runs="", gx="", registry="",
+                    spark_conf=conf)
+    got = train.training_settings(base, "auto").spark_conf
+    assert {k: v for k, v in got.items() if k.startswith("spark.python.")} == expected
+
+
 def test_java_accepts_asks_the_jvm_itself():
     assert train.java_accepts("-Xss1m") and not train.java_accepts("-XX:NoSuchOptionAnywhere=1")
 

@@ -103,27 +103,48 @@ def test_a_fit_whose_validation_rows_all_sit_on_one_worker_reports_their_exact_a
     assert booster.num_boosted_rounds() == 5 and reported == pytest.approx(expected, abs=1e-6)
     assert not model.training_summary.train_objective_history  # the training set was not evaluated
     assert spark.conf.get(ARROW_BYTES) == before  # lifted for the fit only
-    assert spark.conf.get(xgb_spark.SIMPLIFIED_TRACEBACK) == "true"  # likewise
 
 
-def _daemon(batches):
+def _pid(batches):
     import os
+    from pyspark import BarrierTaskContext
     for _ in batches:
-        yield pd.DataFrame({"daemon": [os.getppid()]})
+        yield pd.DataFrame({"pid": [os.getpid()], "tasks": [len(BarrierTaskContext.get().getTaskInfos())]})
 
 
-def test_the_fits_two_python_workers_fork_from_one_daemon(spark):
-    """xgboost.spark's shape of job (a pandas UDF, then an RDD map over its output in the same task) runs two
-    Python workers; under ``one_daemon_conf`` they have the same parent."""
-    def daemons() -> set[int]:
-        import os
-        rows = (spark.range(0, 10, 1, 1).mapInPandas(_daemon, "daemon long").rdd.barrier()
-                .mapPartitions(lambda it: [(r["daemon"], os.getppid()) for r in it]).collect())
-        return set(rows[0])
+def test_the_training_stage_is_one_barrier_map_with_one_python_worker_per_task(spark):
+    """xgboost.spark's chain (``mapInPandas(f).rdd.barrier().mapPartitions(identity)``, collected) runs ``f``
+    in a barrier stage with one Python worker per task; the library's own chain runs a second worker per
+    task for the identity map."""
+    import os
+    df = spark.range(0, 40, 1, 2)
+    rows = xgb_spark._OneStageInput(df).mapInPandas(_pid, "pid long, tasks int").rdd.barrier() \
+        .mapPartitions(lambda x: x).collect()
+    assert [r["tasks"] for r in rows] == [2, 2]  # a barrier stage of two tasks: BarrierTaskContext in each
+    library = df.mapInPandas(_pid, "pid long, tasks int").rdd.barrier() \
+        .mapPartitions(lambda it: [(r["pid"], os.getpid()) for r in it]).collect()
+    assert all(udf != mapper for udf, mapper in library)  # what it saves: the identity map's own process
+    assert xgb_spark._OneStageInput(df).count() == 40  # everything else is the frame's own
+    with pytest.raises(NotImplementedError, match="not the identity"):
+        xgb_spark._OneStageInput(df).mapInPandas(_pid, "pid long, tasks int").rdd.mapPartitions(lambda it: [])
 
-    assert len(daemons()) == 2
-    with xgb_spark._session_conf(spark, xgb_spark.one_daemon_conf()):
-        assert len(daemons()) == 1
+
+def test_the_lean_worker_imports_xgboost_spark_without_scikit_learn():
+    """What ``common.lean_worker`` sets up before pyspark's worker runs: the training side of xgboost.spark
+    imports and trains; scikit-learn is not loaded."""
+    import subprocess
+    import sys
+    code = ("import sys\nfrom jobs.common.lean_worker import lean_imports\nlean_imports()\n"
+            "import numpy as np, xgboost as xgb, xgboost.spark.core, xgboost.spark.data\n"
+            "from jobs.common import xgb_spark\n"
+            "parts = {xgb_spark.DATA: [np.arange(20, dtype='float32').reshape(10, 2)], "
+            "xgb_spark.LABEL: [np.arange(10) % 2]}\n"
+            "d = xgb_spark.build_matrix(parts, 2, True, {})\n"
+            "b = xgb_spark.train_without_training_eval({'max_depth': 2}, d, 3, evals=[(d, 'training')])\n"
+            "assert b.num_boosted_rounds() == 3\n"
+            "print(sorted(m for m in sys.modules if m.split('.')[0] == 'sklearn' and sys.modules[m]))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip().splitlines()[-1] == "[]"
 
 
 def test_the_arrow_byte_limit_is_lifted_only_where_it_cannot_cut_a_batch(spark):
