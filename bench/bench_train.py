@@ -20,7 +20,8 @@ Peak memory, over the run's whole process tree (for spark: driver, JVM and Pytho
 
 - ``peak_rss_mb``: the largest sum of the processes' RSS, sampled every 50 ms. It counts a page once per
   process that maps it: the shared libraries that the driver and the training worker both load (xgboost's,
-  Arrow's, numpy's), and the pages a forked Python worker shares with its daemon where there is one, count twice.
+  Arrow's, numpy's), and the pages a forked Python worker shares with its daemon where there is one, count
+  twice.
 - ``peak_pss_mb``: the largest sum of their PSS (proportional set size: a page shared by k processes counts
   1/k in each), read where the RSS sum is within 3% of its peak, at most every 0.5 s. Summed over a tree
   that nothing outside maps into, that is the physical memory the run holds, what a container's memory
