@@ -21,7 +21,7 @@ export PYSPARK_PYTHON := $(PY)
 export PYSPARK_DRIVER_PYTHON := $(PY)
 AIRFLOW := $(CURDIR)/$(VENV)/bin/airflow
 
-.PHONY: help setup run tune test lint bench airflow dvc-repro clean
+.PHONY: help setup jvm run tune test lint bench airflow dvc-repro clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-10s %s\n", $$1, $$2}'
@@ -37,7 +37,10 @@ $(STAMP): requirements.lock Makefile
 	rm -f $(VENV)/.installed-*
 	touch $@
 
-run: setup ## land the dataset if absent, then run the whole train_pipeline DAG through Airflow (DATASET=adult for UCI Adult)
+jvm: setup ## build the Spark driver's class-data archive (state/jvm; once per venv and package list, ~1 min)
+	$(PY) -m jobs.common.jvm_cds --conf $(CONF) || echo "no class-data archive: every Spark JVM starts cold (correct, slower)"
+
+run: jvm ## land the dataset if absent, then run the whole train_pipeline DAG through Airflow (DATASET=adult for UCI Adult)
 	$(PY) -m jobs.land --dataset $(DATASET) --conf $(CONF)
 	$(AIRFLOW) db migrate > state/airflow-migrate.log 2>&1 || { cat state/airflow-migrate.log; exit 1; }
 	read START DS < <($(PY) -m jobs.land --dataset $(DATASET) --print-range); \
@@ -51,7 +54,7 @@ run: setup ## land the dataset if absent, then run the whole train_pipeline DAG 
 tune: ## `make run` with the Optuna search before training (persistent study: an interrupted search resumes)
 	$(MAKE) run TUNE=true
 
-test: setup ## run the test suite: unit, DAG integrity, a real dag.test() and dvc repro end to end
+test: jvm ## run the test suite: unit, DAG integrity, a real dag.test() and dvc repro end to end
 	$(PY) -m pytest tests
 
 lint: setup ## pyflakes on the code and check the DAG imports cleanly

@@ -18,7 +18,7 @@ from typing import Any
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from jobs.common import delta_io, xgb_spark
+from jobs.common import delta_io, jvm_cds, xgb_spark
 from jobs.common.cli import StepContext, run_step
 from jobs.common.files import sha256_file, write_json_atomic
 from jobs.common.config import DatasetSpec, Settings
@@ -170,12 +170,11 @@ NATIVE_TRIM = "-XX:TrimNativeHeapInterval=1000"  # ms; a product option from JDK
 def java_accepts(option: str) -> bool:
     """Whether the JVM that spark-submit starts (``$JAVA_HOME/bin/java``, else ``java`` on the PATH) starts
     with ``option``: an option it does not know stops it from starting. One ``-version`` run per option."""
-    home = os.environ.get("JAVA_HOME")
-    java = os.path.join(home, "bin", "java") if home else shutil.which("java")
-    if not java:
+    java = jvm_cds.java_binary()
+    if java is None:
         return False
     try:
-        return subprocess.run([java, option, "-version"], capture_output=True, timeout=60).returncode == 0
+        return subprocess.run([str(java), option, "-version"], capture_output=True, timeout=60).returncode == 0
     except (OSError, subprocess.SubprocessError):
         return False
 

@@ -24,7 +24,10 @@ from jobs.common.config import DatasetSpec, Settings  # noqa: E402
 SPARK_CONF = {"spark.sql.shuffle.partitions": "2", "spark.default.parallelism": "2", "spark.ui.enabled": "false",
               "spark.ui.showConsoleProgress": "false", "spark.databricks.delta.snapshotPartitions": "1",
               "spark.driver.memory": "2g", "spark.sql.session.timeZone": "UTC",
-              "spark.databricks.delta.properties.defaults.dataSkippingNumIndexedCols": "4"}
+              "spark.databricks.delta.properties.defaults.dataSkippingNumIndexedCols": "4",
+              # tests run many short JVMs on tiny data: the C2 compiler's CPU never pays back there
+              # (bench/RESULTS.md, "JVM start-up"); production keeps the default tiered JIT
+              "spark.driver.extraJavaOptions": "-XX:TieredStopAtLevel=1"}
 
 
 def write_conf(root: Path, landing: Path | None = None, master: str = "local[2]") -> Path:

@@ -7,6 +7,7 @@ import sys
 import zipfile
 import zipimport
 
+from jobs.common import jvm_cds
 from jobs.common.config import REPO_ROOT, Settings
 
 
@@ -49,8 +50,12 @@ def get_spark(settings: Settings, app_name: str):
     os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
     from pyspark.sql import SparkSession
 
+    conf = spark_conf(settings, app_name)
+    java_options = jvm_cds.java_options(conf)  # the driver JVM starts from the class-data archive if built
+    if java_options:
+        conf[jvm_cds.OPTION] = java_options
     builder = SparkSession.builder.master(settings.spark_master)
-    for k, v in spark_conf(settings, app_name).items():
+    for k, v in conf.items():
         builder = builder.config(k, v)
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("ERROR")
