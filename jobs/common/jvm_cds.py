@@ -1,12 +1,12 @@
 """A class-data-sharing archive for the Spark driver JVM: each step starts warm instead of cold.
 
 Every step runs in a fresh process with a fresh JVM, and on small data that JVM spends most of its CPU
-loading, verifying and JIT-compiling Spark's and Delta's ~28k classes, not doing the work (bench/RESULTS.md:
+loading, verifying and JIT-compiling Spark's and Delta's ~28k classes, not doing the work (measured:
 an etl step on 2,000 rows, 80 s of JVM CPU of which 28 s went to the JIT compilers). A dynamic AppCDS
 archive (JDK 13+) holds those classes already parsed and verified, memory-mapped and shared between the JVMs
 that use it.
 
-``python -m jobs.common.jvm_cds`` (run by ``make setup``) builds it once: it starts Spark with
+``python -m jobs.common.jvm_cds`` (run by ``make jvm``, which ``make run`` and ``make test`` run first) builds it once: it starts Spark with
 ``-XX:ArchiveClassesAtExit`` on a temporary file, runs a small workload touching what the steps touch (Delta
 write, replaceWhere, merge and read, Parquet, windows, joins, Arrow to and from pandas, a barrier stage as
 xgboost.spark uses), stops the JVM, waits for it to write the archive and moves it into place atomically.
@@ -14,7 +14,7 @@ xgboost.spark uses), stops the JVM, waits for it to write the archive and moves 
 
 The archive is keyed on what the JVM checks it against (the JVM build, Spark's install and the extra jars);
 a different key is a different file, so a changed venv or package list never meets a stale archive: it
-runs without one (correct, just slower) until ``make setup`` builds the new one. A JVM that finds the file
+runs without one (correct, just slower) until ``make jvm`` builds the new one. A JVM that finds the file
 unusable all the same warns once and runs without it. ``TRAINYARD_JVM_CDS=off`` turns it off.
 """
 from __future__ import annotations

@@ -35,14 +35,9 @@ def test_options_name_the_archive_only_once_it_is_built(archive_dir, monkeypatch
     assert jvm_cds.java_options(conf) is None
 
 
-def test_the_session_jvm_starts_from_the_archive_when_make_built_it(spark):
+def test_the_session_jvm_starts_from_the_archive_when_make_built_it(spark, settings):
     from jobs.common.spark import spark_conf
-    from jobs.common.config import Settings
-    from tests.conftest import write_conf
-    import tempfile
-    from pathlib import Path
-    with tempfile.TemporaryDirectory() as d:
-        conf = spark_conf(Settings.load(write_conf(Path(d))), "tests")
+    conf = spark_conf(settings, "tests")  # the settings the session fixture is built from, another root
     path = jvm_cds.archive_path(conf)
     if not jvm_cds.enabled() or not path.is_file():
         pytest.skip("no archive built (make test builds it)")
