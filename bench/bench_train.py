@@ -121,6 +121,7 @@ def run_single(root: Path, n_features: int, device: str) -> dict:
 
 
 def run_spark(root: Path, n_features: int, device: str) -> dict:
+    import pyarrow.compute as pc
     from pyspark.sql import functions as F
 
     importlib.import_module("xgboost.spark")  # before the clock, as run_single imports xgboost before its clock
@@ -142,8 +143,11 @@ def run_spark(root: Path, n_features: int, device: str) -> dict:
     spec = SimpleNamespace(features=SimpleNamespace(names=names, categorical=[]), label=SimpleNamespace(name="label"))
     df = spark.read.parquet(str(root / "train")).withColumn("weight", F.lit(1.0))
     workers = train.resolve_workers("auto", spark, device)
+    rows = xgb_spark.FileRows({**xgb_spark.FileRows.identity(df.columns[:-1]).columns, "weight": pc.scalar(1.0)})
     with xgb_spark.worker_input(df, workers, "is_valid") as parts:
-        model = train.fit(parts, spec, {**PARAMS, "early_stopping_rounds": None, "device": device}, workers)
+        direct = None if os.environ.get("BENCH_STREAM") else xgb_spark.direct_input(parts, rows, workers)
+        model = train.fit(parts, spec, {**PARAMS, "early_stopping_rounds": None, "device": device}, workers,
+                          direct=direct)
     booster = model.get_booster()
     fit_s = time.perf_counter() - t0
     booster.save_model(str(root / "last-spark.ubj"))

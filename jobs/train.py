@@ -42,6 +42,18 @@ def training_frame(training_set: DataFrame, spec: DatasetSpec) -> DataFrame:
                     F.coalesce(F.col("weight"), F.lit(1.0)).alias("weight"), (F.col("split") == "valid").alias(VALID_COL)))
 
 
+def training_rows(spec: DatasetSpec) -> xgb_spark.FileRows:
+    """``training_frame`` as pyarrow expressions over the training set's files, for a worker that reads them
+    itself (``xgb_spark.direct_input``): the same filter and the same columns, value for value
+    (tests/unit/test_xgb_spark.py compares the two)."""
+    import pyarrow.compute as pc
+    label, split = spec.label.name, pc.field("split")
+    columns = {spec.example_source.key: pc.field(spec.example_source.key),
+               **{n: pc.field(n) for n in spec.features.names}, label: pc.field(label).cast("float64"),
+               "weight": pc.coalesce(pc.field("weight"), pc.scalar(1.0)), VALID_COL: split == "valid"}
+    return xgb_spark.FileRows(columns, split.isin(["train", "valid"]) & pc.field(label).is_valid())
+
+
 def load_training_frame(spark, ctx: StepContext) -> tuple[DataFrame, dict[str, int]]:
     """This cutoff's train and valid rows from the pinned training set, with their class counts (a pass
     over two columns); refuses a window that lacks a class. Shared by train and tune. Not cached: training
@@ -262,15 +274,15 @@ def resume_point(directory: Path, fingerprint: str):
 
 
 def fit(parts: DataFrame, spec: DatasetSpec, params: dict[str, Any], num_workers: int, callbacks: list | None = None,
-        init_model=None):
+        init_model=None, direct: xgb_spark.DirectInput | None = None):
     """Fit on Spark on a frame already in exactly ``num_workers`` partitions (``xgb_spark.worker_input``);
-    ``init_model`` continues boosting from a checkpoint. The classifier is xgboost.spark's with the
-    substitutions of ``common.xgb_spark`` (no label pass, one float32 copy per Arrow batch, no
-    training-set evaluation)."""
+    ``init_model`` continues boosting from a checkpoint; with ``direct`` the one worker reads the frame's
+    files itself. The classifier is xgboost.spark's with the substitutions of ``common.xgb_spark`` (no label
+    pass, one float32 copy per Arrow batch, no training-set evaluation)."""
     extra = {"callbacks": callbacks} if callbacks else {}
     if init_model is not None:
         extra["xgb_model"] = init_model
-    return xgb_spark.fit_binary(parts, features_col=spec.features.names, label_col=spec.label.name,
+    return xgb_spark.fit_binary(parts, direct=direct, features_col=spec.features.names, label_col=spec.label.name,
                                 validation_indicator_col=VALID_COL, weight_col="weight", num_workers=num_workers,
                                 feature_types=feature_types(spec), missing=float("nan"), **params, **extra)
 
@@ -322,7 +334,9 @@ def run(ctx: StepContext) -> None:
         model, device = _BoosterModel(init), params["device"]  # a loaded checkpoint's config names no device
     else:
         with xgb_spark.worker_input(df, workers, VALID_COL) as parts:
-            model = fit(parts, spec, remaining, workers, [CheckpointEvery(str(ckpt_dir), every)] if every else None, init)
+            direct = xgb_spark.direct_input(parts, training_rows(spec), workers)
+            model = fit(parts, spec, remaining, workers, [CheckpointEvery(str(ckpt_dir), every)] if every else None,
+                        init, direct)
         device = trained_on(model.get_booster())
     path, booster = save_booster(model, spec, ctx.run_dir / "model")
     shutil.rmtree(ckpt_dir, ignore_errors=True)

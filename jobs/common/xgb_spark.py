@@ -41,6 +41,7 @@ vectors, the one input this module does not handle, go to the library's own code
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 from collections import defaultdict
 from typing import Any, Iterator
@@ -239,17 +240,153 @@ def worker_input(df, num_workers: int, valid_col: str | None = None):
             if parts.rdd.getNumPartitions() != num_workers:
                 continue
             if num_workers == 1:  # one partition holds every row: nothing to balance, nothing to count
-                print("train: 1 worker reads the files directly")
+                print("train: 1 worker, the scan as one partition")
                 yield parts
                 return
             rows = _rows_per_partition(parts, trained)
             if len(rows) == num_workers and min(rows) * MAX_IMBALANCE >= max(rows):
-                print(f"train: {num_workers} workers read the files directly, training rows per worker {sorted(rows)}")
+                print(f"train: {num_workers} workers take the scan split by files, training rows per worker {sorted(rows)}")
                 yield parts
                 return
     print(f"train: shuffling the input into {num_workers} partitions (its files do not split evenly into them)")
     with _session_conf(spark, {"spark.sql.adaptive.enabled": "false"}):
         yield df.repartition(num_workers)
+
+
+@dataclasses.dataclass(frozen=True)
+class FileRows:
+    """A training frame as pyarrow expressions over its source files: ``columns`` maps each of the frame's
+    column names to an expression over the files' columns, ``filter`` keeps its rows (None: every row).
+    The twin of a Spark frame (``train.training_rows`` of ``train.training_frame``): same rows, same values."""
+    columns: dict[str, Any]
+    filter: Any = None
+
+    @staticmethod
+    def identity(names: list[str]) -> "FileRows":
+        """Each named column as the files hold it, every row."""
+        import pyarrow.compute as pc
+        return FileRows({n: pc.field(n) for n in names})
+
+
+@dataclasses.dataclass(frozen=True)
+class DirectInput:
+    """What one worker reads itself: the local Parquet files of the frame's scan (partition-pruned, whole
+    files, in the scan's order), their unified schema and the frame as ``FileRows``."""
+    files: tuple[str, ...]
+    schema: Any
+    rows: FileRows
+
+
+def _scan_files(df) -> list[str] | None:
+    """The local paths of the files that the one-partition file scan of ``df`` reads (each whole, in the
+    scan's order), or None (not a lone Parquet scan, not local files, a file read in pieces, deleted rows
+    that Delta filters out through a deletion vector)."""
+    from py4j.protocol import Py4JError
+    try:
+        plan = df._jdf.queryExecution().executedPlan()
+        leaves = plan.collectLeaves()
+        if leaves.size() != 1 or "FileSourceScan" not in leaves.apply(0).getClass().getName():
+            return None
+        scan = leaves.apply(0)
+        if "Parquet" not in scan.relation().fileFormat().getClass().getName() or "is_row_deleted" in plan.toString():
+            return None
+        partitions = scan.inputRDD().filePartitions()
+        covered: dict[str, list] = {}
+        for i in range(partitions.size()):
+            for f in partitions.apply(i).files():
+                uri = f.filePath().toPath().toUri()
+                if uri.getScheme() not in (None, "file"):
+                    return None
+                covered.setdefault(uri.getPath(), []).append((f.start(), f.length(), f.fileSize()))
+    except Py4JError as e:
+        print(f"train: cannot list the scan's files ({type(e).__name__}); Spark streams the rows")
+        return None
+    for pieces in covered.values():
+        if sum(length for _, length, _ in pieces) != pieces[0][2]:
+            return None
+    return list(covered)
+
+
+def direct_input(df, rows: FileRows, num_workers: int) -> DirectInput | None:
+    """``df``'s rows for one worker that reads the files itself (pyarrow), or None where Spark must stream
+    them: more than one worker, a master that is not local (the worker may not see the driver's files),
+    ``df`` not a lone scan of local Parquet files (``_scan_files``), or ``rows`` naming a column the files
+    lack under that name (Delta's column mapping, a partition column) or types that do not unify.
+
+    Why: on one machine, Spark's JVM decodes every row, writes Arrow batches and streams them to the
+    training worker, which decodes them again; the JVM's heap grows by the stream's buffers and keeps that
+    size through the boosting (bench/RESULTS.md). The worker reading the same files with pyarrow gets the
+    same rows with neither."""
+    import pyarrow as pa
+    import pyarrow.dataset as pads
+    import pyarrow.parquet as pq
+    if num_workers != 1 or not df.sparkSession.sparkContext.master.startswith("local"):
+        return None
+    files = _scan_files(df)
+    if not files:
+        return None
+    try:
+        schema = pa.unify_schemas([pq.read_schema(f) for f in files])
+        pads.dataset(files, format="parquet", schema=schema).scanner(columns=rows.columns, filter=rows.filter)
+    except (pa.ArrowException, OSError, ValueError) as e:  # a column the files lack, types that do not unify
+        print(f"train: the worker cannot read the files itself ({e}); Spark streams the rows")
+        return None
+    return DirectInput(tuple(files), schema, rows)
+
+
+SPARK_TO_ARROW = {"float": "float32", "double": "float64", "boolean": "bool_", "integer": "int32", "long": "int64",
+                  "short": "int16", "byte": "int8"}
+
+
+def _library_columns(clf, prepared, rows: FileRows) -> dict[str, Any] | None:
+    """The frame that xgboost.spark streams (``prepared``: its aliases and casts of the classifier's
+    columns) as expressions over the files, or None where a column is not one of the classifier's."""
+    import pyarrow as pa
+    sources = {LABEL: clf.getOrDefault(clf.labelCol), **{n: n for n in clf.getOrDefault(clf.features_cols) or []}}
+    for alias, param in ((WEIGHT, clf.weightCol), (VALID, clf.validationIndicatorCol)):
+        if clf.isDefined(param) and clf.getOrDefault(param):
+            sources[alias] = clf.getOrDefault(param)
+    out = {}
+    for field in prepared.schema.fields:
+        source, arrow = sources.get(field.name), SPARK_TO_ARROW.get(field.dataType.typeName())
+        if source not in rows.columns or arrow is None:
+            return None
+        out[field.name] = rows.columns[source].cast(getattr(pa, arrow)())
+    return out
+
+
+def read_batches(direct: DirectInput, columns: dict[str, Any], batch_rows: int) -> Iterator[Any]:
+    """The rows as pandas batches of at most ``batch_rows`` (runs on the worker), one file at a time, a few
+    batches ahead. The memory it holds is a row group or two (bench/RESULTS.md): pyarrow's defaults
+    pre-buffer every selected column chunk of a file (the whole 1M-row bench file at once), and its mimalloc
+    pool keeps what the decoded row groups freed (~360 MB at 1M rows) until asked to give it back."""
+    import pyarrow as pa
+    import pyarrow.dataset as pads
+    data = pads.dataset(list(direct.files), format="parquet", schema=direct.schema)
+    pool = pa.default_memory_pool()
+    scan = data.to_batches(columns=columns, filter=direct.rows.filter, batch_size=batch_rows, batch_readahead=4,
+                           fragment_readahead=1, fragment_scan_options=pads.ParquetFragmentScanOptions(pre_buffer=False))
+    for i, batch in enumerate(scan, 1):
+        if batch.num_rows:
+            yield batch.to_pandas()
+        if i % RELEASE_EVERY == 0:
+            pool.release_unused()
+    pool.release_unused()
+
+
+RELEASE_EVERY = 16  # batches between returning the Arrow pool's free memory to the system
+
+
+class _ReadsFiles:
+    """The training function of a one-task stage, fed by ``read_batches`` instead of the stage's input."""
+
+    def __init__(self, func, direct: DirectInput, columns: dict[str, Any], batch_rows: int):
+        self.func, self.direct, self.columns, self.batch_rows = func, direct, columns, batch_rows
+
+    def __call__(self, stage_input):
+        for _ in stage_input:  # the stage's one placeholder row
+            pass
+        yield from self.func(read_batches(self.direct, self.columns, self.batch_rows))
 
 
 ARROW_NO_BYTE_LIMIT = str(2**31 - 1)  # Spark's "no byte limit" value: its batcher then skips the size check
@@ -320,22 +457,27 @@ class _BarrierStage:
 
 class _OneStageInput:
     """The classifier's prepared input frame, whose ``mapInPandas`` is the ``_BarrierStage``; everything else
-    is the frame's own."""
+    is the frame's own. With ``reads`` (``_ReadsFiles``'s arguments) the stage is one task over a placeholder
+    row whose worker reads the files itself."""
 
-    def __init__(self, df):
-        self._df = df
+    def __init__(self, df, reads: tuple | None = None):
+        self._df, self._reads = df, reads
 
     def __getattr__(self, name):
         return getattr(self._df, name)
 
     def mapInPandas(self, func, schema):  # noqa: N802
-        return _BarrierStage(self._df, func, schema)
+        if self._reads is None:
+            return _BarrierStage(self._df, func, schema)
+        placeholder = self._df.sparkSession.range(0, 1, 1, 1)  # one task, one row: the worker reads the files
+        return _BarrierStage(placeholder, _ReadsFiles(func, *self._reads), schema)
 
 
-def binary_classifier(**params):
+def binary_classifier(direct: DirectInput | None = None, **params):
     """A ``SparkXGBClassifier`` for a label known to be 0/1: the objective is ``binary:logistic`` without the
     library's ``countDistinct`` pass over the labels, and the training stage is one barrier ``mapInPandas``
-    (``_BarrierStage``): one Python worker per task."""
+    (``_BarrierStage``): one Python worker per task. With ``direct`` (``direct_input``) that worker reads
+    the input's files itself, unless the classifier streams a column that ``direct.rows`` does not give."""
     from xgboost.spark import SparkXGBClassifier
 
     class BinarySparkXGBClassifier(SparkXGBClassifier):
@@ -344,17 +486,23 @@ def binary_classifier(**params):
 
         def _prepare_input(self, dataset):
             prepared, feature_prop = super()._prepare_input(dataset)
-            return _OneStageInput(prepared), feature_prop
+            columns = _library_columns(self, prepared, direct.rows) if direct else None
+            if columns is None:
+                return _OneStageInput(prepared), feature_prop
+            batch_rows = int(dataset.sparkSession.conf.get("spark.sql.execution.arrow.maxRecordsPerBatch", "10000"))
+            print(f"train: the worker reads the {len(direct.files)} input files itself (pyarrow)")
+            return _OneStageInput(prepared, (direct, columns, batch_rows)), feature_prop
 
     return BinarySparkXGBClassifier(**params)
 
 
-def fit_binary(parts, **params):
-    """Fit on ``parts`` (already one partition per worker: no repartition here) and return the Spark model.
-    Falls back to the library as is when its internals are not where this module expects them (another
-    xgboost than the pinned one; the library's own builder then needs batches that mix train and valid)."""
+def fit_binary(parts, direct: DirectInput | None = None, **params):
+    """Fit on ``parts`` (already one partition per worker: no repartition here) and return the Spark model;
+    with ``direct`` (``direct_input`` of the same frame) the worker reads the files itself. Falls back to the
+    library as is when its internals are not where this module expects them (another xgboost than the
+    pinned one; the library's own builder then needs batches that mix train and valid)."""
     import xgboost.spark.core as core
-    clf = binary_classifier(**params)
+    clf = binary_classifier(direct=direct, **params)
     with _session_conf(parts.sparkSession, arrow_batch_conf(_streamed(clf, parts))):
         if not all(hasattr(core, n) for n in ("worker_train", "create_dmatrix_from_partitions")):
             return clf.fit(parts)

@@ -189,3 +189,67 @@ def test_a_barrier_of_one_task_is_met_at_once_and_larger_ones_still_go_through_s
     fn = xgb_spark._InstallsOneTaskBarrier(probe)
     out = spark.sparkContext.parallelize(range(tasks), tasks).barrier().mapPartitions(fn).collect()
     assert out == [([f"task {i}" for i in range(tasks)], 0 if tasks == 1 else 2)] * tasks
+
+
+def _training_set(spark, cards, path: str):
+    """A small training set as the features step writes it: Delta, partitioned by cutoff; labels missing and
+    weights missing on some rows, features missing, splits the train step leaves out, integer labels."""
+    import random
+    rng = random.Random(3)
+    names = cards.features.names
+    rows = []
+    for i in range(600):
+        feats = [None if rng.random() < 0.05 else float(rng.randrange(4)) if n in cards.features.categorical
+                 else rng.gauss(0, 1) for n in names]  # categoricals are integer codes
+        label = None if i % 97 == 0 else int(feats[0] is not None and feats[0] > 0.3)
+        split = ["train", "train", "train", "valid", "holdout", None][i % 6]
+        rows.append((f"t{i}", *feats, label, None if i % 7 == 0 else 0.5 + (i % 3), split, "2026-10-0" + str(1 + i % 2)))
+    cols = ", ".join(f"`{n}` double" for n in names)
+    (spark.createDataFrame(rows, f"txn_id string, {cols}, is_fraud int, weight double, split string, cutoff_ds string")
+     .write.format("delta").partitionBy("cutoff_ds").save(path))
+    return spark.read.format("delta").load(path).where(F.col("cutoff_ds") == "2026-10-02")
+
+
+def test_the_worker_reads_the_training_sets_files_itself_with_the_same_rows(spark, cards, tmp_path):
+    from jobs import train
+    df = train.training_frame(_training_set(spark, cards, str(tmp_path / "ts")), cards)
+    with xgb_spark.worker_input(df, 1, train.VALID_COL) as parts:
+        direct = xgb_spark.direct_input(parts, train.training_rows(cards), 1)
+        assert direct is not None and direct.files
+        assert all("cutoff_ds=2026-10-02" in f for f in direct.files)  # partition-pruned as Spark prunes
+        by_spark = parts.toPandas().sort_values("txn_id", ignore_index=True)
+    by_arrow = pd.concat(xgb_spark.read_batches(direct, direct.rows.columns, 64)).sort_values("txn_id", ignore_index=True)
+    assert len(by_spark) == sum(1 for i in range(1, 600, 2) if i % 6 in (1, 3) and i % 97 != 0)  # train, valid, labelled
+    pd.testing.assert_frame_equal(by_arrow[by_spark.columns], by_spark)  # same rows, same values, same dtypes
+    assert set(by_spark[train.VALID_COL]) == {False, True} and by_spark["weight"].notna().all()
+
+
+def test_the_direct_read_is_refused_where_spark_must_stream(spark, tmp_path):
+    path = str(tmp_path / "p")
+    spark.range(0, 100, 1, 2).withColumn("x", F.rand(1)).write.parquet(path)
+    df = spark.read.parquet(path)
+    rows = xgb_spark.FileRows.identity(["id", "x"])
+    assert xgb_spark.direct_input(df, rows, 1) is not None
+    assert xgb_spark.direct_input(df, rows, 2) is None  # one worker only: several read Spark's splits
+    assert xgb_spark.direct_input(df.join(df.select("id"), "id"), rows, 1) is None  # not a lone scan
+    assert xgb_spark.direct_input(spark.range(10), xgb_spark.FileRows.identity(["id"]), 1) is None  # no files
+    assert xgb_spark.direct_input(df, xgb_spark.FileRows.identity(["id", "y"]), 1) is None  # a column they lack
+    cached = spark.read.parquet(path).cache()
+    cached.count()
+    assert xgb_spark.direct_input(cached.select("*"), rows, 1) is None  # planned afresh, as worker_input does
+    cached.unpersist()
+
+
+def test_a_fit_on_files_the_worker_reads_itself_equals_the_fit_on_streamed_rows(spark, cards, tmp_path):
+    from jobs import train
+    df = train.training_frame(_training_set(spark, cards, str(tmp_path / "ts")), cards)
+    params = {"n_estimators": 5, "max_depth": 3, "learning_rate": 0.3, "tree_method": "hist", "eval_metric": "auc",
+              "random_state": 1}
+    with xgb_spark.worker_input(df, 1, train.VALID_COL) as parts:
+        direct = xgb_spark.direct_input(parts, train.training_rows(cards), 1)
+        boosters = [train.fit(parts, cards, params, 1, direct=d).get_booster() for d in (direct, None)]
+    x = parts.toPandas()
+    import xgboost as xgb
+    preds = [b.predict(xgb.DMatrix(x[cards.features.names].astype("float32"), missing=np.nan)) for b in boosters]
+    np.testing.assert_allclose(preds[0], preds[1], rtol=1e-6)
+    assert [b.num_boosted_rounds() for b in boosters] == [5, 5]
