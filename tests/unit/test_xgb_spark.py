@@ -240,6 +240,21 @@ def test_the_direct_read_is_refused_where_spark_must_stream(spark, tmp_path):
     cached.unpersist()
 
 
+@pytest.mark.parametrize("deletion_vectors", [True, False])
+def test_rows_deleted_from_a_delta_table_are_never_read_back(spark, tmp_path, deletion_vectors):
+    path = str(tmp_path / "d")
+    (spark.range(0, 1000, 1, 2).withColumn("x", F.rand(1)).write.format("delta")
+     .option("delta.enableDeletionVectors", str(deletion_vectors).lower()).save(path))
+    spark.sql(f"DELETE FROM delta.`{path}` WHERE id % 10 = 0")
+    df = spark.read.format("delta").load(path).select("*")
+    direct = xgb_spark.direct_input(df, xgb_spark.FileRows.identity(["id", "x"]), 1)
+    if deletion_vectors:  # the files still hold the deleted rows; only Spark's scan drops them
+        assert direct is None
+    else:  # the deleting commit rewrote the files: the snapshot's files hold exactly the table's rows
+        ids = pd.concat(xgb_spark.read_batches(direct, direct.rows.columns, 100))["id"]
+        assert len(ids) == 900 and not (ids % 10 == 0).any()
+
+
 def test_a_fit_on_files_the_worker_reads_itself_equals_the_fit_on_streamed_rows(spark, cards, tmp_path):
     from jobs import train
     df = train.training_frame(_training_set(spark, cards, str(tmp_path / "ts")), cards)
