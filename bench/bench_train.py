@@ -7,9 +7,11 @@ For each size it writes N rows x F float features (a learnable, noisy binary lab
 
 - **spark**: SparkSession local[*] and the ``xgboost.spark`` import (not timed), then timed: read the
   Parquet, ``xgb_spark.worker_input`` (the files split into one partition per worker, or a round-robin
-  shuffle when they do not split evenly) and ``train.fit`` (SparkXGBClassifier with ``common.xgb_spark``'s
-  substitutions, ``validation_indicator_col``; ``num_workers`` auto, which on one machine is one worker
-  with every core: ``spark.task.cpus`` = cores, ``train.training_settings``) -> booster.
+  shuffle when they do not split evenly), ``xgb_spark.direct_input`` (on one machine the worker reads the
+  files itself, as the train step's does; ``BENCH_STREAM=1``: Spark streams the rows to it instead) and
+  ``train.fit`` (SparkXGBClassifier with ``common.xgb_spark``'s substitutions, ``validation_indicator_col``;
+  ``num_workers`` auto, which on one machine is one worker with every core: ``spark.task.cpus`` = cores,
+  ``train.training_settings``) -> booster.
 - **single**: timed: read the same Parquet with pyarrow into float32 arrays, ``xgb.QuantileDMatrix`` +
   ``xgb.train`` with ``nthread`` = cores.
 

@@ -57,8 +57,8 @@ def training_rows(spec: DatasetSpec) -> xgb_spark.FileRows:
 def load_training_frame(spark, ctx: StepContext) -> tuple[DataFrame, dict[str, int]]:
     """This cutoff's train and valid rows from the pinned training set, with their class counts (a pass
     over two columns); refuses a window that lacks a class. Shared by train and tune. Not cached: training
-    reads the files straight into its workers (``xgb_spark.worker_input``), which a cached copy would
-    prevent and double the memory of."""
+    reads the files straight into its workers (``xgb_spark.worker_input``; on one machine the worker reads
+    them itself, ``xgb_spark.direct_input``), which a cached copy would prevent and double the memory of."""
     ts = (delta_io.read_pinned(spark, ctx.table("training_set"), ctx.reads, "training_set")
           .where(F.col("cutoff_ds") == F.lit(ctx.ds)))
     df = training_frame(ts, ctx.dataset)

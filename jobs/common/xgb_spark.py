@@ -2,7 +2,7 @@
 
 ``worker_input`` hands the fit its rows in one partition per worker, straight from the files when they
 split evenly (no shuffle, no cache). ``fit_binary`` then trains a ``SparkXGBClassifier`` exactly as the
-library does (one barrier stage, one XGBoost worker per partition, the collective's allreduce) with three
+library does (one barrier stage, one XGBoost worker per partition, the collective's allreduce) with these
 substitutions, each measured at 1M-4M rows (bench/RESULTS.md):
 
 - **No label pass.** The classifier runs ``countDistinct(label)`` over the whole input to choose between
@@ -29,6 +29,15 @@ substitutions, each measured at 1M-4M rows (bench/RESULTS.md):
 - **One Python worker per task.** The library collects its training stage through a barrier RDD over the
   training function's output, which runs a second Python worker per task only to pass the output rows on;
   here the stage is a barrier ``mapInPandas`` itself (``_BarrierStage``).
+
+- **On one machine, the worker reads the files itself.** Spark's JVM would decode every row of the input,
+  write Arrow batches and stream them to the one training worker, which decodes them again; streaming took
+  a quarter of the 1M-row fit here and grew the JVM's heap by ~230 MB, which it kept through the boosting.
+  Where the input is a lone scan of local Parquet files (a Delta snapshot without deletion vectors
+  included) and the caller describes the frame as pyarrow expressions over those files (``FileRows``; the
+  train step's ``train.training_rows``), the stage is one task over a placeholder row and its worker reads
+  the scan's files with pyarrow into the same batches (``direct_input``, ``read_batches``). Anything else,
+  a cluster included, streams through Spark as before.
 
 Around the fit, the per-row byte count that Spark adds to the Arrow batches fed to the workers is turned
 off where it cannot cut a batch (``arrow_batch_conf``). On one machine the train step starts that one
@@ -318,7 +327,6 @@ def direct_input(df, rows: FileRows, num_workers: int) -> DirectInput | None:
     size through the boosting (bench/RESULTS.md). The worker reading the same files with pyarrow gets the
     same rows with neither."""
     import pyarrow as pa
-    import pyarrow.dataset as pads
     import pyarrow.parquet as pq
     if num_workers != 1 or not df.sparkSession.sparkContext.master.startswith("local"):
         return None
@@ -326,22 +334,38 @@ def direct_input(df, rows: FileRows, num_workers: int) -> DirectInput | None:
     if not files:
         return None
     try:
-        schema = pa.unify_schemas([pq.read_schema(f) for f in files])
-        pads.dataset(files, format="parquet", schema=schema).scanner(columns=rows.columns, filter=rows.filter)
-    except (pa.ArrowException, OSError, ValueError) as e:  # a column the files lack, types that do not unify
+        direct = DirectInput(tuple(files), pa.unify_schemas([pq.read_schema(f) for f in files]), rows)
+    except (pa.ArrowException, OSError) as e:  # types that do not unify across the files
         print(f"train: the worker cannot read the files itself ({e}); Spark streams the rows")
         return None
-    return DirectInput(tuple(files), schema, rows)
+    return direct if _readable(direct, rows.columns) else None
+
+
+def _readable(direct: DirectInput, columns: dict[str, Any]) -> bool:
+    """Whether pyarrow can read ``columns`` from the files: it binds the expressions to the files' schema
+    (a column the files lack, as under Delta's column mapping or for a partition column; a cast it has no
+    kernel for) without reading any data."""
+    import pyarrow as pa
+    import pyarrow.dataset as pads
+    try:
+        pads.dataset(list(direct.files), format="parquet", schema=direct.schema).scanner(
+            columns=columns, filter=direct.rows.filter)
+    except (pa.ArrowException, ValueError, TypeError) as e:
+        print(f"train: the worker cannot read the files itself ({e}); Spark streams the rows")
+        return False
+    return True
 
 
 SPARK_TO_ARROW = {"float": "float32", "double": "float64", "boolean": "bool_", "integer": "int32", "long": "int64",
                   "short": "int16", "byte": "int8"}
 
 
-def _library_columns(clf, prepared, rows: FileRows) -> dict[str, Any] | None:
+def _library_columns(clf, prepared, direct: DirectInput) -> dict[str, Any] | None:
     """The frame that xgboost.spark streams (``prepared``: its aliases and casts of the classifier's
-    columns) as expressions over the files, or None where a column is not one of the classifier's."""
+    columns) as expressions over the files, or None where a column is not one of the classifier's or
+    pyarrow cannot read it so."""
     import pyarrow as pa
+    rows = direct.rows
     sources = {LABEL: clf.getOrDefault(clf.labelCol), **{n: n for n in clf.getOrDefault(clf.features_cols) or []}}
     for alias, param in ((WEIGHT, clf.weightCol), (VALID, clf.validationIndicatorCol)):
         if clf.isDefined(param) and clf.getOrDefault(param):
@@ -352,7 +376,7 @@ def _library_columns(clf, prepared, rows: FileRows) -> dict[str, Any] | None:
         if source not in rows.columns or arrow is None:
             return None
         out[field.name] = rows.columns[source].cast(getattr(pa, arrow)())
-    return out
+    return out if _readable(direct, out) else None
 
 
 def read_batches(direct: DirectInput, columns: dict[str, Any], batch_rows: int) -> Iterator[Any]:
@@ -486,7 +510,7 @@ def binary_classifier(direct: DirectInput | None = None, **params):
 
         def _prepare_input(self, dataset):
             prepared, feature_prop = super()._prepare_input(dataset)
-            columns = _library_columns(self, prepared, direct.rows) if direct else None
+            columns = _library_columns(self, prepared, direct) if direct else None
             if columns is None:
                 return _OneStageInput(prepared), feature_prop
             batch_rows = int(dataset.sparkSession.conf.get("spark.sql.execution.arrow.maxRecordsPerBatch", "10000"))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -50,13 +51,15 @@ def test_killed_training_resumes_from_its_checkpoint(trainset):
     retry = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
     assert retry.returncode == 0, retry.stderr[-3000:]
     assert "train: resuming from ckpt-" in retry.stdout
+    assert re.search(r"train: the worker reads the \d+ input files itself", retry.stdout)  # one machine: no stream
     doc = json.loads((root / "runs" / "cards" / f"ds={DS}" / "model" / "train.json").read_text())
     assert doc["num_boosted_rounds"] == 300 and doc["resumed_from_round"] >= done_before
     assert doc["trained_on"] == "cpu"  # xgboost's own record of the device, from the worker's booster config
     assert not ckpts.exists()  # checkpoints go once the model is saved
 
 
-def test_same_data_params_and_seed_give_the_same_model(spark, trainset, cards):
+@pytest.mark.parametrize("workers", [1, 2])  # one: the worker reads the files itself; two: Spark streams the rows
+def test_same_data_params_and_seed_give_the_same_model(spark, trainset, cards, workers):
     root, _ = trainset
     ts = spark.read.format("delta").load(str(root / "lake" / "cards" / "training_set"))
     df = train.training_frame(ts, cards)
@@ -65,8 +68,10 @@ def test_same_data_params_and_seed_give_the_same_model(spark, trainset, cards):
     holdout = ts.where("split = 'holdout'").toPandas()
     preds = []
     for _ in range(3):
-        with xgb_spark.worker_input(df, 2, train.VALID_COL) as parts:
-            booster = train.fit(parts, cards, params, 2).get_booster()
+        with xgb_spark.worker_input(df, workers, train.VALID_COL) as parts:
+            direct = xgb_spark.direct_input(parts, train.training_rows(cards), workers)
+            assert (direct is not None) == (workers == 1)
+            booster = train.fit(parts, cards, params, workers, direct=direct).get_booster()
         import xgboost as xgb
         x = xgb.DMatrix(holdout[cards.features.names], feature_types=train.feature_types(cards), enable_categorical=True)
         preds.append(booster.predict(x))
