@@ -49,7 +49,7 @@ def training_rows(spec: DatasetSpec) -> xgb_spark.FileRows:
     import pyarrow.compute as pc
     label, split = spec.label.name, pc.field("split")
     columns = {spec.example_source.key: pc.field(spec.example_source.key),
-               **{n: pc.field(n) for n in spec.features.names}, label: pc.field(label).cast("float64"),
+               **{n: pc.field(n) for n in spec.features.names}, label: pc.field(label).cast("float64", safe=False),
                "weight": pc.coalesce(pc.field("weight"), pc.scalar(1.0)), VALID_COL: split == "valid"}
     return xgb_spark.FileRows(columns, split.isin(["train", "valid"]) & pc.field(label).is_valid())
 

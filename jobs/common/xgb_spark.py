@@ -254,7 +254,8 @@ def worker_input(df, num_workers: int, valid_col: str | None = None):
                 return
             rows = _rows_per_partition(parts, trained)
             if len(rows) == num_workers and min(rows) * MAX_IMBALANCE >= max(rows):
-                print(f"train: {num_workers} workers take the scan split by files, training rows per worker {sorted(rows)}")
+                print(f"train: {num_workers} workers take the scan split by files, "
+                      f"training rows per worker {sorted(rows)}")
                 yield parts
                 return
     print(f"train: shuffling the input into {num_workers} partitions (its files do not split evenly into them)")
@@ -375,7 +376,8 @@ def _library_columns(clf, prepared, direct: DirectInput) -> dict[str, Any] | Non
         source, arrow = sources.get(field.name), SPARK_TO_ARROW.get(field.dataType.typeName())
         if source not in rows.columns or arrow is None:
             return None
-        out[field.name] = rows.columns[source].cast(getattr(pa, arrow)())
+        # unchecked, as Spark casts: Arrow's checked cast refuses, e.g., an integer beyond float64's exact range
+        out[field.name] = rows.columns[source].cast(getattr(pa, arrow)(), safe=False)
     return out if _readable(direct, out) else None
 
 
@@ -389,7 +391,8 @@ def read_batches(direct: DirectInput, columns: dict[str, Any], batch_rows: int) 
     data = pads.dataset(list(direct.files), format="parquet", schema=direct.schema)
     pool = pa.default_memory_pool()
     scan = data.to_batches(columns=columns, filter=direct.rows.filter, batch_size=batch_rows, batch_readahead=4,
-                           fragment_readahead=1, fragment_scan_options=pads.ParquetFragmentScanOptions(pre_buffer=False))
+                           fragment_readahead=1,
+                           fragment_scan_options=pads.ParquetFragmentScanOptions(pre_buffer=False))
     for i, batch in enumerate(scan, 1):
         if batch.num_rows:
             yield batch.to_pandas()
