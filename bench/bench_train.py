@@ -32,6 +32,10 @@ Peak memory, over the run's whole process tree (for spark: driver, JVM and Pytho
 
     .venv/bin/python bench/bench_train.py --rows 1000000 4000000 --repeat 3
 
+``--variants '{"direct": {}, "stream": {"BENCH_STREAM": "1"}}'`` measures one change instead: the spark run
+under each environment, alternating (how the A/B rounds in bench/RESULTS.md from the tenth session on were
+run; ``TRAINYARD_JVM_CDS=off`` runs without the JVM class-data archive).
+
 ``--device cuda`` trains both on the GPU (``device: cuda``; the spark path as ``jobs.train`` runs it with
 ``train.device: cuda``, one worker on GPU 0 on a local master). ``BENCH_SPARK_CONF='{"key": "value"}'``
 adds session confs to the spark runs (how the JVM options in bench/RESULTS.md were tried).
@@ -205,6 +209,32 @@ def _in_child(*args: str) -> dict:
     return json.loads(out.strip().splitlines()[-1])
 
 
+def _set_env(env: dict) -> None:
+    for k, v in env.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+
+
+def compare(root: Path, n_features: int, device: str, variants: dict, repeat: int) -> dict:
+    """An A/B of one change on the spark path: its run under each variant's environment variables
+    (``{"name": {"VAR": "value" or null to unset}}``), alternating, ``repeat`` times each; medians."""
+    runs = {name: [] for name in variants}
+    for i in range(repeat):
+        for name, env in variants.items():
+            saved = {k: os.environ.get(k) for k in env}
+            _set_env(env)
+            try:
+                r = measure("spark", root, n_features, device)
+            finally:
+                _set_env(saved)
+            runs[name].append(r)
+            print(json.dumps({"variant": name, "run": i, **r}), flush=True)
+    keys = ("fit_s", "session_s", "peak_rss_mb", "peak_pss_mb", "auc")
+    return {name: {k: statistics.median(r[k] for r in rs) for k in keys} for name, rs in runs.items()}
+
+
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--rows", type=int, nargs="+", default=[1_000_000, 4_000_000])
@@ -212,6 +242,8 @@ def main() -> None:
     p.add_argument("--repeat", type=int, default=3)
     p.add_argument("--work", default=None)
     p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    p.add_argument("--variants", help='instead of spark against single node, the spark run under each of these '
+                                      'environments, alternating: \'{"direct": {}, "stream": {"BENCH_STREAM": "1"}}\'')
     p.add_argument("--one", choices=["spark", "single"], help=argparse.SUPPRESS)
     p.add_argument("--score", choices=["spark", "single"], help=argparse.SUPPRESS)
     p.add_argument("--make", type=int, help=argparse.SUPPRESS)
@@ -236,6 +268,10 @@ def main() -> None:
         root = work / f"rows{rows}x{a.features}"
         if not (root / "test").exists():
             _in_child("--make", str(rows), "--data", str(root), "--features", str(a.features))
+        if a.variants:
+            medians = compare(root, a.features, a.device, json.loads(a.variants), a.repeat)
+            summary.append({"rows": rows, "features": a.features, "device": a.device, "medians": medians})
+            continue
         runs = {"spark": [], "single": []}
         for i in range(a.repeat):  # alternate: this machine's capacity drifts over minutes
             for kind in ("spark", "single"):
