@@ -174,11 +174,18 @@ def _tree_memory(top, pss: bool) -> int:
 
 def measure(kind: str, root: Path, n_features: int, device: str) -> dict:
     """Run one trial in a fresh process; sample the RSS and PSS of its whole process tree."""
+    res = run_sampled([sys.executable, __file__, "--one", kind, "--data", str(root), "--features", str(n_features),
+                       "--device", device], root / f"last-{kind}.stderr")
+    res["auc"] = _in_child("--score", kind, "--data", str(root), "--features", str(n_features))["auc"]
+    return res
+
+
+def run_sampled(cmd: list[str], stderr: Path) -> dict:
+    """Run ``cmd`` and return the JSON it prints last, with the peak RSS sum and PSS sum of its process tree
+    (``peak_rss_mb``, ``peak_pss_mb``: module docstring). Its stderr goes to ``stderr``."""
     import psutil
-    err = open(root / f"last-{kind}.stderr", "w")
-    proc = subprocess.Popen([sys.executable, __file__, "--one", kind, "--data", str(root), "--features", str(n_features),
-                             "--device", device],
-                            stdout=subprocess.PIPE, stderr=err, text=True)
+    err = open(stderr, "w")
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err, text=True)
     top = psutil.Process(proc.pid)
     peak_rss = peak_pss = 0
     pss_read = 0.0
@@ -194,9 +201,8 @@ def measure(kind: str, root: Path, n_features: int, device: str) -> dict:
     out = proc.stdout.read()
     err.close()
     if proc.returncode != 0:
-        raise RuntimeError(f"{kind} run failed (rc {proc.returncode}); see {err.name}")
+        raise RuntimeError(f"{' '.join(cmd[1:3])} failed (rc {proc.returncode}); see {err.name}")
     res = json.loads(out.strip().splitlines()[-1])
-    res["auc"] = _in_child("--score", kind, "--data", str(root), "--features", str(n_features))["auc"]
     res["peak_rss_mb"] = round(peak_rss / 2**20)
     res["peak_pss_mb"] = round(peak_pss / 2**20)
     return res
