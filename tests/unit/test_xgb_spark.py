@@ -257,7 +257,7 @@ def test_rows_deleted_from_a_delta_table_are_never_read_back(spark, tmp_path, de
         assert len(ids) == 900 and not (ids % 10 == 0).any()
 
 
-def test_a_fit_on_files_the_worker_reads_itself_equals_the_fit_on_streamed_rows(spark, cards, tmp_path):
+def test_a_fit_on_files_the_worker_reads_itself_equals_the_fit_on_streamed_rows(spark, cards, tmp_path, capsys):
     from jobs import train
     df = train.training_frame(_training_set(spark, cards, str(tmp_path / "ts")), cards)
     params = {"n_estimators": 5, "max_depth": 3, "learning_rate": 0.3, "tree_method": "hist", "eval_metric": "auc",
@@ -265,6 +265,8 @@ def test_a_fit_on_files_the_worker_reads_itself_equals_the_fit_on_streamed_rows(
     with xgb_spark.worker_input(df, 1, train.VALID_COL) as parts:
         direct = xgb_spark.direct_input(parts, train.training_rows(cards), 1)
         boosters = [train.fit(parts, cards, params, 1, direct=d).get_booster() for d in (direct, None)]
+    read_itself = f"the worker reads the {len(direct.files)} input files itself"
+    assert capsys.readouterr().out.count(read_itself) == 1  # the first fit only: the second streams
     x = parts.toPandas()
     import xgboost as xgb
     preds = [b.predict(xgb.DMatrix(x[cards.features.names].astype("float32"), missing=np.nan)) for b in boosters]
