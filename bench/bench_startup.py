@@ -31,7 +31,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench_train import run_sampled  # noqa: E402  (bench/ is this script's directory)
+from bench_train import environment, run_sampled  # noqa: E402  (bench/ is this script's directory)
 
 CONF = ROOT / "conf" / "local.yaml"
 C1 = "-XX:TieredStopAtLevel=1"
@@ -72,17 +72,11 @@ def main() -> None:
         return
     subprocess.run([sys.executable, "-m", "jobs.common.jvm_cds", "--conf", str(CONF)], cwd=ROOT, check=True)
     runs: dict[str, list[dict]] = {name: [] for name in VARIANTS}
-    base = dict(os.environ)
     for i in range(a.repeat):  # alternate: this machine's capacity drifts over minutes
         for name, env in VARIANTS.items():
             work = Path(tempfile.mkdtemp(prefix="trainyard-bench-startup-"))
-            os.environ.clear()
-            os.environ.update({**base, **env})
-            try:
+            with environment(env):
                 r = run_sampled([sys.executable, __file__, "--one", "--work", str(work)], work / "stderr")
-            finally:
-                os.environ.clear()
-                os.environ.update(base)
             shutil.rmtree(work, ignore_errors=True)  # kept, with its stderr, when the run failed
             runs[name].append(r)
             print(json.dumps({"variant": name, "run": i, **r}), flush=True)

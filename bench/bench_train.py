@@ -43,6 +43,7 @@ adds session confs to the spark runs (how the JVM options in bench/RESULTS.md we
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import json
 import os
@@ -149,7 +150,8 @@ def run_spark(root: Path, n_features: int, device: str) -> dict:
     spec = SimpleNamespace(features=SimpleNamespace(names=names, categorical=[]), label=SimpleNamespace(name="label"))
     df = spark.read.parquet(str(root / "train")).withColumn("weight", F.lit(1.0))
     workers = train.resolve_workers("auto", spark, device)
-    rows = xgb_spark.FileRows({**xgb_spark.FileRows.identity(df.columns[:-1]).columns, "weight": pc.scalar(1.0)})
+    files_hold = [c for c in df.columns if c != "weight"]  # the weight is a literal, not in the files
+    rows = xgb_spark.FileRows({**xgb_spark.FileRows.identity(files_hold).columns, "weight": pc.scalar(1.0)})
     with xgb_spark.worker_input(df, workers, "is_valid") as parts:
         direct = None if os.environ.get("BENCH_STREAM") else xgb_spark.direct_input(parts, rows, workers)
         model = train.fit(parts, spec, {**PARAMS, "early_stopping_rounds": None, "device": device}, workers,
@@ -215,12 +217,23 @@ def _in_child(*args: str) -> dict:
     return json.loads(out.strip().splitlines()[-1])
 
 
-def _set_env(env: dict) -> None:
+def _apply_env(env: dict) -> None:
     for k, v in env.items():
         if v is None:
             os.environ.pop(k, None)
         else:
             os.environ[k] = v
+
+
+@contextlib.contextmanager
+def environment(env: dict):
+    """``os.environ`` with ``env`` applied (a None value unsets the variable) for the duration."""
+    saved = {k: os.environ.get(k) for k in env}
+    _apply_env(env)
+    try:
+        yield
+    finally:
+        _apply_env(saved)
 
 
 def compare(root: Path, n_features: int, device: str, variants: dict, repeat: int) -> dict:
@@ -229,12 +242,8 @@ def compare(root: Path, n_features: int, device: str, variants: dict, repeat: in
     runs = {name: [] for name in variants}
     for i in range(repeat):
         for name, env in variants.items():
-            saved = {k: os.environ.get(k) for k in env}
-            _set_env(env)
-            try:
+            with environment(env):
                 r = measure("spark", root, n_features, device)
-            finally:
-                _set_env(saved)
             runs[name].append(r)
             print(json.dumps({"variant": name, "run": i, **r}), flush=True)
     keys = ("fit_s", "session_s", "peak_rss_mb", "peak_pss_mb", "auc")

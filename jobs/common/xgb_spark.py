@@ -369,7 +369,7 @@ def _library_columns(clf, prepared, direct: DirectInput) -> dict[str, Any] | Non
     rows = direct.rows
     sources = {LABEL: clf.getOrDefault(clf.labelCol), **{n: n for n in clf.getOrDefault(clf.features_cols) or []}}
     for alias, param in ((WEIGHT, clf.weightCol), (VALID, clf.validationIndicatorCol)):
-        if clf.isDefined(param) and clf.getOrDefault(param):
+        if clf._col_is_defined_not_empty(param):  # the library's own test for streaming the column
             sources[alias] = clf.getOrDefault(param)
     out = {}
     for field in prepared.schema.fields:
