@@ -1,9 +1,15 @@
 """Publish: only a blessed model. Checks that the blessing was given to this exact artifact (sha256), writes
 an immutable registry version (artifact, model card, report, manifest with sha256 and lineage: the Delta
 versions every step read, the DVC data hash, params, metrics, blessing, git commit) atomically, manifest last,
-then moves the ``challenger`` and last the ``champion`` alias (see jobs/registry.py for both backends).
+then moves the ``champion`` alias forward only:
 
-Exit code 99 (``NotBlessed``) means "nothing to publish": the DAG marks the task skipped, not failed."""
+- by compare-and-swap from the version the evaluation compared against (``blessing.champion_version``): if
+  the champion moved since, nothing moves and the task fails (re-run evaluate against the new champion);
+- never backwards: a run for a ds older than the champion's (a backfill) is published as a version and
+  leaves the champion where it is (a person may promote it: ``python -m jobs.registry promote``).
+
+Exit code 99 (``NotBlessed``) means "not blessed, nothing to publish": the DAG marks the task skipped.
+Integrity failures (no evaluation, an artifact other than the one evaluated, a champion that moved) fail it."""
 from __future__ import annotations
 
 import json
@@ -13,7 +19,7 @@ from typing import Any
 
 from jobs.common.cli import StepContext, run_step
 from jobs.common.config import REPO_ROOT
-from jobs.common.errors import DataError, NotBlessed
+from jobs.common.errors import IntegrityError, NotBlessed
 from jobs.common.files import sha256_file
 
 
@@ -65,23 +71,54 @@ def build_manifest(ctx: StepContext, train_doc: dict, blessing: dict, metrics: d
     }
 
 
-def run(ctx: StepContext) -> None:
-    from jobs.registry import open_registry
-    run_dir = ctx.run_dir
+def check_blessing(run_dir: Path, ds) -> tuple[dict, dict, Path]:
+    """(blessing, train.json, artifact) of a run whose evaluation blessed exactly the artifact train wrote.
+    A missing evaluation or a changed artifact is an integrity failure; only "not blessed" is NotBlessed."""
     blessing_path = run_dir / "evaluation" / "blessing.json"
     if not blessing_path.exists():
-        raise NotBlessed(f"no evaluation at {blessing_path}: run evaluate for ds={ctx.ds} first")
+        raise IntegrityError(f"no evaluation at {blessing_path}: run evaluate for ds={ds} before publish")
     blessing = json.loads(blessing_path.read_text())
     train_doc = json.loads((run_dir / "model" / "train.json").read_text())
     art = Path(train_doc["artifact"])
     sha = sha256_file(art)
-    if blessing["artifact_sha256"] != sha:
-        raise NotBlessed(f"{art} (sha256 {sha[:12]}) is not the artifact that was evaluated "
-                         f"({blessing['artifact_sha256'][:12]}); re-run evaluate")
     if sha != train_doc["sha256"]:
-        raise DataError(f"{art}: sha256 {sha} differs from the one train recorded")
+        raise IntegrityError(f"{art}: sha256 {sha[:12]} differs from the {train_doc['sha256'][:12]} train recorded")
+    if blessing["artifact_sha256"] != sha:
+        raise IntegrityError(f"{art} (sha256 {sha[:12]}) is not the artifact that was evaluated "
+                             f"({blessing['artifact_sha256'][:12]}); re-run evaluate")
     if not blessing["blessed"]:
-        raise NotBlessed(f"model {sha[:12]} for ds={ctx.ds} is not blessed: {'; '.join(blessing['reasons'])}")
+        raise NotBlessed(f"model {sha[:12]} for ds={ds} is not blessed: {'; '.join(blessing['reasons'])}")
+    if "champion_version" not in blessing:
+        raise IntegrityError(f"{blessing_path} does not say which champion it was compared against; re-run evaluate")
+    return blessing, train_doc, art
+
+
+def move_champion(reg, model: str, version: str, ds: str, compared: str | None, run_id: str) -> dict[str, Any]:
+    """Move ``champion`` to ``version`` only forward: from the version the evaluation compared against, and
+    never to a ds older than the champion's. Returns what happened (``moved``, ``champion``, ``why``)."""
+    from jobs.registry import AliasConflict
+    current = reg.alias(model, "champion")
+    held = current["version"] if current else None
+    if held == version:
+        return {"moved": False, "champion": held, "why": "already the champion"}
+    held_ds = reg.manifest(model, held).get("ds") if held else None
+    if held_ds and held_ds > ds:
+        return {"moved": False, "champion": held,
+                "why": f"the champion {held} is for a newer ds ({held_ds} > {ds}): published as a version, not promoted"}
+    try:
+        doc = reg.set_alias(model, "champion", version, reason=f"blessed against {compared} by run {run_id}",
+                            expect=compared, event="publish")
+    except AliasConflict:
+        now = (reg.alias(model, "champion") or {}).get("version")
+        raise IntegrityError(f"model '{model}': the champion is {now}, but the evaluation of {version} compared it "
+                             f"against {compared}; nothing moved: re-run evaluate for ds={ds}, then publish") from None
+    return {"moved": True, "champion": doc["version"], "previous": doc["previous"], "why": doc["reason"]}
+
+
+def run(ctx: StepContext) -> None:
+    from jobs.registry import open_registry
+    run_dir = ctx.run_dir
+    blessing, train_doc, art = check_blessing(run_dir, ctx.ds)
     lineage = {f.stem: json.loads(f.read_text()) for f in sorted((run_dir / "lineage").glob("*.json"))}
     metrics = json.loads((run_dir / "evaluation" / "metrics.json").read_text())
     manifest = build_manifest(ctx, train_doc, blessing, metrics, lineage)
@@ -90,14 +127,13 @@ def run(ctx: StepContext) -> None:
     files.update({n: ev / n for n in ("report.html", "model_card.md") if (ev / n).exists()})  # older runs lack a card
     reg = open_registry(ctx.settings.registry)
     created = reg.publish(ctx.dataset.name, manifest["version"], files, manifest)
-    # aliases move last, each only to a complete, verified version: challenger (the newest blessed), then champion
-    reg.set_alias(ctx.dataset.name, "challenger", manifest["version"], reason=f"blessed run {ctx.run_id}")
-    alias = reg.set_alias(ctx.dataset.name, "champion", manifest["version"], reason=f"blessed run {ctx.run_id}")
-    ctx.counts.update({"version": manifest["version"], "created": created, "champion": alias["version"],
-                       "previous_champion": alias.get("previous")})
+    # the alias moves last, only to a complete, verified version, and only forward
+    moved = move_champion(reg, ctx.dataset.name, manifest["version"], ctx.ds.isoformat(), blessing["champion_version"],
+                          ctx.run_id)
+    ctx.counts.update({"version": manifest["version"], "created": created, **moved})
     where = reg.location(ctx.dataset.name, manifest["version"])
     print(f"publish {ctx.dataset.name}: version {manifest['version']} {'published' if created else 'already published'} "
-          f"at {where}; champion -> {alias['version']} (previous {alias.get('previous')})")
+          f"at {where}; champion {'-> ' if moved['moved'] else 'stays '}{moved['champion']} ({moved['why']})")
 
 
 def main(argv: list[str] | None = None) -> None:

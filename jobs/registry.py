@@ -4,17 +4,19 @@ directory (default) or ``s3://bucket/prefix`` (boto3; any S3-compatible endpoint
 Layout (the same keys on both backends)::
 
     <root>/<model>/versions/<version>/{model.ubj, blessing.json, evaluation.json, report.html, model_card.md, manifest.json}
-    <root>/<model>/aliases/<alias>.json                {"version": ..., "previous": ..., ...}
-    <root>/<model>/aliases/<alias>.history/<time>-<id>.json  every move, write-once
+    <root>/<model>/aliases/<alias>.json                {"version", "previous", "stack", "seq", "actor", "reason", ...}
+    <root>/<model>/events/<alias>/<seq>.json           the event log: every alias move, write-once
 
 A version is complete exactly when its manifest exists, and the manifest is written last: locally the
 version is assembled under a temporary name and renamed into place; on S3 the objects go first and the
 manifest last with ``If-None-Match: *``, so of two publishers only one creates it. An alias is moved by a
 compare-and-swap (S3: ``If-Match`` on the alias object's ETag, ``If-None-Match`` when new; locally: an
 exclusive lock and the same comparison), only to a complete version whose artifact matches the manifest's
-sha256, and after its history entry is written. Every load verifies the checksum.
+sha256. Every move is an event (who, what, why) in an append-only log, written right after the alias moves
+(a crash in between is repaired from the alias document, which carries the same event). Every load verifies
+the checksum.
 
-CLI: ``python -m jobs.registry list|show|promote|rollback [--model NAME] [--conf conf/local.yaml]``.
+CLI: ``python -m jobs.registry list|show|history|promote|rollback [--model NAME] [--conf conf/local.yaml]``.
 """
 from __future__ import annotations
 
@@ -52,6 +54,31 @@ def crash_point(name: str) -> None:
     """Fault injection for the kill tests: ``TRAINYARD_CRASH_AT=<name>`` SIGKILLs this process here."""
     if os.environ.get("TRAINYARD_CRASH_AT") == name:
         os.kill(os.getpid(), signal.SIGKILL)
+
+
+ANY = object()  # set_alias: no expectation about the alias's current version
+
+
+def default_actor() -> str:
+    """Who moves an alias: the Airflow run, else the person at the shell."""
+    import getpass
+    run = os.environ.get("AIRFLOW_CTX_DAG_RUN_ID")
+    if run:
+        return f"airflow:{os.environ.get('AIRFLOW_CTX_DAG_ID', '?')}/{run}"
+    try:
+        return f"user:{getpass.getuser()}"
+    except (KeyError, OSError):
+        return "user:unknown"
+
+
+def _stack(alias: dict[str, Any] | None) -> list[str]:
+    """The versions an alias held before its current one, oldest first (documents written before the stack
+    existed name only their ``previous``)."""
+    if not alias:
+        return []
+    if "stack" in alias:
+        return list(alias["stack"])
+    return [alias["previous"]] if alias.get("previous") else []
 
 
 def _now() -> str:
@@ -110,8 +137,20 @@ class Registry:
     def alias(self, model: str, name: str) -> dict[str, Any] | None:
         return self._alias(model, name)[0]
 
-    def history(self, model: str, name: str = "champion") -> list[dict[str, Any]]:
-        return [json.loads(self._get(k)[0]) for k in sorted(self._list(f"{model}/aliases/{name}.history/"))]
+    def history(self, model: str, name: str | None = None) -> list[dict[str, Any]]:
+        """The event log: every alias move (who, what, why, when), oldest first; ``name`` narrows it to one
+        alias. An alias is moved first and its event written right after, so a move whose event a crash cut
+        off is still listed, from the alias document itself."""
+        aliases = [name] if name else sorted({k.split("/")[2] for k in self._list(f"{model}/events/")}
+                                             | {Path(k).stem for k in self._list(f"{model}/aliases/") if k.count("/") == 2 and k.endswith(".json")})
+        events = []
+        for a in aliases:
+            logged = [json.loads(self._get(k)[0]) for k in self._list(f"{model}/events/{a}/")]
+            current = self.alias(model, a)
+            if current and current.get("seq") and current["seq"] not in {e.get("seq") for e in logged}:
+                logged.append(current)
+            events += logged
+        return sorted(events, key=lambda e: (e["at"], e.get("seq", 0)))
 
     def _verified(self, model: str, version: str) -> tuple[Path, dict[str, Any]]:
         """(local artifact path, manifest) after checking the version is complete and the artifact's sha256
@@ -161,28 +200,53 @@ class Registry:
             raise RegistryError(f"{model}/{version} exists with a different artifact ({existing['sha256']})")
         return False
 
-    def set_alias(self, model: str, name: str, version: str, reason: str) -> dict[str, Any]:
-        """Point ``name`` at ``version`` (verified first) by compare-and-swap; the history entry is written
-        before the alias moves. Raises AliasConflict if another writer moved it meanwhile."""
+    def set_alias(self, model: str, name: str, version: str, reason: str, actor: str | None = None,
+                  expect: str | None | object = ANY, event: str = "move") -> dict[str, Any]:
+        """Point ``name`` at ``version`` (verified first) by compare-and-swap, then append the move to the
+        event log. ``expect`` is the version the caller believes the alias holds (None: no alias yet); if it
+        holds another, nothing moves and AliasConflict says so. A concurrent writer between our read and
+        our write is an AliasConflict too. The alias document keeps the versions it held before (``stack``),
+        which ``rollback`` walks back."""
         self.verify(model, version)  # an alias never points at an incomplete or corrupt version
         current, etag = self._alias(model, name)
-        if current and current["version"] == version:
+        if current and current.get("seq"):
+            self._log(model, current)  # the last move's event, if a crash cut it off
+        held = current["version"] if current else None
+        if held == version:  # a rerun of a move that happened
             return current
-        doc = {"alias": name, "version": version, "previous": current["version"] if current else None,
-               "reason": reason, "at": _now()}
-        self._put(f"{model}/aliases/{name}.history/{doc['at'].replace(':', '')}-{uuid.uuid4().hex[:8]}.json",
-                  json.dumps(doc).encode())
-        crash_point("alias_history_written")
+        if expect is not ANY and held != expect:
+            raise AliasConflict(f"model '{model}': alias '{name}' is at {held}, not at {expect} as expected "
+                                f"(it moved since that was read); nothing changed")
+        before = _stack(current)
+        stack = before[:-1] if event == "rollback" else [*before, held] if held else before
+        doc = self._event_doc(name, version, held, stack, reason, actor, event, current)
+        crash_point("alias_event_prepared")
         if not self._put_if(f"{model}/aliases/{name}.json", json.dumps(doc, indent=2).encode(), etag):
             raise AliasConflict(f"model '{model}': alias '{name}' was moved by another writer while this one "
                                 f"moved it to {version}; nothing changed here, re-read and retry")
+        crash_point("alias_moved")
+        self._log(model, doc)
         return doc
 
-    def rollback(self, model: str, name: str = "champion") -> dict[str, Any]:
+    def _log(self, model: str, doc: dict[str, Any]) -> None:
+        """Append a move to the event log (write-once: an event already there stays as it is)."""
+        self._put_if(f"{model}/events/{doc['alias']}/{doc['seq']:08d}.json", json.dumps(doc, indent=2).encode(), None)
+
+    @staticmethod
+    def _event_doc(name, version, held, stack, reason, actor, event, current) -> dict[str, Any]:
+        return {"alias": name, "version": version, "previous": held, "stack": stack, "event": event,
+                "reason": reason, "actor": actor or default_actor(), "at": _now(),
+                "seq": int((current or {}).get("seq") or 0) + 1}
+
+    def rollback(self, model: str, name: str = "champion", actor: str | None = None) -> dict[str, Any]:
+        """Walk the alias one move back along its history: the version it held before its current one, and
+        a second rollback the one before that (not back and forth between the last two)."""
         current = self.alias(model, name)
-        if not current or not current.get("previous"):
-            raise RegistryError(f"model '{model}': alias '{name}' has no previous version to roll back to")
-        return self.set_alias(model, name, current["previous"], reason=f"rollback from {current['version']}")
+        stack = _stack(current)
+        if not stack:
+            raise RegistryError(f"model '{model}': alias '{name}' has no earlier version to roll back to")
+        return self.set_alias(model, name, stack[-1], reason=f"rollback from {current['version']}", actor=actor,
+                              expect=current["version"], event="rollback")
 
 
 class LocalRegistry(Registry):
@@ -350,10 +414,13 @@ def main(argv: list[str] | None = None) -> None:
     sub.add_parser("list", help="versions and aliases")
     s = sub.add_parser("show", help="a version's manifest")
     s.add_argument("version", nargs="?", help="default: the champion")
-    pr = sub.add_parser("promote", help="point an alias at a version")
+    h = sub.add_parser("history", help="the event log: every alias move, who made it and why")
+    h.add_argument("--alias", default=None, help="only this alias (default: all)")
+    pr = sub.add_parser("promote", help="point an alias at a version (a person's decision; logged)")
     pr.add_argument("version")
     pr.add_argument("--alias", default="champion")
-    rb = sub.add_parser("rollback", help="point the alias back at its previous version")
+    pr.add_argument("--reason", default="manual promote")
+    rb = sub.add_parser("rollback", help="walk the alias one move back along its history (twice: two moves)")
     rb.add_argument("--alias", default="champion")
     a = p.parse_args(argv)
     try:
@@ -369,8 +436,12 @@ def main(argv: list[str] | None = None) -> None:
             if not version:
                 raise RegistryError(f"model '{a.model}' has no champion")
             print(json.dumps(reg.manifest(a.model, version), indent=2))
+        elif a.cmd == "history":
+            for e in reg.history(a.model, a.alias):
+                print(f"{e['at']}  {e['alias']:<10} {e.get('event', 'move'):<8} {e.get('previous')} -> {e['version']}  "
+                      f"by {e.get('actor', '?')}: {e.get('reason', '')}")
         elif a.cmd == "promote":
-            print(json.dumps(reg.set_alias(a.model, a.alias, a.version, reason="manual promote"), indent=2))
+            print(json.dumps(reg.set_alias(a.model, a.alias, a.version, reason=a.reason, event="promote"), indent=2))
         elif a.cmd == "rollback":
             print(json.dumps(reg.rollback(a.model, a.alias), indent=2))
     except TrainyardError as e:

@@ -21,8 +21,13 @@ class ValidationFailed(TrainyardError):
     exit_code = 3
 
 
+class IntegrityError(TrainyardError):
+    """What a step was handed is not what it must be: an evaluation missing, an artifact whose checksum is
+    not the one evaluated, an alias that moved since it was compared against. Fails the task (never a skip)."""
+
+
 class NotBlessed(TrainyardError):
-    """Publishing was asked for a model without a passing evaluation of that exact artifact."""
+    """The evaluation of this exact artifact did not bless it: nothing to publish (the task is skipped)."""
 
     exit_code = 99  # the DAG maps this exit code to "skipped"
 

@@ -10,7 +10,7 @@ import pytest
 
 from jobs import publish, train
 from jobs.common.config import Settings
-from jobs.common.errors import DataError, NotBlessed
+from jobs.common.errors import DataError, IntegrityError, NotBlessed
 from jobs.common.files import sha256_file, write_json_atomic
 from tests.helpers import context
 
@@ -44,7 +44,7 @@ def _run_dir(cards, settings, blessed: bool, tamper: bool = False):
                       "best_iteration": 1, "num_boosted_rounds": 2})
     ev = ctx.run_dir / "evaluation"
     write_json_atomic(ev / "blessing.json", {"blessed": blessed, "artifact_sha256": sha, "mode": "enabled",
-                                             "failed": [] if blessed else ["auc"], "reasons": ["x"]})
+                                             "failed": [] if blessed else ["auc"], "reasons": ["x"], "champion_version": None})
     write_json_atomic(ev / "metrics.json", {"auc": 0.9})
     write_json_atomic(ev / "evaluation.json", {})
     (ev / "report.html").write_text("<html></html>")
@@ -57,8 +57,12 @@ def _run_dir(cards, settings, blessed: bool, tamper: bool = False):
 def test_publish_refuses_unblessed_and_changed_artifacts(cards, settings):
     with pytest.raises(NotBlessed, match="is not blessed"):
         publish.run(_run_dir(cards, settings, blessed=False))
-    with pytest.raises(NotBlessed, match="is not the artifact that was evaluated"):
+    with pytest.raises(IntegrityError, match="differs from the .* train recorded"):
         publish.run(_run_dir(cards, dataclasses.replace(settings, runs=settings.runs + "2"), blessed=True, tamper=True))
+    ctx = _run_dir(cards, dataclasses.replace(settings, runs=settings.runs + "3"), blessed=True)
+    (ctx.run_dir / "evaluation" / "blessing.json").unlink()
+    with pytest.raises(IntegrityError, match="no evaluation at"):  # fails the task, never a skip
+        publish.run(ctx)
 
 
 def test_publish_writes_version_then_alias(cards, settings):
