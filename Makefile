@@ -40,15 +40,15 @@ $(STAMP): requirements.lock Makefile
 jvm: setup ## build the Spark driver's class-data archive (state/jvm; once per venv and package list, ~1 min)
 	$(PY) -m jobs.common.jvm_cds --conf $(CONF) || echo "no class-data archive: every Spark JVM starts cold (correct, slower)"
 
-run: jvm ## land the dataset if absent, then run the whole train_pipeline DAG through Airflow (DATASET=adult for UCI Adult)
+run: jvm ## land the dataset if absent, then run its whole train_pipeline__DATASET DAG through Airflow (DATASET=adult for UCI Adult)
 	$(PY) -m jobs.land --dataset $(DATASET) --conf $(CONF)
 	$(AIRFLOW) db migrate > state/airflow-migrate.log 2>&1 || { cat state/airflow-migrate.log; exit 1; }
 	read START DS < <($(PY) -m jobs.land --dataset $(DATASET) --print-range); \
-	echo "airflow dags test train_pipeline $$DS (history from $$START, dataset $(DATASET))"; \
-	$(AIRFLOW) dags test train_pipeline $$DS -c "{\"dataset\": \"$(DATASET)\", \"start_ds\": \"$$START\", \"conf\": \"$(CONF)\", \"tune\": $(TUNE)}" \
+	echo "airflow dags test train_pipeline__$(DATASET) $$DS (history from $$START)"; \
+	$(AIRFLOW) dags test train_pipeline__$(DATASET) $$DS -c "{\"start_ds\": \"$$START\", \"conf\": \"$(CONF)\", \"tune\": $(TUNE)}" \
 		> state/airflow-dags-test-$(DATASET).log 2>&1 || { grep -a -E "FAILED|ERROR|error" state/airflow-dags-test-$(DATASET).log | tail -20; \
 		echo "DAG run failed; full log: state/airflow-dags-test-$(DATASET).log"; exit 1; }; \
-	grep -a -E "\] (etl|features|tune|train|evaluate|publish|validate) " state/airflow-dags-test-$(DATASET).log | sed -E 's/^[^ ]+ \[info +\] //; s/ \[airflow\.task.*//' || true; \
+	grep -a -E "\] (landed|etl|features|tune|train|evaluate|publish|validate) " state/airflow-dags-test-$(DATASET).log | sed -E 's/^[^ ]+ \[info +\] //; s/ \[airflow\.task.*//' || true; \
 	$(PY) -m jobs.summary --dataset $(DATASET) --ds $$DS --conf $(CONF)
 
 tune: ## `make run` with the Optuna search before training (persistent study: an interrupted search resumes)

@@ -81,6 +81,7 @@ def land_package_files(spec: DatasetSpec, o: dict[str, Any], landing_root: Path)
             w.writerow(header)
             w.writerows(sorted(day_rows, key=lambda r: (r[1], r[0])))
         os.replace(tmp, folder / "part-00000.csv")
+    synth.mark_complete(landing_root, tuple(s.path for s in spec.sources.values()), start, days)
     return len(rows)
 
 

@@ -6,6 +6,7 @@ Layout written under ``--out`` (one folder per landing day, CSV files, header ro
     merchants.csv                          merchant_id, merchant_category, merchant_country
     transactions/ds=YYYY-MM-DD/part-NNNNN.csv
     chargebacks/ds=YYYY-MM-DD/part-eYYYYMMDD.csv   (one file per day of the transactions it reports)
+    <source>/ds=YYYY-MM-DD/_SUCCESS               (the day is complete; written last)
 
 Fraud has learnable structure: compromised cards make *bursts* of several transactions minutes apart,
 mostly at night, at merchants the customer never used, in risky categories, for amounts several times the
@@ -263,7 +264,19 @@ def generate(cfg: SynthConfig, out: Path) -> dict[str, int]:
             cb_dir = out / "chargebacks" / f"ds={rep_day}"
             cb_dir.mkdir(parents=True, exist_ok=True)
             _atomic_csv(part, cb_dir / f"part-e{day.strftime('%Y%m%d')}.csv")
+    mark_complete(out, ("transactions", "chargebacks"), cfg.start, cfg.days)
     return counts
+
+
+def mark_complete(out: Path, sources: tuple[str, ...], start: dt.date, days: int) -> None:
+    """The delivery's last act: the completeness marker of every source for each day written (see
+    ``jobs.common.landing.MARKER``); a day without chargebacks gets an empty folder with its marker.
+    Chargebacks reported after the last day sit in folders that stay unmarked: those days have not landed."""
+    for d in range(days):
+        for source in sources:
+            folder = out / source / f"ds={(start + dt.timedelta(days=d)).isoformat()}"
+            folder.mkdir(parents=True, exist_ok=True)
+            (folder / "_SUCCESS").touch()
 
 
 def _atomic_csv(df: pd.DataFrame, path: Path) -> None:

@@ -61,8 +61,10 @@ class StepContext:
 
 def parser(step: str, doc: str | None = None) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=f"python -m jobs.{step}", description=(doc or "").strip().splitlines()[0] if doc else None)
-    p.add_argument("--ds", required=True, help="the data interval (day) this run is for, YYYY-MM-DD")
-    p.add_argument("--start-ds", default=None,
+    # the DAG passes its values as environment variables (never spliced into a shell command line)
+    ds = os.environ.get("TRAINYARD_DS") or None
+    p.add_argument("--ds", required=ds is None, default=ds, help="the data interval (day) this run is for, YYYY-MM-DD")
+    p.add_argument("--start-ds", default=os.environ.get("TRAINYARD_START_DS") or None,
                    help="first day of a range processed in one go (backfill); default: --ds alone")
     p.add_argument("--conf", default=os.environ.get("TRAINYARD_CONF", "conf/local.yaml"), help="environment settings")
     p.add_argument("--dataset", default=os.environ.get("TRAINYARD_DATASET", "cards"),

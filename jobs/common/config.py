@@ -73,6 +73,13 @@ def _resolve(p: str) -> str:
 
 
 # ---------------------------------------------------------------- dataset spec
+def dataset_dirs() -> list[Path]:
+    """Where dataset specs live: conf/datasets, then the folders named in TRAINYARD_DATASETS_DIR
+    (os.pathsep-separated; e.g. a test's own specs). The DAG file lists the same folders."""
+    extra = [Path(p) for p in os.environ.get("TRAINYARD_DATASETS_DIR", "").split(os.pathsep) if p]
+    return [REPO_ROOT / "conf" / "datasets", *extra]
+
+
 @dataclass(frozen=True)
 class Column:
     name: str
@@ -167,9 +174,10 @@ class DatasetSpec:
     def load(cls, name_or_path: str) -> "DatasetSpec":
         path = Path(name_or_path)
         if path.suffix not in (".yaml", ".yml"):
-            path = REPO_ROOT / "conf" / "datasets" / f"{name_or_path}.yaml"
+            found = [d / f"{name_or_path}.yaml" for d in dataset_dirs() if (d / f"{name_or_path}.yaml").exists()]
+            path = found[0] if found else REPO_ROOT / "conf" / "datasets" / f"{name_or_path}.yaml"
         if not path.exists():
-            known = sorted(p.stem for p in (REPO_ROOT / "conf" / "datasets").glob("*.yaml"))
+            known = sorted(p.stem for d in dataset_dirs() for p in d.glob("*.yaml"))
             raise ConfigError(f"unknown dataset '{name_or_path}': no {path} (known: {', '.join(known)})")
         return cls.from_dict(load_yaml(path), str(path))
 

@@ -10,6 +10,10 @@ from jobs.common.config import Source
 from jobs.common.errors import DataError
 
 BOMS = (codecs.BOM_UTF8, codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)
+# The completeness convention: whoever delivers a landing day writes its files first and then an empty
+# ``_SUCCESS`` file into the day's folder of every source (an empty folder with only the marker for a day
+# without rows). A day without every marker is still arriving: the nightly run waits for it.
+MARKER = "_SUCCESS"
 
 
 @dataclass(frozen=True)
@@ -63,6 +67,25 @@ def list_source_files(landing_root: str, source: Source, start: dt.date, end: dt
             out += [LandedFile(uri=scheme + f.path if scheme else f.path, ds=day) for f in sorted(files, key=lambda f: f.path)]
         day += dt.timedelta(days=1)
     return out
+
+
+def day_folder(landing_root: str, source: Source, day: dt.date) -> str:
+    return _join(landing_root, source.path, f"ds={day.isoformat()}")
+
+
+def missing_markers(landing_root: str, sources: list[Source], start: dt.date, end: dt.date) -> list[str]:
+    """The completeness markers of [start, end] that are not there yet (full paths), for every source."""
+    from pyarrow import fs as pafs
+    missing = []
+    day = start
+    while day <= end:
+        for source in sources:
+            marker = _join(day_folder(landing_root, source, day), MARKER)
+            fs, path = _fs(marker)
+            if fs.get_file_info(path).type != pafs.FileType.File:
+                missing.append(marker)
+        day += dt.timedelta(days=1)
+    return missing
 
 
 def csv_header(uri: str, delimiter: str = ",") -> list[str]:

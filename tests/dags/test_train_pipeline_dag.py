@@ -1,12 +1,17 @@
-"""DAG integrity: imports cleanly, wiring only, the expected edges, retries, catchup off."""
+"""DAG integrity: one train_pipeline DAG per dataset spec, imports cleanly, wiring only, the expected edges,
+a data-interval schedule whose run processes the day that ended, params that refuse anything but their
+choices, retries, catchup off for the nightly DAG."""
 from __future__ import annotations
 
 import subprocess
 import sys
 
+import pendulum
 import pytest
 
 from tests.conftest import REPO
+
+STEPS = ["landed", "etl", "validate", "features", "tune", "train", "evaluate", "publish"]
 
 
 @pytest.fixture(scope="module")
@@ -15,34 +20,60 @@ def dagbag():
     return DagBag(str(REPO / "dags"))
 
 
-def test_no_import_errors(dagbag):
+def test_one_dag_per_dataset_spec_without_import_errors(dagbag):
     assert dagbag.import_errors == {}
-    assert "train_pipeline" in dagbag.dags
+    specs = sorted(p.stem for p in (REPO / "conf" / "datasets").glob("*.yaml"))
+    assert sorted(dagbag.dags) == [f"train_pipeline__{s}" for s in specs] and "cards" in specs
 
 
 def test_edges_are_the_pipeline(dagbag):
-    dag = dagbag.dags["train_pipeline"]
+    dag = dagbag.dags["train_pipeline__cards"]
     edges = sorted((t.task_id, d) for t in dag.tasks for d in t.downstream_task_ids)
-    assert edges == sorted([("etl", "validate"), ("validate", "features"), ("features", "tune"), ("tune", "train"),
-                            ("train", "evaluate"), ("evaluate", "publish")])
+    assert edges == sorted(zip(STEPS, STEPS[1:]))
 
 
-def test_schedule_catchup_retries_docs(dagbag):
-    dag = dagbag.dags["train_pipeline"]
-    assert dag.catchup is False
-    assert dag.schedule == "@daily" and dag.timetable.expression == "0 0 * * *"
-    assert dag.start_date.tzinfo is not None
-    assert dag.doc_md and "etl" in dag.doc_md
-    assert all(t.retries >= 1 for t in dag.tasks)
-    assert dag.params["dataset"] == "cards"
+def test_schedule_is_a_data_interval_and_the_nightly_run_processes_the_day_that_ended(dagbag):
+    from airflow.serialization.encoders import coerce_to_core_timetable
+    from airflow.timetables.base import TimeRestriction
+    dag = dagbag.dags["train_pipeline__cards"]
+    timetable = coerce_to_core_timetable(dag.timetable)  # the scheduler's own implementation of it
+    assert type(dag.timetable).__name__ == "CronDataIntervalTimetable" and dag.catchup is False
+    assert dag.start_date.tzinfo is not None and dag.start_date.year == 1970  # no start date blocks old data
+    # the run for Oct 30 starts once Oct 30 has ended (00:00 on Oct 31), and its logical date (ds) is Oct 30
+    info = timetable.next_dagrun_info(last_automated_data_interval=None, restriction=TimeRestriction(
+        earliest=pendulum.datetime(2026, 10, 30, tz="UTC"), latest=None, catchup=True))
+    assert info.logical_date == pendulum.datetime(2026, 10, 30, tz="UTC")
+    assert info.run_after == pendulum.datetime(2026, 10, 31, tz="UTC")
+    now = pendulum.datetime(2026, 10, 31, 0, 30, tz="UTC")  # a manual run without a date: the last complete day
+    interval = timetable.infer_manual_data_interval(run_after=now)
+    assert (interval.start, interval.end) == (pendulum.datetime(2026, 10, 30, tz="UTC"), pendulum.datetime(2026, 10, 31, tz="UTC"))
+    assert all(t.retries >= 1 for t in dag.tasks if t.task_id != "landed")
+    assert dag.doc_md and "_SUCCESS" in dag.doc_md and "train_pipeline__cards" in dag.doc_md
 
 
-def test_each_task_is_one_step_cli(dagbag):
-    dag = dagbag.dags["train_pipeline"]
-    for t in dag.tasks:
-        assert f"-m jobs.{t.task_id} --ds {{{{ ds }}}}" in t.bash_command
+def test_each_task_is_one_step_cli_fed_by_environment_variables(dagbag):
+    dag = dagbag.dags["train_pipeline__cards"]
+    for t in dag.tasks[1:]:
+        assert t.bash_command.startswith("exec ") and f"-m jobs.{t.task_id}" in t.bash_command
+        assert "params." not in t.bash_command.replace("params.tune", "")  # no user value in the command line
+        assert t.env["TRAINYARD_DS"].startswith("{{ (dag_run.logical_date or dag_run.data_interval_start)")
+        assert t.env["TRAINYARD_DATASET"].endswith("conf/datasets/cards.yaml") and t.append_env
         assert t.do_xcom_push is False
     assert dag.get_task("publish").skip_on_exit_code == [99]
+    landed = dag.get_task("landed")
+    assert landed.mode == "reschedule" and landed.timeout > landed.op_kwargs["timeout_s"]
+
+
+@pytest.mark.parametrize("conf", [{"dataset": "cards; touch /tmp/x"}, {"conf": "conf/local.yaml; id"},
+                                  {"conf": "/etc/passwd"}, {"start_ds": "2026-10-01 && id"}, {"tune": "true; id"}])
+def test_params_refuse_anything_but_their_choices(dagbag, conf):
+    import copy
+
+    from airflow.sdk.exceptions import ParamValidationError
+    params = copy.deepcopy(dagbag.dags["train_pipeline__cards"].params)
+    with pytest.raises(ParamValidationError):
+        params.update(conf)
+        params.validate()
 
 
 def test_dag_file_imports_no_heavy_library_at_parse_time():
