@@ -1,9 +1,20 @@
-"""ETL: landing files -> bronze (raw rows + ingest metadata) -> silver (typed, standardised, deduplicated)
-+ quarantine (every rejected row with a reason code and the rule), per source of the dataset spec, for the
-ds partitions [--start-ds, --ds]. Each table's partitions are replaced, never appended; counts reconcile
-(rows read = silver + quarantined + duplicates dropped) and land in the etl_ledger table."""
+"""ETL: landing files -> bronze (raw rows + ingest metadata) -> staged silver rows (typed, standardised,
+deduplicated against each other and against what silver already holds) + quarantine (every rejected row with
+a reason code and the rule), per source of the dataset spec, for the ds partitions [--start-ds, --ds].
+
+Write-audit-publish: this step writes ``staged_<source>``, never ``silver_<source>``; ``validate`` runs Great
+Expectations on the staged rows and only then publishes them to silver. Each table's partitions are
+replaced, never appended; counts reconcile (rows read = staged + quarantined + duplicates dropped) and land in
+the etl_ledger table.
+
+One row per key across days: per key, the latest event time wins; on equal event times the earlier landing
+day, then the larger row hash (so the outcome never depends on the order days are processed in). A row that
+loses to one silver already holds (another day) is a duplicate; a row that beats one is staged with
+``_supersedes_ds`` naming that row's day, and publishing removes the older row from silver. The comparison
+reaches back ``dedup_lookback_days`` (source spec; default: the whole of silver)."""
 from __future__ import annotations
 
+import datetime as dt
 from collections import defaultdict
 
 from pyspark.sql import Column as SparkColumn
@@ -140,20 +151,43 @@ def standardise(bronze: DataFrame, source: Source) -> DataFrame:
     return df.withColumn("_rejection", rejection(source))
 
 
-def judge(std: DataFrame, source: Source) -> DataFrame:
+EXISTING = "_existing"
+SUPERSEDES = "_supersedes_ds"
+
+
+def published_keys(silver: DataFrame, source: Source) -> DataFrame:
+    """What the cross-day deduplication needs of rows silver already holds (other days than the run's):
+    key, event time, landing day and row hash, shaped like standardised rows."""
+    return silver.select(F.col(source.key).alias(f"{source.key}__v"), F.col(source.event_time).alias(f"{source.event_time}__v"),
+                         "ds", "_row_hash", F.lit(True).alias(EXISTING))
+
+
+def judge(std: DataFrame, source: Source, published: DataFrame | None = None) -> DataFrame:
     """Every standardised row with its ``_outcome``: 'quarantined' (it breaks a rule), 'silver' (the row kept
     for its key) or 'duplicate'. Deduplication rule: per key, the latest event time wins; equal event times
-    keep the largest row hash, so the choice never depends on file order. One shuffle, by key."""
+    keep the earlier landing day, then the largest row hash, so the choice never depends on file or run
+    order. ``published`` (``published_keys`` of silver outside the run's days) takes part in the ranking: a
+    row that loses to one of them is a duplicate (``_dup_of_published``), a row that beats one carries that
+    row's day in ``_supersedes_ds``. One shuffle, by key."""
     ok = F.col("_rejection").isNull()
-    w = (Window.partitionBy(ok, F.col(f"{source.key}__v"))
-         .orderBy(F.col(f"{source.event_time}__v").desc(), F.col("_row_hash").desc()))
-    return (std.withColumn("_rank", F.row_number().over(w))
-               .withColumn("_outcome", F.when(~ok, "quarantined").when(F.col("_rank") == 1, "silver").otherwise("duplicate")))
+    key = F.col(f"{source.key}__v")
+    rows = std.withColumn(EXISTING, F.lit(False))
+    if published is not None:
+        rows = rows.unionByName(published.withColumn("_rejection", F.lit(None).cast(std.schema["_rejection"].dataType)),
+                                allowMissingColumns=True)
+    w = Window.partitionBy(ok, key).orderBy(F.col(f"{source.event_time}__v").desc(), F.col("ds").asc(), F.col("_row_hash").desc())
+    whole = w.rowsBetween(Window.unboundedPreceding, Window.unboundedFollowing)  # same sort: no second one
+    return (rows.withColumn("_rank", F.row_number().over(w))
+                .withColumn("_dup_of_published", F.first(EXISTING).over(whole))
+                .withColumn(SUPERSEDES, F.when(ok & (F.col("_rank") == 1), F.max(F.when(F.col(EXISTING), F.col("ds"))).over(whole)))
+                .where(~F.col(EXISTING))
+                .withColumn("_outcome", F.when(~ok, "quarantined").when(F.col("_rank") == 1, "silver").otherwise("duplicate")))
 
 
 def silver_rows(judged: DataFrame, source: Source) -> DataFrame:
+    """The rows to stage for silver, with ``_supersedes_ds`` (the day of the published row each replaces)."""
     typed = [F.col(f"{c.name}__v").alias(c.name) for c in source.columns]
-    return judged.where(F.col("_outcome") == "silver").select(*typed, "_source_file", "_ingest_run_id", "_row_hash", "ds")
+    return judged.where(F.col("_outcome") == "silver").select(*typed, "_source_file", "_ingest_run_id", "_row_hash", SUPERSEDES, "ds")
 
 
 def quarantine_rows(judged: DataFrame, source: Source) -> DataFrame:
@@ -170,12 +204,19 @@ def enrich(silver: DataFrame, dims: list[tuple[DataFrame, str]]) -> DataFrame:
 
 
 def ledger_rows(judged: DataFrame, source: Source) -> list[dict]:
-    """One ledger row per ds from one aggregation: rows read, to silver, quarantined (by reason),
-    duplicates dropped. ``balanced`` starts true; ``reconcile`` checks it against what was written."""
-    counts = judged.groupBy("ds", "_outcome", F.col("_rejection.reason").alias("reason")).count().collect()
-    per: dict = defaultdict(lambda: {"silver": 0, "duplicate": 0, "reasons": {}})
+    """One ledger row per ds from one aggregation: rows read, staged for silver, quarantined (by reason),
+    duplicates dropped (of which duplicates of rows silver already holds from other days), and published
+    rows of other days this day's rows supersede. ``balanced`` starts true; ``reconcile`` checks it."""
+    counts = (judged.groupBy("ds", "_outcome", F.col("_rejection.reason").alias("reason"))
+              .agg(F.count(F.lit(1)).alias("count"),
+                   F.count(F.when((F.col("_outcome") == "duplicate") & F.col("_dup_of_published"), 1)).alias("across"),
+                   F.count(SUPERSEDES).alias("superseded"))
+              .collect())
+    per: dict = defaultdict(lambda: {"silver": 0, "duplicate": 0, "across": 0, "superseded": 0, "reasons": {}})
     for r in counts:
         d = per[r["ds"]]
+        d["across"] += r["across"]
+        d["superseded"] += r["superseded"]
         if r["_outcome"] == "quarantined":
             d["reasons"][r["reason"]] = d["reasons"].get(r["reason"], 0) + r["count"]
         else:
@@ -185,15 +226,16 @@ def ledger_rows(judged: DataFrame, source: Source) -> list[dict]:
         q = sum(d["reasons"].values())
         read = d["silver"] + d["duplicate"] + q
         rows.append({"ds": ds, "source": source.name, "rows_read": read, "rows_silver": d["silver"], "rows_quarantined": q,
-                     "duplicates_dropped": d["duplicate"], "quarantined_by_reason": dict(sorted(d["reasons"].items())),
+                     "duplicates_dropped": d["duplicate"], "duplicates_of_published": d["across"],
+                     "rows_superseded": d["superseded"], "quarantined_by_reason": dict(sorted(d["reasons"].items())),
                      "balanced": True})
     return rows
 
 
 def reconcile(ledger: list[dict], written: dict[str, int | None], source: Source) -> list[dict]:
-    """Check the ledger against what the Delta commits say they wrote: bronze rows = rows read, silver rows
-    = rows to silver, quarantine rows = rows quarantined. A mismatch marks every row unbalanced."""
-    expected = {"bronze": sum(r["rows_read"] for r in ledger), "silver": sum(r["rows_silver"] for r in ledger),
+    """Check the ledger against what the Delta commits say they wrote: bronze rows = rows read, staged rows
+    = rows for silver, quarantine rows = rows quarantined. A mismatch marks every row unbalanced."""
+    expected = {"bronze": sum(r["rows_read"] for r in ledger), "staged": sum(r["rows_silver"] for r in ledger),
                 "quarantine": sum(r["rows_quarantined"] for r in ledger)}
     ok = all(written.get(k) is None or written[k] == v for k, v in expected.items())
     return [{**r, "balanced": r["balanced"] and ok,
@@ -212,14 +254,28 @@ def _read_dimension(spark, ctx: StepContext, e) -> DataFrame:
 
 def ledger_frame(spark, rows: list[dict], run_id: str) -> DataFrame:
     schema = ("ds date, source string, rows_read long, rows_silver long, rows_quarantined long, "
-              "duplicates_dropped long, quarantined_by_reason map<string,long>, balanced boolean, run_id string")
+              "duplicates_dropped long, quarantined_by_reason map<string,long>, balanced boolean, run_id string, "
+              "duplicates_of_published long, rows_superseded long")
     return spark.createDataFrame([{**r, "run_id": run_id} for r in rows], schema)
 
 
+def published_outside(spark, ctx: StepContext, source: Source) -> DataFrame | None:
+    """``published_keys`` of the rows silver holds for other days than the run's (within the source's
+    ``dedup_lookback_days`` before the run, if set), from the version this run reads (recorded)."""
+    name = f"silver_{source.name}"
+    if not delta_io.is_delta(spark, ctx.table(name)):
+        return None
+    silver = delta_io.read_pinned(spark, ctx.table(name), ctx.reads, name)
+    outside = f"NOT ({delta_io.ds_predicate(ctx.start_ds, ctx.ds)})"
+    if source.dedup_lookback_days is not None:
+        outside += f" AND ds >= DATE'{(ctx.start_ds - dt.timedelta(days=source.dedup_lookback_days)).isoformat()}'"
+    return published_keys(silver.where(outside), source)
+
+
 def process_source(spark, ctx: StepContext, source: Source) -> list[dict]:
-    """landing -> bronze -> (quarantine, silver) for one source over [start_ds, ds]; returns the ledger.
-    Bronze is written first and read back from its commit; quarantine, silver and the ledger all come
-    from one judged, cached frame."""
+    """landing -> bronze -> (quarantine, staged silver rows) for one source over [start_ds, ds]; returns the
+    ledger. Bronze is written first and read back from its commit; quarantine, the staged rows and the
+    ledger all come from one judged, cached frame."""
     files = list_source_files(ctx.settings.landing, source, ctx.start_ds, ctx.ds)
     name = source.name
     if not files:
@@ -235,7 +291,7 @@ def process_source(spark, ctx: StepContext, source: Source) -> list[dict]:
     # the rest reads the bronze partitions just committed (columnar, pinned), not the CSV a second time
     bronze = (delta_io.read_pinned(spark, ctx.table(f"bronze_{name}"), None, None, version=ctx.writes[f"bronze_{name}"])
               .where(delta_io.ds_predicate(ctx.start_ds, ctx.ds)))
-    judged = judge(standardise(bronze, source), source).persist()
+    judged = judge(standardise(bronze, source), source, published_outside(spark, ctx, source)).persist()
     ledger = ledger_rows(judged, source)
     # quarantine first, so that a rate failure leaves the rejected rows there to inspect
     write(quarantine_rows(judged, source), "quarantine")
@@ -246,7 +302,7 @@ def process_source(spark, ctx: StepContext, source: Source) -> list[dict]:
                             f"quarantined ({rate:.1%} > max_quarantine_rate {source.max_quarantine_rate:.1%}); "
                             f"by reason: {r['quarantined_by_reason']}")
     dims = [(_read_dimension(spark, ctx, e), e.key) for e in source.enrich]
-    write(enrich(silver_rows(judged, source), dims), "silver")
+    write(enrich(silver_rows(judged, source), dims), "staged")  # validate audits, then publishes them to silver
     ledger = reconcile(ledger, written, source)
     judged.unpersist()
     unbalanced = [r for r in ledger if not r["balanced"]]
@@ -265,11 +321,13 @@ def run(ctx: StepContext) -> None:
         ctx.counts[source.name] = {
             "rows_read": sum(r["rows_read"] for r in rows), "rows_silver": sum(r["rows_silver"] for r in rows),
             "rows_quarantined": sum(r["rows_quarantined"] for r in rows),
-            "duplicates_dropped": sum(r["duplicates_dropped"] for r in rows)}
+            "duplicates_dropped": sum(r["duplicates_dropped"] for r in rows),
+            "duplicates_of_published": sum(r["duplicates_of_published"] for r in rows),
+            "rows_superseded": sum(r["rows_superseded"] for r in rows)}
         print(f"etl {ctx.dataset.name}.{source.name} {ctx.start_ds}..{ctx.ds}: {ctx.counts[source.name]}")
     if ledger:
         delta_io.replace_partitions(ledger_frame(spark, ledger, ctx.run_id), ctx.table("etl_ledger"), ctx.start_ds,
-                                    ctx.ds, writes=ctx.writes, name="etl_ledger")
+                                    ctx.ds, writes=ctx.writes, name="etl_ledger", evolve=True)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,7 +1,12 @@
-"""Validate: a Great Expectations checkpoint on the silver partitions of the run, one suite per table
-(``expectations/<dataset>_silver_<source>.json``). A failed *critical* expectation fails the run before
-features and training start; a failed *warning* is recorded and the run goes on. Results are stored per ds
-in the run folder and rendered as Data Docs in the GX project folder."""
+"""Validate (write-audit-publish): a Great Expectations checkpoint on the rows ``etl`` staged for the run's
+ds partitions (``staged_<source>``), one suite per table (``expectations/<dataset>_silver_<source>.json``);
+then, only if no *critical* expectation failed, the staged partitions are published to ``silver_<source>``
+(the only table features and scoring read). A failed critical expectation leaves silver exactly as it was
+and fails the run naming the expectation; a failed *warning* is recorded and the run goes on. Results are
+stored per ds in the run folder either way and rendered as Data Docs in the GX project folder.
+
+Publishing replaces the run's silver partitions with the staged ones and removes from other days the rows
+the staged ones supersede (``_supersedes_ds``: a later event for the same key, see jobs/etl.py)."""
 from __future__ import annotations
 
 import json
@@ -121,37 +126,72 @@ class GxRunner:
         return sites[0].get("site_url") if sites else None
 
 
+def publish_source(spark, ctx: StepContext, source) -> dict[str, int]:
+    """Make the staged partitions of [start_ds, ds] silver's (replaceWhere), then delete from other days
+    the rows they supersede. Reads the staged version this run validated."""
+    from delta.tables import DeltaTable
+    from pyspark.sql import functions as F
+
+    from jobs.etl import SUPERSEDES
+    staged_name, silver_name = f"staged_{source.name}", f"silver_{source.name}"
+    staged = (delta_io.read_pinned(spark, ctx.table(staged_name), ctx.reads, staged_name)
+              .where(delta_io.ds_predicate(ctx.start_ds, ctx.ds)))
+    commit = delta_io.replace_partitions(staged.drop(SUPERSEDES), ctx.table(silver_name), ctx.start_ds, ctx.ds,
+                                         writes=ctx.writes, name=silver_name)
+    old = staged.where(F.col(SUPERSEDES).isNotNull()).select(F.col(source.key).alias("_key"), F.col(SUPERSEDES).alias("_ds"))
+    days = sorted({r["_ds"] for r in old.select("_ds").distinct().collect()})
+    removed = 0
+    if days:
+        listed = ", ".join(f"DATE'{d.isoformat()}'" for d in days)  # partition pruning: only those days are read
+        delta_io.with_conflict_retry(lambda: DeltaTable.forPath(spark, ctx.table(silver_name)).alias("t").merge(
+            old.alias("s"), f"t.ds IN ({listed}) AND t.`{source.key}` = s._key AND t.ds = s._ds").whenMatchedDelete().execute())
+        removed = int(DeltaTable.forPath(spark, ctx.table(silver_name)).history(1).collect()[0]["operationMetrics"]
+                      .get("numTargetRowsDeleted", 0))
+        ctx.writes[silver_name] = delta_io.latest_version(spark, ctx.table(silver_name))
+    return {"rows_published": commit.rows, "superseded_rows_removed": removed}
+
+
 def run(ctx: StepContext) -> None:
     from jobs.common.spark import get_spark
+    from jobs.etl import SUPERSEDES
     spark = get_spark(ctx.settings, "validate")
     mostly = (ctx.step_params().get("mostly") or {})
     gx_runner = None
     failures: list[str] = []
+    audited = []
     for source in ctx.dataset.sources.values():
+        table = f"staged_{source.name}"
+        if not delta_io.is_delta(spark, ctx.table(table)):
+            print(f"validate: {table} does not exist (etl staged nothing for {source.name}); nothing to publish")
+            continue
+        audited.append(source)
         path = suite_path(ctx.dataset.name, source.name)
         if not path.exists():
-            print(f"validate: no suite {path.relative_to(REPO_ROOT)}, {source.name} not validated")
+            print(f"validate: no suite {path.relative_to(REPO_ROOT)}, {source.name} published unvalidated")
             continue
-        table = f"silver_{source.name}"
         df = (delta_io.read_pinned(spark, ctx.table(table), ctx.reads, table)
-              .where(delta_io.ds_predicate(ctx.start_ds, ctx.ds)))
+              .where(delta_io.ds_predicate(ctx.start_ds, ctx.ds)).drop(SUPERSEDES))  # the rows as silver will hold them
         gx_runner = gx_runner or GxRunner(ctx.settings.gx + f"/{ctx.dataset.name}")
-        result, batch_def = gx_runner.validate(df, f"{ctx.dataset.name}_{table}", load_suite(path, mostly.get(source.name)),
-                                               run_name=f"ds={ctx.ds.isoformat()}")
+        result, batch_def = gx_runner.validate(df, f"{ctx.dataset.name}_silver_{source.name}",
+                                               load_suite(path, mostly.get(source.name)), run_name=f"ds={ctx.ds.isoformat()}")
         summary = summarise(result, gx_runner.explain(df, batch_def, result))
-        summary.update({"table": table, "suite": path.name, "ds": ctx.ds.isoformat(), "start_ds": ctx.start_ds.isoformat(),
-                        "delta_version": ctx.reads[table]})
-        write_json_atomic(ctx.run_dir / "validation" / f"{table}.json", summary)
+        summary.update({"table": table, "publishes_to": f"silver_{source.name}", "suite": path.name, "ds": ctx.ds.isoformat(),
+                        "start_ds": ctx.start_ds.isoformat(), "delta_version": ctx.reads[table]})
+        write_json_atomic(ctx.run_dir / "validation" / f"silver_{source.name}.json", summary)
         ctx.counts[table] = {"checks": len(summary["checks"]), "failed_critical": len(summary["failed_critical"]),
                              "failed_warning": len(summary["failed_warning"])}
         for c in summary["failed_warning"]:
-            print(f"validate WARNING {describe_failure(table, c)}")
-        failures += [describe_failure(table, c) for c in summary["failed_critical"]]
+            print(f"validate WARNING {describe_failure(f'silver_{source.name}', c)}")
+        failures += [describe_failure(f"silver_{source.name}", c) for c in summary["failed_critical"]]
     if gx_runner:
         ctx.counts["data_docs"] = gx_runner.docs_index()
         print(f"validate: Data Docs at {ctx.counts['data_docs']}")
     if failures:
-        raise ValidationFailed("critical expectation(s) failed: " + "; ".join(failures))
+        raise ValidationFailed("critical expectation(s) failed, nothing published to silver: " + "; ".join(failures))
+    for source in audited:  # every source passed: the run's days become visible in silver
+        ctx.counts[f"silver_{source.name}"] = publish_source(spark, ctx, source)
+        print(f"validate: published {ctx.dataset.name}.{source.name} {ctx.start_ds}..{ctx.ds} to silver: "
+              f"{ctx.counts[f'silver_{source.name}']}")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -111,6 +111,7 @@ class Source:
     enrich: tuple[Enrichment, ...] = ()
     max_quarantine_rate: float = 0.05
     allow_empty: bool = False   # a day with no files is normal (e.g. a label feed), not an error
+    dedup_lookback_days: int | None = None  # how far back a key is looked up in silver (None: all of it)
 
     @property
     def column_names(self) -> list[str]:
@@ -203,7 +204,8 @@ class DatasetSpec:
                 event_time=s["event_time"], columns=tuple(cols), options={k: str(v) for k, v in (s.get("options") or {}).items()},
                 enrich=tuple(Enrichment(path=e["path"], key=e["key"], columns=dict(e["columns"])) for e in s.get("enrich", [])),
                 max_quarantine_rate=float(s.get("max_quarantine_rate", 0.05)),
-                allow_empty=bool(s.get("allow_empty", False)))
+                allow_empty=bool(s.get("allow_empty", False)),
+                dedup_lookback_days=None if s.get("dedup_lookback_days") is None else int(s["dedup_lookback_days"]))
         lab = _req(d, "label", where)
         label = LabelSpec(name=_req(lab, "name", f"{where}: label"), column=lab.get("column"),
                           positive_values=tuple(str(v) for v in lab.get("positive_values", [])),

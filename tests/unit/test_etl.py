@@ -1,4 +1,5 @@
-"""ETL on tiny landing files: every bad-input rule, deduplication, reconciliation, idempotency, drift."""
+"""ETL on tiny landing files: every bad-input rule, deduplication (within a run and against what silver already
+holds), reconciliation, idempotency, drift. ETL stages rows; validate.publish_source makes them silver's."""
 from __future__ import annotations
 
 import dataclasses
@@ -7,7 +8,7 @@ from pathlib import Path
 import pytest
 from pyspark.sql import functions as F
 
-from jobs import etl
+from jobs import etl, validate
 from jobs.common.errors import DataError
 from tests.helpers import TX_HEADER, context, tx_folder, write_cards_dimensions, write_csv
 
@@ -48,7 +49,7 @@ def test_every_rule_quarantines_with_reason_and_counts_reconcile(spark, cards, s
     assert ledger["duplicates_dropped"] == 2
     assert ledger["quarantined_by_reason"] == EXPECTED_REASONS
     assert ledger["balanced"]
-    silver = spark.read.format("delta").load(ctx.table("silver_transactions"))
+    silver = spark.read.format("delta").load(ctx.table("staged_transactions"))
     got = {r["txn_id"]: (r["amount"], r["merchant_category"], r["gender"]) for r in silver.collect()}
     assert got == {"t1": (10.5, "grocery", "F"), "t6": (21.0, "electronics", "M")}  # latest event time wins
     q = spark.read.format("delta").load(ctx.table("quarantine_transactions"))
@@ -58,13 +59,13 @@ def test_every_rule_quarantines_with_reason_and_counts_reconcile(spark, cards, s
     assert all(r["_source_file"].endswith("part-00000.csv") for r in q.collect())
 
 
-def test_quarantine_rate_above_limit_fails_and_writes_no_silver(spark, cards, settings):
+def test_quarantine_rate_above_limit_fails_and_stages_nothing(spark, cards, settings):
     _land(settings)
     ctx = context("etl", cards, settings, DS)
     with pytest.raises(DataError, match=r"7 of 11 rows quarantined .* > max_quarantine_rate 5.0%"):
         etl.process_source(spark, ctx, _source(cards, rate=0.05))
     assert spark.read.format("delta").load(ctx.table("quarantine_transactions")).count() == 7
-    assert not Path(ctx.table("silver_transactions")).exists()
+    assert not Path(ctx.table("staged_transactions")).exists()
 
 
 def test_rerun_replaces_partition_byte_identical(spark, cards, settings):
@@ -73,7 +74,7 @@ def test_rerun_replaces_partition_byte_identical(spark, cards, settings):
     hashes = []
     for _ in range(3):
         etl.process_source(spark, ctx, _source(cards))
-        df = spark.read.format("delta").load(ctx.table("silver_transactions"))
+        df = spark.read.format("delta").load(ctx.table("staged_transactions"))
         hashes.append((df.count(), sorted(r["_row_hash"] for r in df.select("_row_hash").collect())))
     assert hashes[0] == hashes[1] == hashes[2]
     assert hashes[0][0] == 2
@@ -86,7 +87,7 @@ def test_rerun_of_one_day_leaves_other_days_alone(spark, cards, settings):
     both = context("etl", cards, settings, "2026-10-02", start_ds=DS)
     etl.process_source(spark, both, _source(cards))
     etl.process_source(spark, context("etl", cards, settings, "2026-10-02"), _source(cards))
-    silver = spark.read.format("delta").load(both.table("silver_transactions"))
+    silver = spark.read.format("delta").load(both.table("staged_transactions"))
     assert {str(r["ds"]): r["count"] for r in silver.groupBy("ds").count().collect()} == {"2026-10-01": 2, "2026-10-02": 1}
 
 
@@ -191,7 +192,7 @@ def test_parquet_and_json_lines_land_like_csv(spark, cards, settings, fmt):
     [ledger] = etl.process_source(spark, ctx, _parquet_spec(cards, fmt))
     assert (ledger["rows_read"], ledger["rows_silver"], ledger["duplicates_dropped"]) == (3, 2, 0)
     assert ledger["quarantined_by_reason"] == {"below_min_amount": 1}
-    silver = {r["txn_id"]: r for r in spark.read.format("delta").load(ctx.table("silver_transactions")).collect()}
+    silver = {r["txn_id"]: r for r in spark.read.format("delta").load(ctx.table("staged_transactions")).collect()}
     assert str(silver["t1"]["event_ts"]) == "2026-10-01 10:00:00" and silver["t1"]["amount"] == 10.5
 
 
@@ -217,9 +218,9 @@ def test_corrupt_parquet_is_named_and_nothing_written(spark, cards, settings):
 def test_reconcile_flags_a_write_that_lost_rows(cards):
     ledger = [{"ds": DS, "rows_read": 10, "rows_silver": 7, "rows_quarantined": 2, "duplicates_dropped": 1, "balanced": True}]
     src = cards.sources["transactions"]
-    assert etl.reconcile(ledger, {"bronze": 10, "silver": 7, "quarantine": 2}, src)[0]["balanced"]
-    [bad] = etl.reconcile(ledger, {"bronze": 10, "silver": 6, "quarantine": 2}, src)
-    assert not bad["balanced"] and bad["mismatch"]["silver"] == (7, 6)
+    assert etl.reconcile(ledger, {"bronze": 10, "staged": 7, "quarantine": 2}, src)[0]["balanced"]
+    [bad] = etl.reconcile(ledger, {"bronze": 10, "staged": 6, "quarantine": 2}, src)
+    assert not bad["balanced"] and bad["mismatch"]["staged"] == (7, 6)
 
 
 def test_null_and_unknown_labels_are_quarantined_with_reasons(spark, adult, settings):
@@ -235,3 +236,41 @@ def test_null_and_unknown_labels_are_quarantined_with_reasons(spark, adult, sett
     assert ledger["rows_silver"] == 1
     with pytest.raises(DataError, match=r"3 of 4 rows quarantined .* by reason: \{'null_income': 1"):
         etl.process_source(spark, context("etl", adult, settings, DS), adult.sources["census"])
+
+
+def _tx(key: str, ts: str, amount: str = "1.00") -> list[str]:
+    return [key, ts, "c1-0", "c1", "m1", amount, "GBP", "chip", "terminal"]
+
+
+def _etl_and_publish(spark, cards, settings, ds: str) -> dict:
+    [ledger] = etl.process_source(spark, context("etl", cards, settings, ds), _source(cards))
+    validate.publish_source(spark, context("validate", cards, settings, ds), _source(cards))
+    return ledger
+
+
+def _silver(spark, settings) -> dict[str, tuple[str, str, float]]:
+    rows = spark.read.format("delta").load(f"{settings.lake}/cards/silver_transactions").collect()
+    assert len(rows) == len({r["txn_id"] for r in rows}), "one silver row per key"
+    return {r["txn_id"]: (str(r["ds"]), str(r["event_ts"]), r["amount"]) for r in rows}
+
+
+def test_a_key_landing_on_two_days_keeps_one_silver_row_and_the_ledger_counts_the_other(spark, cards, settings):
+    landing = Path(settings.landing)
+    write_cards_dimensions(landing)
+    write_csv(tx_folder(landing, "2026-10-01"), TX_HEADER, [_tx("a", "2026-10-01 10:00:00"), _tx("b", "2026-10-01 11:00:00")])
+    write_csv(tx_folder(landing, "2026-10-02"), TX_HEADER, [
+        _tx("a", "2026-10-01 10:00:00"),               # resent the next day: a duplicate of day 1's row
+        _tx("b", "2026-10-01 11:00:01", "2.00"),        # a later event for b: replaces day 1's row
+        _tx("c", "2026-10-02 09:00:00")])
+    assert _etl_and_publish(spark, cards, settings, "2026-10-01")["rows_silver"] == 2
+    day2 = _etl_and_publish(spark, cards, settings, "2026-10-02")
+    assert (day2["rows_read"], day2["rows_silver"], day2["duplicates_dropped"]) == (3, 2, 1)
+    assert (day2["duplicates_of_published"], day2["rows_superseded"], day2["balanced"]) == (1, 1, True)
+    assert _silver(spark, settings) == {"a": ("2026-10-01", "2026-10-01 10:00:00", 1.0),
+                                        "b": ("2026-10-02", "2026-10-01 11:00:01", 2.0),
+                                        "c": ("2026-10-02", "2026-10-02 09:00:00", 1.0)}
+    # reruns, in either order, change nothing: the outcome does not depend on which day ran last
+    for ds in ("2026-10-02", "2026-10-01"):
+        _etl_and_publish(spark, cards, settings, ds)
+        assert _silver(spark, settings)["b"] == ("2026-10-02", "2026-10-01 11:00:01", 2.0), ds
+        assert set(_silver(spark, settings)) == {"a", "b", "c"}

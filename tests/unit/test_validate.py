@@ -1,4 +1,5 @@
-"""GX validation on tiny silver frames: critical failures stop the run naming the column; warnings don't."""
+"""GX validation on tiny staged frames (write-audit-publish): critical failures stop the run naming the column
+and leave silver exactly as it was; warnings don't; a clean day is published to silver."""
 from __future__ import annotations
 
 import datetime as dt
@@ -14,22 +15,23 @@ from tests.helpers import context
 
 COLS = ("txn_id string, event_ts timestamp, card_id string, customer_id string, merchant_id string, amount double, "
         "currency string, channel string, device string, age_band string, gender string, region string, "
-        "merchant_category string, merchant_country string, _source_file string, _ingest_run_id string, _row_hash bigint")
+        "merchant_category string, merchant_country string, _source_file string, _ingest_run_id string, _row_hash bigint, "
+        "_supersedes_ds date")
 
 
 def _silver(spark, rows):
     ts = dt.datetime(2026, 10, 1, 10)
-    full = [(i, ts, "c1-0", "c1", "m1", amt, "GBP", ch, "terminal", "26-35", g, "north", "grocery", "GB", "f", "r", 1)
+    full = [(i, ts, "c1-0", "c1", "m1", amt, "GBP", ch, "terminal", "26-35", g, "north", "grocery", "GB", "f", "r", 1, None)
             for i, amt, ch, g in rows]
     return spark.createDataFrame(full, COLS).withColumn("ds", F.to_date(F.lit("2026-10-01")))
 
 
 def _run(spark, cards, settings, rows):
     ctx = context("validate", cards, settings, "2026-10-01")
-    delta_io.replace_partitions(_silver(spark, rows), ctx.table("silver_transactions"), ctx.ds, ctx.ds)
+    delta_io.replace_partitions(_silver(spark, rows), ctx.table("staged_transactions"), ctx.ds, ctx.ds)
     chargebacks = spark.createDataFrame([], "txn_id string, reported_at timestamp, reason_code string, _source_file string, "
-                                            "_ingest_run_id string, _row_hash bigint, ds date")
-    delta_io.replace_partitions(chargebacks, ctx.table("silver_chargebacks"), ctx.ds, ctx.ds)
+                                            "_ingest_run_id string, _row_hash bigint, _supersedes_ds date, ds date")
+    delta_io.replace_partitions(chargebacks, ctx.table("staged_chargebacks"), ctx.ds, ctx.ds)
     return ctx
 
 
@@ -39,14 +41,24 @@ def test_clean_partition_passes_and_stores_result(spark, cards, settings):
     res = json.loads((ctx.run_dir / "validation" / "silver_transactions.json").read_text())
     assert res["success"] and res["delta_version"] == 0 and len(res["checks"]) == 13
     assert ctx.counts["data_docs"].endswith("index.html")
+    published = spark.read.format("delta").load(ctx.table("silver_transactions"))
+    assert sorted(r["txn_id"] for r in published.collect()) == ["t1", "t2"] and "_supersedes_ds" not in published.columns
 
 
-def test_critical_failure_names_table_expectation_and_column(spark, cards, settings):
+def test_critical_failure_names_table_expectation_and_column_and_leaves_silver_as_it_was(spark, cards, settings):
+    ctx = _run(spark, cards, settings, [("t0", 10.0, "chip", "F")])
+    validate.run(ctx)  # a clean day: published
+    silver = ctx.table("silver_transactions")
+    before = delta_io.latest_version(spark, silver)
+    assert [r["txn_id"] for r in spark.read.format("delta").load(silver).collect()] == ["t0"]
     ctx = _run(spark, cards, settings, [("t1", 10.0, "chip", "F"), ("t1", 12.0, "online", "M")])
-    with pytest.raises(ValidationFailed, match=r"silver_transactions: expect_column_values_to_be_unique on column 'txn_id' failed \(unexpected_count=2"):
+    with pytest.raises(ValidationFailed, match=r"nothing published to silver: silver_transactions: "
+                                               r"expect_column_values_to_be_unique on column 'txn_id' failed \(unexpected_count=2"):
         validate.run(ctx)
     res = json.loads((ctx.run_dir / "validation" / "silver_transactions.json").read_text())
     assert not res["success"] and [c["column"] for c in res["failed_critical"]] == ["txn_id"]
+    assert delta_io.latest_version(spark, silver) == before  # not a single commit
+    assert [r["txn_id"] for r in spark.read.format("delta").load(silver).collect()] == ["t0"]
 
 
 def test_warning_is_recorded_and_the_run_goes_on(spark, cards, settings, capsys):
