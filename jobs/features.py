@@ -3,16 +3,20 @@ partitions [--start-ds, --ds] (table ``features``), then the training set of thi
 ``training_set``, partition ``cutoff_ds``): features joined with the labels that were known by the cutoff,
 split by time into train / valid / holdout.
 
-Point in time: an entity aggregate for an example at time t sees only events with event time strictly
-before t (window frames end one microsecond before t) that were ingested by the run (silver partitions up
-to --ds). The same ``compute_features`` serves training and batch scoring."""
+Point in time: an entity aggregate for an example at time t that landed on day D sees only events with
+event time strictly before t (window frames end one microsecond before t) that had landed by D (silver
+partitions up to D), so day D's features are identical from the nightly run, a backfill range and scoring.
+The same ``compute_features`` serves training and batch scoring."""
 from __future__ import annotations
 
 import datetime as dt
 import re
+from functools import partial
+from typing import Callable
 
-from pyspark.sql import DataFrame, Window
+from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
+from pyspark.sql.window import WindowSpec
 
 from jobs.common import delta_io
 from jobs.common.cli import StepContext, run_step
@@ -32,13 +36,13 @@ def window_seconds(window: str) -> int:
 
 
 def lookback_days(spec: DatasetSpec) -> int:
-    """How much history before the first example the aggregates need."""
+    """How much history before the first example the aggregates and recency windows need."""
     secs = [window_seconds(a.window) for a in spec.features.aggregates]
-    recency = 30 * 86400 if spec.features.recency else 0
-    return -(-max(secs + [recency, 0]) // 86400)
+    secs += [window_seconds(r.window) for r in spec.features.recency.values()]
+    return -(-max(secs + [0]) // 86400)
 
 
-def _agg_over(a: Aggregate, w) -> F.Column:
+def _agg_over(a: Aggregate, w) -> Column:
     col = F.col(a.column) if a.column else F.lit(1)
     simple = {"count": F.count, "sum": F.sum, "mean": F.avg, "max": F.max, "min": F.min}
     if a.agg in simple:
@@ -88,27 +92,71 @@ def leakage_check(events: DataFrame, spec: DatasetSpec) -> None:
                                        f"example's time '{src.event_time}': refused")
 
 
+def windowed_features(spec: DatasetSpec) -> dict[tuple[str, ...], list[tuple[str, int, Callable[[WindowSpec], Column]]]]:
+    """The aggregates and recency features grouped by entity: entity -> [(name, window seconds, column over
+    a window)]. Recency is the latest earlier event time in its window (turned into seconds afterwards)."""
+    groups: dict[tuple[str, ...], list] = {}
+    for a in spec.features.aggregates:
+        groups.setdefault(tuple(a.entity), []).append((a.name, window_seconds(a.window), partial(_agg_over, a)))
+    for name, r in spec.features.recency.items():
+        groups.setdefault(tuple(r.entity), []).append((name, window_seconds(r.window), lambda w: F.max(TS).over(w)))
+    return groups
+
+
+def _over_windows(df: DataFrame, entity: tuple[str, ...], feats: list, *partition: str) -> DataFrame:
+    for name, secs, over in feats:  # frames end 1 µs before the row: strictly earlier events only
+        df = df.withColumn(name, over(Window.partitionBy(*entity, *partition).orderBy(TS).rangeBetween(-secs * 1_000_000, -1)))
+    return df
+
+
+def as_of_landing(base: DataFrame, plain: DataFrame, spec: DatasetSpec, start: dt.date, end: dt.date) -> DataFrame:
+    """Windowed features of a range run as each example's own day saw them: an example that landed on day
+    D sees only events landed by D (ingest ds <= D). Only events that landed after their event day (late
+    arrivals) and after the range's first day can differ from ``plain`` (every event up to ``end``); the
+    examples of the entities such events touch are recomputed with each event repeated into the days it was
+    visible on (``_cohort``: from its landing day to ``end``), one window pass per entity, and joined back."""
+    src = spec.example_source
+    late = base.where((F.col("ds") > F.lit(start)) & (F.to_date(F.col(src.event_time)) < F.col("ds")))
+    out = plain
+    for i, (entity, feats) in enumerate(windowed_features(spec).items()):
+        touched = base.join(late.select(*entity).distinct(), list(entity), "left_semi")
+        cohorts = touched.withColumn("_cohort", F.explode(F.sequence(F.greatest(F.col("ds"), F.lit(start)), F.lit(end))))
+        fixed = (_over_windows(cohorts, entity, feats, "_cohort").where(F.col("_cohort") == F.col("ds"))
+                 .select(F.col(src.key).alias(f"_k{i}"), F.col("ds").alias(f"_d{i}"), F.lit(True).alias(f"_asof{i}"),
+                         *[F.col(n).alias(f"{n}__asof") for n, _, _ in feats]))
+        out = out.join(fixed, (out[src.key] == fixed[f"_k{i}"]) & (out["ds"] == fixed[f"_d{i}"]), "left")
+        for n, _, _ in feats:
+            out = out.withColumn(n, F.when(F.col(f"_asof{i}"), F.col(f"{n}__asof")).otherwise(F.col(n)))
+        out = out.drop(f"_k{i}", f"_d{i}", f"_asof{i}", *[f"{n}__asof" for n, _, _ in feats])
+    return out
+
+
 def compute_features(events: DataFrame, spec: DatasetSpec, start: dt.date, end: dt.date) -> DataFrame:
     """Pure transform: ``events`` = silver rows of the examples source covering [start - lookback, end];
-    returns one row per example with event date in [start, end]: key, entity, event time, ds, the declared
-    features, and the slice columns. Built only from Spark built-ins and window functions."""
+    returns one row per example with landing day (ds) in [start, end]: key, entity, event time, ds, the
+    declared features, and the slice columns. Built only from Spark built-ins and window functions.
+
+    Point in time: an example at time t that landed on day D sees events with event time strictly before t,
+    within the feature's window, that had landed by D. So day D's features are the same whichever run
+    computes them: the nightly run of D, a range run (backfill) that covers D, or scoring of D."""
     src = spec.example_source
     f = spec.features
     leakage_check(events, spec)
-    df = events.withColumn(TS, F.unix_micros(F.col(src.event_time)))
+    base = events.withColumn(TS, F.unix_micros(F.col(src.event_time)))
     for name, expr in f.derived.items():
-        df = df.withColumn(name, F.expr(expr))
+        base = base.withColumn(name, F.expr(expr))
+    df = base
+    for entity, feats in windowed_features(spec).items():
+        df = _over_windows(df, entity, feats)
+    if start < end:
+        df = as_of_landing(base, df, spec, start, end)
     for a in f.aggregates:
-        w = (Window.partitionBy(*a.entity).orderBy(TS)
-             .rangeBetween(-window_seconds(a.window) * 1_000_000, -1))  # strictly before t
-        df = df.withColumn(a.name, _agg_over(a, w))
         if a.agg in ("count", "distinct_count", "sum"):
             df = df.withColumn(a.name, F.coalesce(F.col(a.name), F.lit(0)).cast("double"))
+    for name in f.recency:
+        df = df.withColumn(name, ((F.col(TS) - F.col(name)) / 1_000_000).cast("double"))
     for name, (num, den) in f.ratios.items():
         df = df.withColumn(name, F.when(F.col(den) > 0, F.col(num) / F.col(den)))
-    for name, entity in f.recency.items():
-        w = Window.partitionBy(*entity).orderBy(TS).rangeBetween(Window.unboundedPreceding, -1)
-        df = df.withColumn(name, ((F.col(TS) - F.max(TS).over(w)) / 1_000_000).cast("double"))
     for name, vocab in f.categorical.items():
         code = F.lit(len(vocab))  # unknown and null share the last code: a fixed vocabulary, no target info
         for i, v in reversed(list(enumerate(vocab))):

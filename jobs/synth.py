@@ -5,6 +5,7 @@ Layout written under ``--out`` (one folder per landing day, CSV files, header ro
     customers.csv                          customer_id, age_band, gender, region
     merchants.csv                          merchant_id, merchant_category, merchant_country
     transactions/ds=YYYY-MM-DD/part-NNNNN.csv
+    transactions/ds=YYYY-MM-DD/part-late-YYYYMMDD-NNNNN.csv   (--late-rate: events of an earlier day, landed late)
     chargebacks/ds=YYYY-MM-DD/part-eYYYYMMDD.csv   (one file per day of the transactions it reports)
     <source>/ds=YYYY-MM-DD/_SUCCESS               (the day is complete; written last)
 
@@ -55,6 +56,7 @@ class SynthConfig:
     negative_amount_rate: float = 0.001
     duplicate_rate: float = 0.002
     malformed_ts_rate: float = 0.001
+    late_rate: float = 0.0    # share of transactions that land 1-3 days after their event day (late arrivals)
     chunk_rows: int = 250_000
 
     @property
@@ -254,8 +256,13 @@ def generate(cfg: SynthConfig, out: Path) -> dict[str, int]:
         while seq < cfg.rows_per_day:
             n = min(cfg.chunk_rows, cfg.rows_per_day - seq)
             tx, cb = generate_chunk(cfg, d, chunk, n, seq)
+            tx, late = split_late(cfg, tx, d, chunk)
             _atomic_csv(tx, tx_dir / f"part-{chunk:05d}.csv")
-            counts["transactions"] += len(tx)
+            for delay, part in late.groupby("_delay", sort=True):  # landed with a later day's delivery
+                later = out / "transactions" / f"ds={(day + dt.timedelta(days=int(delay))).isoformat()}"
+                later.mkdir(parents=True, exist_ok=True)
+                _atomic_csv(part.drop(columns="_delay"), later / f"part-late-{day.strftime('%Y%m%d')}-{chunk:05d}.csv")
+            counts["transactions"] += len(tx) + len(late)
             cbs.append(cb)
             seq, chunk = seq + n, chunk + 1
         cb = pd.concat(cbs, ignore_index=True)
@@ -266,6 +273,16 @@ def generate(cfg: SynthConfig, out: Path) -> dict[str, int]:
             _atomic_csv(part, cb_dir / f"part-e{day.strftime('%Y%m%d')}.csv")
     mark_complete(out, ("transactions", "chargebacks"), cfg.start, cfg.days)
     return counts
+
+
+def split_late(cfg: SynthConfig, tx: pd.DataFrame, day_index: int, chunk_index: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(on time, late): ``late_rate`` of the rows, with ``_delay`` (1-3 days) until the day they land."""
+    if not cfg.late_rate:
+        return tx, tx.iloc[:0].assign(_delay=0)
+    rng = np.random.default_rng([cfg.seed, day_index, chunk_index, 7])
+    late = rng.random(len(tx)) < cfg.late_rate
+    delay = rng.integers(1, 4, len(tx))
+    return tx[~late], tx[late].assign(_delay=delay[late])
 
 
 def mark_complete(out: Path, sources: tuple[str, ...], start: dt.date, days: int) -> None:
@@ -294,6 +311,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[SynthConfig, Path]:
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--customers", type=int, default=0, help="0: rows-per-day/2")
     p.add_argument("--fraud-rate", type=float, default=0.015)
+    p.add_argument("--late-rate", type=float, default=0.0, help="share of transactions landing 1-3 days late")
     for fault, default in (("missing-merchant", .002), ("negative-amount", .001), ("duplicate", .002),
                            ("malformed-ts", .001)):
         p.add_argument(f"--{fault}-rate", type=float, default=default, help="injected data fault rate")
@@ -301,7 +319,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[SynthConfig, Path]:
     cfg = SynthConfig(start=a.start, days=a.days, rows_per_day=a.rows_per_day, seed=a.seed, customers=a.customers,
                       fraud_rate=a.fraud_rate, missing_merchant_rate=a.missing_merchant_rate,
                       negative_amount_rate=a.negative_amount_rate, duplicate_rate=a.duplicate_rate,
-                      malformed_ts_rate=a.malformed_ts_rate)
+                      malformed_ts_rate=a.malformed_ts_rate, late_rate=a.late_rate)
     return cfg, a.out
 
 

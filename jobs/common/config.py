@@ -139,11 +139,17 @@ class Aggregate:
 
 
 @dataclass(frozen=True)
+class Recency:
+    entity: tuple[str, ...]
+    window: str  # how far back the last event is looked for; none in the window: null
+
+
+@dataclass(frozen=True)
 class FeatureSpec:
     derived: dict[str, str]
     aggregates: tuple[Aggregate, ...]
     ratios: dict[str, tuple[str, str]]
-    recency: dict[str, tuple[str, ...]]
+    recency: dict[str, Recency]
     numeric: tuple[str, ...]
     categorical: dict[str, tuple[str, ...]]
 
@@ -221,7 +227,7 @@ class DatasetSpec:
             aggregates=tuple(Aggregate(name=a["name"], entity=tuple(_as_list(a["entity"])), agg=a["agg"],
                                        window=a["window"], column=a.get("column")) for a in f.get("aggregates", [])),
             ratios={k: tuple(v) for k, v in (f.get("ratios") or {}).items()},
-            recency={k: tuple(_as_list(v)) for k, v in (f.get("recency") or {}).items()},
+            recency={k: _recency(k, v, where) for k, v in (f.get("recency") or {}).items()},
             numeric=tuple(f.get("numeric", [])),
             categorical={k: tuple(str(x) for x in v) for k, v in (f.get("categorical") or {}).items()},
         )
@@ -231,6 +237,13 @@ class DatasetSpec:
         return cls(name=_req(d, "name", where), origin=dict(d.get("origin", {})), sources=sources, examples=examples,
                    entity=d.get("entity", sources[examples].key), label=label, sensitive=tuple(d.get("sensitive", [])),
                    slices=tuple(d.get("slices", [])), features=feats, path=where)
+
+
+def _recency(name: str, v: Any, where: str) -> Recency:
+    if not isinstance(v, dict) or "entity" not in v or "window" not in v:
+        raise ConfigError(f"{where}: features.recency.{name} needs an entity and a bounded window, "
+                          f"e.g. {{entity: card_id, window: 30d}} (got {v!r})")
+    return Recency(entity=tuple(_as_list(v["entity"])), window=str(v["window"]))
 
 
 def _as_list(v: Any) -> list:

@@ -33,7 +33,7 @@ SPEC = DatasetSpec.from_dict({
             {"name": "shops_1d", "entity": "card", "agg": "distinct_count", "column": "shop", "window": "1d"},
         ],
         "ratios": {"amount_to_mean_1d": ["amount", "mean_1d"]},
-        "recency": {"secs_since": "card"},
+        "recency": {"secs_since": {"entity": "card", "window": "1d"}},
         "categorical": {"shop": ["s1", "s2"]},
     },
 }, "toy")
@@ -77,6 +77,34 @@ def test_late_arriving_history_is_seen_only_if_in_silver(spark):
     got = {r["id"]: r for r in features.compute_features(_events(spark, rows), SPEC, d2, d2).collect()}
     assert list(got) == ["f0"]
     assert got["f0"]["mean_1d"] == pytest.approx((20 + 30 + 40 + 50) / 4)  # [day1 10:20, day2 10:20): not e0
+
+
+def test_an_example_sees_only_events_landed_by_its_own_day_whichever_run_computes_it(spark):
+    """A late arrival (event on day 1, landed on day 3) is invisible to day 2's examples, in a one-day run
+    and in a range run over days 1-3 alike; day 3's examples see it."""
+    d1, d2, d3 = dt.date(2026, 10, 1), dt.date(2026, 10, 2), dt.date(2026, 10, 3)
+    rows = [("e0", "2026-10-01 10:00:00", "A", "s1", 10.0, d1), ("x", "2026-10-01 12:00:00", "A", "s1", 1000.0, d3),
+            ("f0", "2026-10-02 10:00:00", "A", "s2", 20.0, d2), ("g0", "2026-10-02 11:30:00", "A", "s1", 30.0, d3),
+            ("h0", "2026-10-02 11:00:00", "B", "s1", 5.0, d2)]
+    ev = spark.createDataFrame([(i, dt.datetime.fromisoformat(t), c, s, a, "g", d) for i, t, c, s, a, d in rows],
+                               "id string, ts timestamp, card string, shop string, amount double, grp string, ds date")
+    names = ["id", "ds", *SPEC.features.names]
+    one_day = {d: {r["id"]: r.asDict() for r in features.compute_features(ev.where(F.col("ds") <= d), SPEC, d, d)
+                   .select(names).collect()} for d in (d1, d2, d3)}
+    ranged = {r["id"]: r.asDict() for r in features.compute_features(ev, SPEC, d1, d3).select(names).collect()}
+    assert one_day[d2]["f0"]["mean_1d"] == 10.0 and one_day[d2]["f0"]["secs_since"] == 86400  # x not landed yet
+    assert one_day[d3]["g0"]["mean_1d"] == pytest.approx((1000 + 20) / 2)  # landed with x on day 3: sees it
+    assert ranged == {**one_day[d1], **one_day[d2], **one_day[d3]}
+
+
+def test_recency_looks_back_over_its_window_only(spark):
+    rows = [("e0", "2026-10-01 10:00:00", "A", "s1", 1.0), ("e1", "2026-10-02 10:00:01", "A", "s1", 1.0),
+            ("e2", "2026-10-02 11:00:00", "A", "s1", 1.0)]
+    got = {r["id"]: r["secs_since"] for r in features.compute_features(
+        _events(spark, rows), SPEC, dt.date(2026, 10, 1), dt.date(2026, 10, 2)).collect()}
+    assert got == {"e0": None, "e1": None, "e2": 3599.0}  # e0 is 1 day and 1 s before e1: outside the 1d window
+    with pytest.raises(ConfigError, match="recency.r needs an entity and a bounded window"):
+        DatasetSpec.from_dict({**_spec_dict(), "features": {"recency": {"r": "card"}}})
 
 
 def test_labels_join_only_if_known_by_the_cutoff(spark):
