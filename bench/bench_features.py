@@ -23,7 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from jobs import etl, features, synth  # noqa: E402
+from jobs import etl, features, synth, validate  # noqa: E402
 from jobs.common import delta_io  # noqa: E402
 from jobs.common.cli import StepContext  # noqa: E402
 from jobs.common.config import DatasetSpec, Settings  # noqa: E402
@@ -59,6 +59,7 @@ def main() -> None:
         if not (root / "lake" / "cards" / "silver_transactions").exists():
             synth.generate(synth.SynthConfig(start=D1, days=2, rows_per_day=rows, seed=2), root / "landing" / "cards")
             etl.process_source(spark, ctx, spec.sources["transactions"])
+            validate.publish_source(spark, ctx, spec.sources["transactions"])  # staged -> silver
         silver = spark.read.format("delta").load(ctx.table("silver_transactions"))
         target = silver.where(f"ds = DATE'{D2}'").count()
         times = []

@@ -1,6 +1,6 @@
 """Validate (write-audit-publish): a Great Expectations checkpoint on the rows ``etl`` staged for the run's
-ds partitions (``staged_<source>``), one suite per table (``expectations/<dataset>_silver_<source>.json``);
-then, only if no *critical* expectation failed, the staged partitions are published to ``silver_<source>``
+ds partitions (``staged_<source>``), one suite per table (``expectations/<dataset>_silver_<source>.json``, or
+the prefix a spec's ``expectations:`` names); then, only if no *critical* expectation failed, the staged partitions are published to ``silver_<source>``
 (the only table features and scoring read). A failed critical expectation leaves silver exactly as it was
 and fails the run naming the expectation; a failed *warning* is recorded and the run goes on. Results are
 stored per ds in the run folder either way and rendered as Data Docs in the GX project folder.
@@ -165,7 +165,7 @@ def run(ctx: StepContext) -> None:
             print(f"validate: {table} does not exist (etl staged nothing for {source.name}); nothing to publish")
             continue
         audited.append(source)
-        path = suite_path(ctx.dataset.name, source.name)
+        path = suite_path(ctx.dataset.expectations, source.name)
         if not path.exists():
             print(f"validate: no suite {path.relative_to(REPO_ROOT)}, {source.name} published unvalidated")
             continue

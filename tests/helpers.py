@@ -58,3 +58,23 @@ def write_training_set(spark, spec: DatasetSpec, n: int, path: str, ds: dt.date)
     for c in spec.features.categorical:
         df = df.withColumn(c, F.col(c).cast("int"))
     delta_io.replace_partitions(df, path, ds, ds, col="cutoff_ds")
+
+
+def derived_cards_spec(folder: Path, name: str, start: dt.date, days: int, schedule: dict | None = None) -> Path:
+    """A dataset spec like cards (same sources, features and GX suites) under another name, landing path and
+    history, written as ``folder/<name>.yaml`` (point TRAINYARD_DATASETS_DIR at ``folder``)."""
+    import yaml
+
+    from jobs.common.config import REPO_ROOT
+    doc = yaml.safe_load((REPO_ROOT / "conf" / "datasets" / "cards.yaml").read_text())
+    doc.update(name=name, expectations="cards", origin={**doc["origin"], "start": start.isoformat(), "days": days})
+    for source in doc["sources"].values():
+        source["path"] = source["path"].replace("cards/", f"{name}/", 1)
+        for e in source.get("enrich", []):
+            e["path"] = e["path"].replace("cards/", f"{name}/", 1)
+    if schedule:
+        doc["schedule"] = schedule
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    return path

@@ -172,6 +172,7 @@ class DatasetSpec:
     slices: tuple[str, ...]
     features: FeatureSpec
     path: str = ""
+    expectations: str = ""  # the GX suites' prefix: expectations/<prefix>_silver_<source>.json (default: name)
 
     @property
     def example_source(self) -> Source:
@@ -236,7 +237,8 @@ class DatasetSpec:
             raise ConfigError(f"{where}: examples '{examples}' is not a source ({list(sources)})")
         return cls(name=_req(d, "name", where), origin=dict(d.get("origin", {})), sources=sources, examples=examples,
                    entity=d.get("entity", sources[examples].key), label=label, sensitive=tuple(d.get("sensitive", [])),
-                   slices=tuple(d.get("slices", [])), features=feats, path=where)
+                   slices=tuple(d.get("slices", [])), features=feats, path=where,
+                   expectations=str(d.get("expectations") or d["name"]))
 
 
 def _recency(name: str, v: Any, where: str) -> Recency:

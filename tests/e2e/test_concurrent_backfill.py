@@ -23,7 +23,7 @@ def test_two_dates_concurrently(tmp_path, spark):
     ledger = spark.read.format("delta").load(str(lake / "etl_ledger")).collect()
     assert sorted((str(r["ds"]), r["source"]) for r in ledger) == sorted(
         (d, s) for d in DAYS for s in ("transactions", "chargebacks") if not (d == "2026-10-01" and s == "chargebacks"))
-    silver = spark.read.format("delta").load(str(lake / "silver_transactions"))
+    silver = spark.read.format("delta").load(str(lake / "staged_transactions"))
     by_ds = {str(r["ds"]): r["count"] for r in silver.groupBy("ds").count().collect()}
     expected = {str(r["ds"]): r["rows_silver"] for r in ledger if r["source"] == "transactions"}
     assert by_ds == expected and set(by_ds) == set(DAYS)

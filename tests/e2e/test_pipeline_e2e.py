@@ -1,6 +1,8 @@
-"""End to end, on real components: a real Airflow dag.test() of the whole train_pipeline DAG on a tiny
+"""End to end, on real components: a real Airflow dag.test() of a whole train_pipeline DAG on a tiny
 synthetic landing zone (SQLite metadata, Bash tasks running the step CLIs, Spark local with Delta, GX,
-XGBoost on Spark), then assertions on the tables, validation result, report and registry."""
+XGBoost on Spark), then assertions on the tables, validation result, report and registry. The dataset is a
+spec of the tests' own (cards-like, `cards_2013`) whose history is from 2013: any date runs through Airflow,
+however much older than today."""
 from __future__ import annotations
 
 import datetime as dt
@@ -14,34 +16,41 @@ import pytest
 
 from jobs import synth
 from tests.conftest import REPO, write_conf
+from tests.helpers import derived_cards_spec
 
-START, DS = dt.date(2026, 10, 1), dt.date(2026, 10, 20)
+NAME = "cards_2013"
+START, DS = dt.date(2013, 3, 1), dt.date(2013, 3, 20)
 
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     root = tmp_path_factory.mktemp("e2e")
     conf = write_conf(root)
-    synth.generate(synth.SynthConfig(start=START, days=(DS - START).days + 1, rows_per_day=2500, seed=11), root / "landing" / "cards")
-    subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], check=True, capture_output=True, cwd=REPO)
-    from airflow.dag_processing.dagbag import DagBag
-    dag = DagBag(str(REPO / "dags")).get_dag("train_pipeline")
-    dagrun = dag.test(logical_date=pendulum.datetime(DS.year, DS.month, DS.day, tz="UTC"),
-                      run_conf={"dataset": "cards", "start_ds": START.isoformat(), "conf": str(conf)})
-    return root, conf, dagrun
+    derived_cards_spec(root / "datasets", NAME, START, (DS - START).days + 1)
+    synth.generate(synth.SynthConfig(start=START, days=(DS - START).days + 1, rows_per_day=2500, seed=11), root / "landing" / NAME)
+    with pytest.MonkeyPatch.context() as mp:  # the DAG file and the step CLIs find the spec and the conf by these
+        mp.setenv("TRAINYARD_DATASETS_DIR", str(root / "datasets"))
+        mp.setenv("TRAINYARD_CONF", str(conf))
+        mp.setenv("TRAINYARD_DATASET", NAME)
+        subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], check=True, capture_output=True, cwd=REPO)
+        from airflow.dag_processing.dagbag import DagBag
+        dag = DagBag(str(REPO / "dags")).get_dag(f"train_pipeline__{NAME}")
+        dagrun = dag.test(logical_date=pendulum.datetime(DS.year, DS.month, DS.day, tz="UTC"),
+                          run_conf={"start_ds": START.isoformat()})
+        yield root, conf, dagrun
 
 
 def test_dag_run_succeeds_with_every_task(run):
     _, _, dagrun = run
     states = {ti.task_id: str(ti.state) for ti in dagrun.get_task_instances()}
-    assert states == {t: "success" for t in ("etl", "validate", "features", "tune", "train", "evaluate", "publish")}, states
+    assert states == {t: "success" for t in ("landed", "etl", "validate", "features", "tune", "train", "evaluate", "publish")}, states
     assert str(dagrun.state) == "success"
 
 
 def test_tables_written_and_counts_reconcile(run, spark):
     root, _, _ = run
-    lake = root / "lake" / "cards"
-    for t in ("bronze_transactions", "silver_transactions", "quarantine_transactions", "silver_chargebacks",
+    lake = root / "lake" / NAME
+    for t in ("bronze_transactions", "staged_transactions", "silver_transactions", "quarantine_transactions", "silver_chargebacks",
               "etl_ledger", "features", "training_set"):
         assert (lake / t / "_delta_log").is_dir(), t
     ledger = spark.read.format("delta").load(str(lake / "etl_ledger")).where("source = 'transactions'").collect()
@@ -55,7 +64,7 @@ def test_tables_written_and_counts_reconcile(run, spark):
 
 def test_validation_result_and_data_docs(run):
     root, _, _ = run
-    res = json.loads((root / "runs" / "cards" / f"ds={DS}" / "validation" / "silver_transactions.json").read_text())
+    res = json.loads((root / "runs" / NAME / f"ds={DS}" / "validation" / "silver_transactions.json").read_text())
     assert res["success"] and res["failed_critical"] == []
     assert any(c["expectation"] == "expect_column_values_to_be_unique" for c in res["checks"])
     assert list((root / "gx").rglob("index.html"))
@@ -63,7 +72,7 @@ def test_validation_result_and_data_docs(run):
 
 def test_report_and_published_model_with_lineage(run):
     root, conf, _ = run
-    ev = root / "runs" / "cards" / f"ds={DS}" / "evaluation"
+    ev = root / "runs" / NAME / f"ds={DS}" / "evaluation"
     blessing = json.loads((ev / "blessing.json").read_text())
     assert blessing["blessed"] and {c["name"] for c in blessing["checks"]} >= {"auc", "pr_auc"}
     html = (ev / "report.html").read_text()
@@ -74,8 +83,8 @@ def test_report_and_published_model_with_lineage(run):
     assert all(s["auc_ci"][0] <= s["auc"] <= s["auc_ci"][1] for s in doc["slices"] if s.get("auc_ci") and not s["small"])
     assert {f["attribute"] for f in doc["fairness"]} == {"gender", "age_band", "region"}
     assert {"disparate_impact_ratio", "equalized_odds_difference", "equal_opportunity_difference"} <= set(doc["fairness"][0])
-    champ = json.loads((root / "registry" / "cards" / "aliases" / "champion.json").read_text())
-    vdir = root / "registry" / "cards" / "versions" / champ["version"]
+    champ = json.loads((root / "registry" / NAME / "aliases" / "champion.json").read_text())
+    vdir = root / "registry" / NAME / "versions" / champ["version"]
     manifest = json.loads((vdir / "manifest.json").read_text())
     from jobs.common.files import sha256_file
     assert manifest["sha256"] == sha256_file(vdir / "model.ubj") == blessing["artifact_sha256"]
@@ -88,7 +97,7 @@ def test_report_and_published_model_with_lineage(run):
     out = subprocess.run([sys.executable, "-m", "jobs.publish", "--ds", DS.isoformat(), "--conf", str(conf)],
                          cwd=REPO, capture_output=True, text=True, check=True).stdout
     assert "already published" in out
-    assert len(list((root / "registry" / "cards" / "versions").iterdir())) == 1
+    assert len(list((root / "registry" / NAME / "versions").iterdir())) == 1
 
 
 def test_loading_the_published_model_scores(run):
@@ -98,9 +107,9 @@ def test_loading_the_published_model_scores(run):
 
     from jobs.registry import LocalRegistry
     reg = LocalRegistry(root / "registry")
-    version = reg.alias("cards", "champion")["version"]
-    booster = reg.load_booster("cards", version)
-    names = reg.manifest("cards", version)["feature_names"]
+    version = reg.alias(NAME, "champion")["version"]
+    booster = reg.load_booster(NAME, version)
+    names = reg.manifest(NAME, version)["feature_names"]
     assert booster.feature_names == names
     x = xgb.DMatrix(np.zeros((1, len(names)), dtype="float32"), feature_names=names,
                     feature_types=booster.feature_types, enable_categorical=True)
@@ -121,12 +130,12 @@ def test_golden_set_pins_rows_and_gates_on_them(run):
     ev = subprocess.run([sys.executable, "-m", "jobs.evaluate", "--ds", DS.isoformat(), "--conf", str(conf), "--params", str(ppath)],
                         cwd=REPO, capture_output=True, text=True)
     assert ev.returncode == 0, ev.stderr[-2000:]
-    blessing = json.loads((root / "runs" / "cards" / f"ds={DS}" / "evaluation" / "blessing.json").read_text())
+    blessing = json.loads((root / "runs" / NAME / f"ds={DS}" / "evaluation" / "blessing.json").read_text())
     checks = {c["name"]: c for c in blessing["checks"]}
     # the challenger is the published champion itself here: same rows, same model, no regression
     assert checks["golden_auc_minus_champion[v0]"]["value"] == pytest.approx(0.0, abs=1e-12)
     assert checks["golden_auc[v0]"]["passed"] and blessing["blessed"]
-    lineage = json.loads((root / "runs" / "cards" / f"ds={DS}" / "lineage" / "evaluate.json").read_text())
+    lineage = json.loads((root / "runs" / NAME / f"ds={DS}" / "lineage" / "evaluate.json").read_text())
     assert lineage["reads"]["golden_set@0"] == 0
 
 
@@ -135,10 +144,10 @@ def test_batch_scoring_with_the_champion(run, spark):
     out = subprocess.run([sys.executable, "-m", "jobs.score", "--ds", DS.isoformat(), "--conf", str(conf)],
                          cwd=REPO, capture_output=True, text=True)
     assert out.returncode == 0, out.stderr[-2000:]
-    lake = root / "lake" / "cards"
+    lake = root / "lake" / NAME
     preds = spark.read.format("delta").load(str(lake / "predictions"))
     silver = spark.read.format("delta").load(str(lake / "silver_transactions")).where(f"ds = DATE'{DS}'")
-    champ = json.loads((root / "registry" / "cards" / "aliases" / "champion.json").read_text())["version"]
+    champ = json.loads((root / "registry" / NAME / "aliases" / "champion.json").read_text())["version"]
     assert preds.count() == silver.count()
     assert {r["model_version"] for r in preds.select("model_version").distinct().collect()} == {champ}
     assert preds.where("score < 0 OR score > 1 OR score IS NULL").count() == 0
@@ -155,14 +164,14 @@ def _evaluate_and_publish(conf, *overrides):
 
 
 def _champion(root) -> str:
-    return json.loads((root / "registry" / "cards" / "aliases" / "champion.json").read_text())["version"]
+    return json.loads((root / "registry" / NAME / "aliases" / "champion.json").read_text())["version"]
 
 
 def test_unfair_challenger_is_refused_naming_the_fairness_metric(run):
     root, conf, _ = run
     before = _champion(root)
     ev, pub = _evaluate_and_publish(conf, "evaluate.gate.max_equal_opportunity_difference=0.0")
-    blessing = json.loads((root / "runs" / "cards" / f"ds={DS}" / "evaluation" / "blessing.json").read_text())
+    blessing = json.loads((root / "runs" / NAME / f"ds={DS}" / "evaluation" / "blessing.json").read_text())
     assert not blessing["blessed"] and "NOT BLESSED" in ev.stdout
     assert blessing["failed"] and all(f.startswith("equal_opportunity_difference[") for f in blessing["failed"])
     assert pub.returncode == 99 and "not blessed" in pub.stderr and _champion(root) == before
@@ -176,8 +185,8 @@ def test_shuffled_label_challenger_is_refused_and_dry_run_moves_the_champion(run
     from jobs.common.files import sha256_file
     root, conf, _ = run
     before = _champion(root)
-    model_dir = root / "runs" / "cards" / f"ds={DS}" / "model"
-    ts = spark.read.format("delta").load(str(root / "lake" / "cards" / "training_set")).where(
+    model_dir = root / "runs" / NAME / f"ds={DS}" / "model"
+    ts = spark.read.format("delta").load(str(root / "lake" / NAME / "training_set")).where(
         f"cutoff_ds = DATE'{DS}' AND split = 'train' AND is_fraud IS NOT NULL").toPandas()
     y = np.random.default_rng(0).permutation(ts["is_fraud"].to_numpy())   # labels shuffled: no signal left
     x = xgb.DMatrix(ts[cards.features.names].astype("float32"), label=y, feature_types=train.feature_types(cards),
@@ -189,7 +198,7 @@ def test_shuffled_label_challenger_is_refused_and_dry_run_moves_the_champion(run
     (model_dir / "train.json").write_text(json.dumps({**doc, "sha256": sha256_file(model_dir / "model.ubj")}))
 
     ev, pub = _evaluate_and_publish(conf)
-    blessing = json.loads((root / "runs" / "cards" / f"ds={DS}" / "evaluation" / "blessing.json").read_text())
+    blessing = json.loads((root / "runs" / NAME / f"ds={DS}" / "evaluation" / "blessing.json").read_text())
     assert not blessing["blessed"] and {"auc", "auc_minus_champion_auc"} <= set(blessing["failed"])
     assert all({"name", "value", "threshold", "op", "passed", "severity"} <= set(c) for c in blessing["checks"])
     assert pub.returncode == 99 and _champion(root) == before
@@ -197,7 +206,7 @@ def test_shuffled_label_challenger_is_refused_and_dry_run_moves_the_champion(run
     # dry_run with a fairness bar this model misses too (random scores: slice AUCs scatter around 0.5, and
     # no AUC gap survives a 0.0 bar): both failures reported, yet blessed, and the champion moves
     ev, pub = _evaluate_and_publish(conf, "evaluate.gate.mode=dry_run", "evaluate.gate.max_slice_auc_gap=0.0")
-    blessing = json.loads((root / "runs" / "cards" / f"ds={DS}" / "evaluation" / "blessing.json").read_text())
+    blessing = json.loads((root / "runs" / NAME / f"ds={DS}" / "evaluation" / "blessing.json").read_text())
     assert blessing["blessed"] and blessing["mode"] == "dry_run" and "auc" in blessing["failed"]  # reported, not enforced
     assert any(f.startswith("auc_gap[") for f in blessing["failed"]), blessing["failed"]
     assert "dry_run: blessed anyway" in blessing["reasons"]

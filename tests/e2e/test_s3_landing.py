@@ -35,7 +35,7 @@ def test_etl_reads_landing_from_s3(s3_server, tmp_path, spark):
                          cwd=REPO, env=env, capture_output=True, text=True)
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-3000:]
     lake = tmp_path / "run" / "lake" / "cards"
-    silver = spark.read.format("delta").load(str(lake / "silver_transactions"))
+    silver = spark.read.format("delta").load(str(lake / "staged_transactions"))  # etl stages; validate publishes
     ledger = spark.read.format("delta").load(str(lake / "etl_ledger")).where("source = 'transactions'").collect()
     assert len(ledger) == 2 and all(r["balanced"] for r in ledger)
     assert silver.count() == sum(r["rows_silver"] for r in ledger) > 700
