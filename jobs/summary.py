@@ -23,7 +23,7 @@ def run(ctx: StepContext) -> None:
         print(f"  etl {name}: {c}")
     for f in sorted((ctx.run_dir / "validation").glob("*.json")):
         v = json.loads(f.read_text())
-        print(f"GX validation {v['table']}: {'passed' if v['success'] else 'FAILED'} "
+        print(f"GX validation {v.get('publishes_to', v['table'])}: {'passed' if v['success'] else 'FAILED (not published)'} "
               f"({len(v['failed_warning'])} warning(s)) -> {f}")
     if "data_docs" in done.get("validate", {}).get("counts", {}):
         print(f"GX Data Docs: {done['validate']['counts']['data_docs']}")
