@@ -48,7 +48,7 @@ run: jvm ## land the dataset if absent, then run its whole train_pipeline__DATAS
 	$(AIRFLOW) dags test train_pipeline__$(DATASET) $$DS -c "{\"start_ds\": \"$$START\", \"conf\": \"$(CONF)\", \"tune\": $(TUNE)}" \
 		> state/airflow-dags-test-$(DATASET).log 2>&1 || { grep -a -E "FAILED|ERROR|error" state/airflow-dags-test-$(DATASET).log | tail -20; \
 		echo "DAG run failed; full log: state/airflow-dags-test-$(DATASET).log"; exit 1; }; \
-	grep -a -E "\] (landed|etl|features|tune|train|evaluate|publish|validate) " state/airflow-dags-test-$(DATASET).log | sed -E 's/^[^ ]+ \[info +\] //; s/ \[airflow\.task.*//' || true; \
+	grep -a -E "(\] |^)(landed|etl|features|tune|train|evaluate|publish|validate)[: ]" state/airflow-dags-test-$(DATASET).log | sed -E 's/^[^ ]+ \[info +\] //; s/ \[airflow\.task.*//' || true; \
 	$(PY) -m jobs.summary --dataset $(DATASET) --ds $$DS --conf $(CONF)
 
 tune: ## `make run` with the Optuna search before training (persistent study: an interrupted search resumes)
@@ -65,7 +65,7 @@ bench: setup ## run the benchmarks in bench/ (not part of the tests)
 	@ls bench/*.py >/dev/null 2>&1 && for f in bench/bench_*.py; do $(PY) $$f; done || echo "no benchmarks yet"
 
 airflow: setup ## start Airflow standalone (UI on http://localhost:8080) with this repo's DAGs
-	$(AIRFLOW) standalone
+	PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(AIRFLOW) standalone  # it starts its components as `airflow ...` from PATH
 
 dvc-repro: setup ## reproduce the DVC pipeline on the sample (dvc.yaml) and show its metrics
 	PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(VENV)/bin/dvc repro

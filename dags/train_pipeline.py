@@ -12,6 +12,11 @@ D has ended, and `ds` is D, the start of its interval. A manual trigger processe
 can run, however old (the DAG's start date, {start_date}, only bounds the scheduler's own runs; catchup is
 {catchup}).
 
+**One run at a time** ({max_active_runs} at most): each run evaluates its model against the champion the run
+before it left, and `publish` moves the champion only from that one. A backfill of days older than the
+champion's may run side by side (`airflow backfill create --max-active-runs N`): those runs are published as
+versions and never move the champion.
+
 **Waiting for the day.** `landed` waits (rescheduling itself every {poke}) until every source of the dataset
 has its completeness marker for the run's day(s): `<landing>/<source path>/ds=YYYY-MM-DD/_SUCCESS`, which
 the upstream system writes after the day's files (an empty folder with only the marker for a day without
@@ -61,7 +66,7 @@ NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 # the run's day: the start of its data interval (a manual run's logical date names the day it processes)
 DS = "{{ (dag_run.logical_date or dag_run.data_interval_start) | ds }}"
 DEFAULT_SCHEDULE = {"cron": "0 0 * * *", "timezone": "UTC", "start_date": "1970-01-01", "catchup": False,
-                    "landing_timeout": "6h", "landing_poke": "5m"}
+                    "landing_timeout": "6h", "landing_poke": "5m", "max_active_runs": 1}
 
 
 def _dirs(default: Path, env: str) -> list[Path]:
@@ -129,7 +134,7 @@ def build(name: str, spec_path: Path, schedule: dict) -> None:
     doc = __doc__.format(dataset=name, spec=spec_path.relative_to(REPO) if spec_path.is_relative_to(REPO) else spec_path,
                          cron=schedule["cron"], timezone=tz, start_date=schedule["start_date"],
                          catchup="on" if schedule["catchup"] else "off", poke=schedule["landing_poke"],
-                         timeout=schedule["landing_timeout"])
+                         timeout=schedule["landing_timeout"], max_active_runs=schedule["max_active_runs"])
     conf_default, confs = conf_choices()
 
     @dag(
@@ -137,7 +142,9 @@ def build(name: str, spec_path: Path, schedule: dict) -> None:
         schedule=CronDataIntervalTimetable(str(schedule["cron"]), timezone=tz),
         start_date=pendulum.parse(str(schedule["start_date"]), tz=tz),
         catchup=bool(schedule["catchup"]),
-        max_active_runs=4,  # backfill dates may run side by side; each owns its partitions
+        # one run at a time by default: each evaluates against the champion the run before it left (two side by
+        # side would race for it, and the later publish would fail); a backfill sets its own --max-active-runs
+        max_active_runs=int(schedule["max_active_runs"]),
         doc_md=doc,
         tags=["trainyard", name],
         default_args={"retries": 2, "retry_delay": timedelta(minutes=1), "execution_timeout": timedelta(hours=4)},

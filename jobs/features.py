@@ -117,6 +117,8 @@ def as_of_landing(base: DataFrame, plain: DataFrame, spec: DatasetSpec, start: d
     visible on (``_cohort``: from its landing day to ``end``), one window pass per entity, and joined back."""
     src = spec.example_source
     late = base.where((F.col("ds") > F.lit(start)) & (F.to_date(F.col(src.event_time)) < F.col("ds")))
+    if not late.limit(1).count():  # the common case: nothing landed late within the range, ``plain`` is exact
+        return plain
     out = plain
     for i, (entity, feats) in enumerate(windowed_features(spec).items()):
         touched = base.join(late.select(*entity).distinct(), list(entity), "left_semi")

@@ -32,7 +32,8 @@ DAG_ID = f"train_pipeline__{NAME}"
 TODAY = dt.datetime.now(dt.timezone.utc).date()
 FIRST = TODAY - dt.timedelta(days=24)          # landing history starts here
 SCHEDULED = [TODAY - dt.timedelta(days=d) for d in (3, 2, 1)]  # the scheduler's runs (start_date = TODAY - 3)
-BACKFILL = [TODAY - dt.timedelta(days=d) for d in (5, 4)]
+CHAMPION = TODAY - dt.timedelta(days=4)        # published with the step CLIs before Airflow starts
+BACKFILL = [TODAY - dt.timedelta(days=d) for d in (6, 5)]  # older than the champion: published, never promoted
 LANDED_UNTIL = TODAY - dt.timedelta(days=2)    # TODAY - 1 has not landed: no files, no marker
 AIRFLOW = str(Path(sys.executable).parent / "airflow")
 
@@ -50,7 +51,7 @@ def airflow(tmp_path_factory, spark):
     derived_cards_spec(root / "datasets", NAME, FIRST, (LANDED_UNTIL - FIRST).days + 1,
                        schedule={"start_date": SCHEDULED[0].isoformat(), "catchup": True,
                                  "landing_timeout": "45s", "landing_poke": "10s"})
-    synth.generate(synth.SynthConfig(start=FIRST, days=(LANDED_UNTIL - FIRST).days + 1, rows_per_day=1500, seed=5),
+    synth.generate(synth.SynthConfig(start=FIRST, days=(LANDED_UNTIL - FIRST).days + 1, rows_per_day=1200, seed=5),
                    root / "landing" / NAME)
     home = tmp_path_factory.mktemp("airflow-home")
     port = _free_port()
@@ -62,10 +63,11 @@ def airflow(tmp_path_factory, spark):
            "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True", "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "1",
            "TRAINYARD_DATASETS_DIR": str(root / "datasets"), "TRAINYARD_CONF": str(conf), "TRAINYARD_DATASET": NAME}
     env.pop("TRAINYARD_DS", None)
-    for step in ("etl", "validate", "features"):  # history up to the day before the backfill's first day
-        out = subprocess.run([sys.executable, "-m", f"jobs.{step}", "--ds", str(BACKFILL[0] - dt.timedelta(days=1)),
-                              "--start-ds", str(FIRST)], cwd=REPO, env=env, capture_output=True, text=True)
-        assert out.returncode == 0, out.stderr[-2000:]
+    for step in ("etl", "validate", "features", "train", "evaluate", "publish"):  # history and a champion
+        out = subprocess.run([sys.executable, "-m", f"jobs.{step}", "--ds", str(CHAMPION),
+                              *(["--start-ds", str(FIRST)] if step in ("etl", "validate", "features") else [])],
+                             cwd=REPO, env=env, capture_output=True, text=True)
+        assert out.returncode == 0, (step, out.stderr[-2000:])
     marker = root / "injected"
     backfill = ["backfill", "create", "--dag-id", DAG_ID, "--from-date", str(BACKFILL[0]), "--to-date", str(BACKFILL[-1]),
                 "--max-active-runs", "2"]
@@ -128,12 +130,20 @@ def test_the_scheduler_runs_each_day_that_landed_and_fails_the_one_that_did_not(
     assert "landing did not complete within 45 s" in log and str(expected) in log, log[-3000:]
 
 
-def test_a_backfill_runs_the_whole_dag_once_per_day(airflow, spark):
+def test_a_backfill_runs_the_whole_dag_once_per_day_and_never_moves_the_champion_back(airflow, spark):
+    from jobs.registry import open_registry
     runs = [r for r in _runs(airflow["db"]) if r[1] == "backfill"]
     assert [(r[0][:10], r[2]) for r in runs] == [(str(d), "success") for d in BACKFILL], runs
     for r in runs:
         states = _task_states(airflow["db"], r[3])
         assert len(states) == 8 and all(s == "success" or (t == "publish" and s == "skipped") for t, s in states.items()), states
+    reg = open_registry(str(airflow["root"] / "registry"))
+    moved = [e["version"][:10] for e in reg.history(NAME, "champion")]  # the champion's days, in the order it moved
+    assert moved[0] == str(CHAMPION) and moved == sorted(moved) and not set(moved) & {str(d) for d in BACKFILL}, moved
+    published = {m["ds"] for m in reg.versions(NAME)}
+    for r in runs:  # a blessed backfill day is published as a version, and left the champion where it was
+        if _task_states(airflow["db"], r[3])["publish"] == "success":
+            assert r[0][:10] in published
     ledger = spark.read.format("delta").load(str(airflow["root"] / "lake" / NAME / "etl_ledger")).where("source = 'transactions'")
     rows = ledger.collect()
     assert sorted(str(r["ds"]) for r in rows) == [str(FIRST + dt.timedelta(days=i)) for i in range((SCHEDULED[1] - FIRST).days + 1)]

@@ -75,3 +75,36 @@ def test_suite_files_are_valid_gx_suites(cards, adult):
             path = validate.suite_path(spec.name, source)
             suite = validate.load_suite(path)
             assert len(suite.expectations) == len(json.loads(path.read_text())["expectations"])
+
+
+def test_a_day_failing_a_critical_expectation_never_reaches_silver_nor_later_days_features(spark, cards, settings):
+    """The spec lets any channel through ETL (its rule was dropped), the GX suite does not: day 2's rows are
+    staged, fail the audit and stay out of silver; day 3's features count day 1's events only."""
+    import dataclasses
+    from pathlib import Path
+
+    from jobs import etl, features
+    from tests.helpers import TX_HEADER, tx_folder, write_cards_dimensions, write_csv
+    src = cards.sources["transactions"]
+    loose = dataclasses.replace(cards, sources={**cards.sources, "transactions": dataclasses.replace(
+        src, columns=tuple(dataclasses.replace(c, values=None) if c.name == "channel" else c for c in src.columns))})
+    landing = Path(settings.landing)
+    write_cards_dimensions(landing)
+    tx = lambda key, day, channel="chip": [key, f"{day} 10:00:00", "c1-0", "c1", "m1", "5.00", "GBP", channel, "terminal"]  # noqa: E731
+    for day, rows in (("2026-10-01", [tx("a", "2026-10-01")]), ("2026-10-02", [tx("b", "2026-10-02", "teleport")]),
+                      ("2026-10-03", [tx("c", "2026-10-03")])):
+        write_csv(tx_folder(landing, day), TX_HEADER, rows)
+    silver = f"{settings.lake}/cards/silver_transactions"
+    etl.run(context("etl", loose, settings, "2026-10-01"))
+    validate.run(context("validate", loose, settings, "2026-10-01"))
+    before = delta_io.latest_version(spark, silver)
+    etl.run(context("etl", loose, settings, "2026-10-02"))
+    with pytest.raises(ValidationFailed, match=r"silver_transactions: expect_column_values_to_be_in_set on column 'channel'"):
+        validate.run(context("validate", loose, settings, "2026-10-02"))
+    assert delta_io.latest_version(spark, silver) == before
+    etl.run(context("etl", loose, settings, "2026-10-03"))
+    validate.run(context("validate", loose, settings, "2026-10-03"))
+    assert sorted(r["txn_id"] for r in spark.read.format("delta").load(silver).collect()) == ["a", "c"]
+    events = spark.read.format("delta").load(silver)
+    [day3] = features.compute_features(events, loose, dt.date(2026, 10, 3), dt.date(2026, 10, 3)).collect()
+    assert (day3["txn_id"], day3["card_txn_count_30d"]) == ("c", 1.0)  # a only: b never reached silver
