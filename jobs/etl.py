@@ -8,10 +8,11 @@ replaced, never appended; counts reconcile (rows read = staged + quarantined + d
 the etl_ledger table.
 
 One row per key across days: per key, the latest event time wins; on equal event times the earlier landing
-day, then the larger row hash (so the outcome never depends on the order days are processed in). A row that
-loses to one silver already holds (another day) is a duplicate; a row that beats one is staged with
-``_supersedes_ds`` naming that row's day, and publishing removes the older row from silver. The comparison
-reaches back ``dedup_lookback_days`` (source spec; default: the whole of silver)."""
+day, then the larger row hash (so the outcome never depends on the order days are processed in). The run's
+winners are compared with the rows silver already holds for other days (a join of narrow key frames); one
+that loses is a duplicate, one that wins is staged with ``_supersedes_ds`` naming the older row's day, and
+publishing removes that row from silver. The comparison reaches back ``dedup_lookback_days`` (source spec;
+default: the whole of silver)."""
 from __future__ import annotations
 
 import datetime as dt
@@ -151,37 +152,52 @@ def standardise(bronze: DataFrame, source: Source) -> DataFrame:
     return df.withColumn("_rejection", rejection(source))
 
 
-EXISTING = "_existing"
 SUPERSEDES = "_supersedes_ds"
 
 
 def published_keys(silver: DataFrame, source: Source) -> DataFrame:
     """What the cross-day deduplication needs of rows silver already holds (other days than the run's):
-    key, event time, landing day and row hash, shaped like standardised rows."""
-    return silver.select(F.col(source.key).alias(f"{source.key}__v"), F.col(source.event_time).alias(f"{source.event_time}__v"),
-                         "ds", "_row_hash", F.lit(True).alias(EXISTING))
+    key, event time, landing day and row hash (narrow: a column-pruned read)."""
+    return silver.select(F.col(source.key).alias("_k"), F.col(source.event_time).alias("_pt"), F.col("ds").alias("_pd"),
+                         F.col("_row_hash").alias("_ph"))
 
 
-def judge(std: DataFrame, source: Source, published: DataFrame | None = None) -> DataFrame:
+def judge(std: DataFrame, source: Source) -> DataFrame:
     """Every standardised row with its ``_outcome``: 'quarantined' (it breaks a rule), 'silver' (the row kept
     for its key) or 'duplicate'. Deduplication rule: per key, the latest event time wins; equal event times
     keep the earlier landing day, then the largest row hash, so the choice never depends on file or run
-    order. ``published`` (``published_keys`` of silver outside the run's days) takes part in the ranking: a
-    row that loses to one of them is a duplicate (``_dup_of_published``), a row that beats one carries that
-    row's day in ``_supersedes_ds``. One shuffle, by key."""
+    order. One shuffle, by key."""
     ok = F.col("_rejection").isNull()
-    key = F.col(f"{source.key}__v")
-    rows = std.withColumn(EXISTING, F.lit(False))
-    if published is not None:
-        rows = rows.unionByName(published.withColumn("_rejection", F.lit(None).cast(std.schema["_rejection"].dataType)),
-                                allowMissingColumns=True)
-    w = Window.partitionBy(ok, key).orderBy(F.col(f"{source.event_time}__v").desc(), F.col("ds").asc(), F.col("_row_hash").desc())
-    whole = w.rowsBetween(Window.unboundedPreceding, Window.unboundedFollowing)  # same sort: no second one
-    return (rows.withColumn("_rank", F.row_number().over(w))
-                .withColumn("_dup_of_published", F.first(EXISTING).over(whole))
-                .withColumn(SUPERSEDES, F.when(ok & (F.col("_rank") == 1), F.max(F.when(F.col(EXISTING), F.col("ds"))).over(whole)))
-                .where(~F.col(EXISTING))
-                .withColumn("_outcome", F.when(~ok, "quarantined").when(F.col("_rank") == 1, "silver").otherwise("duplicate")))
+    w = (Window.partitionBy(ok, F.col(f"{source.key}__v"))
+         .orderBy(F.col(f"{source.event_time}__v").desc(), F.col("ds").asc(), F.col("_row_hash").desc()))
+    return (std.withColumn("_rank", F.row_number().over(w))
+               .withColumn("_outcome", F.when(~ok, "quarantined").when(F.col("_rank") == 1, "silver").otherwise("duplicate")))
+
+
+def collisions(judged: DataFrame, published: DataFrame, source: Source) -> DataFrame:
+    """The run's winning rows whose key silver already holds on another day, with the verdict of the same
+    rule (``_published_wins``) and that row's day (``_pd``). A join of two narrow frames; the result is as
+    small as the keys that landed again."""
+    winners = judged.where(F.col("_outcome") == "silver").select(
+        F.col(f"{source.key}__v").alias("_k"), F.col(f"{source.event_time}__v").alias("_t"), "ds", "_row_hash")
+    t, pt = F.col("_t"), F.col("_pt")
+    published_wins = (pt > t) | ((pt == t) & ((F.col("_pd") < F.col("ds")) | ((F.col("_pd") == F.col("ds")) & (F.col("_ph") > F.col("_row_hash")))))
+    return (winners.join(published, "_k").groupBy("_k")  # one row per key (silver holds one row per key)
+            .agg(F.max(published_wins).alias("_published_wins"), F.min("_pd").alias("_pd")))
+
+
+def against_published(judged: DataFrame, clashes: DataFrame | None, source: Source) -> DataFrame:
+    """Apply ``collisions``: a winner that loses to a published row becomes a duplicate
+    (``_dup_of_published``); one that beats it carries that row's day in ``_supersedes_ds``. A broadcast
+    join: the judged rows are not shuffled again."""
+    if clashes is None:
+        return judged.withColumn("_dup_of_published", F.lit(False)).withColumn(SUPERSEDES, F.lit(None).cast("date"))
+    out = judged.join(F.broadcast(clashes), (F.col(f"{source.key}__v") == F.col("_k")) & (F.col("_outcome") == "silver"), "left")
+    lost = F.coalesce(F.col("_published_wins"), F.lit(False))
+    return (out.withColumn("_dup_of_published", lost)
+               .withColumn(SUPERSEDES, F.when(F.col("_k").isNotNull() & ~lost, F.col("_pd")))
+               .withColumn("_outcome", F.when(lost, "duplicate").otherwise(F.col("_outcome")))
+               .drop("_k", "_published_wins", "_pd"))
 
 
 def silver_rows(judged: DataFrame, source: Source) -> DataFrame:
@@ -291,7 +307,10 @@ def process_source(spark, ctx: StepContext, source: Source) -> list[dict]:
     # the rest reads the bronze partitions just committed (columnar, pinned), not the CSV a second time
     bronze = (delta_io.read_pinned(spark, ctx.table(f"bronze_{name}"), None, None, version=ctx.writes[f"bronze_{name}"])
               .where(delta_io.ds_predicate(ctx.start_ds, ctx.ds)))
-    judged = judge(standardise(bronze, source), source, published_outside(spark, ctx, source)).persist()
+    within = judge(standardise(bronze, source), source).persist()
+    published = published_outside(spark, ctx, source)
+    clashes = collisions(within, published, source) if published is not None else None
+    judged = against_published(within, clashes, source)
     ledger = ledger_rows(judged, source)
     # quarantine first, so that a rate failure leaves the rejected rows there to inspect
     write(quarantine_rows(judged, source), "quarantine")
@@ -304,7 +323,7 @@ def process_source(spark, ctx: StepContext, source: Source) -> list[dict]:
     dims = [(_read_dimension(spark, ctx, e), e.key) for e in source.enrich]
     write(enrich(silver_rows(judged, source), dims), "staged")  # validate audits, then publishes them to silver
     ledger = reconcile(ledger, written, source)
-    judged.unpersist()
+    within.unpersist()
     unbalanced = [r for r in ledger if not r["balanced"]]
     if unbalanced:
         raise DataError(f"source '{name}': counts do not reconcile with what was written: {unbalanced[0].get('mismatch')}")
