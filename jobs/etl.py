@@ -225,7 +225,7 @@ def ledger_rows(judged: DataFrame, source: Source) -> list[dict]:
     rows of other days this day's rows supersede. ``balanced`` starts true; ``reconcile`` checks it."""
     counts = (judged.groupBy("ds", "_outcome", F.col("_rejection.reason").alias("reason"))
               .agg(F.count(F.lit(1)).alias("count"),
-                   F.count(F.when((F.col("_outcome") == "duplicate") & F.col("_dup_of_published"), 1)).alias("across"),
+                   F.count(F.when(F.col("_dup_of_published"), 1)).alias("across"),  # such a row is always a duplicate
                    F.count(SUPERSEDES).alias("superseded"))
               .collect())
     per: dict = defaultdict(lambda: {"silver": 0, "duplicate": 0, "across": 0, "superseded": 0, "reasons": {}})

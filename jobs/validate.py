@@ -1,7 +1,7 @@
 """Validate (write-audit-publish): a Great Expectations checkpoint on the rows ``etl`` staged for the run's
 ds partitions (``staged_<source>``), one suite per table (``expectations/<dataset>_silver_<source>.json``, or
-the prefix a spec's ``expectations:`` names); then, only if no *critical* expectation failed, the staged partitions are published to ``silver_<source>``
-(the only table features and scoring read). A failed critical expectation leaves silver exactly as it was
+the prefix a spec's ``expectations:`` names); then, only if no *critical* expectation failed, the staged
+partitions are published to ``silver_<source>`` (the only table features and scoring read). A failed critical expectation leaves silver exactly as it was
 and fails the run naming the expectation; a failed *warning* is recorded and the run goes on. Results are
 stored per ds in the run folder either way and rendered as Data Docs in the GX project folder.
 
@@ -134,8 +134,8 @@ def publish_source(spark, ctx: StepContext, source) -> dict[str, int]:
 
     from jobs.etl import SUPERSEDES
     staged_name, silver_name = f"staged_{source.name}", f"silver_{source.name}"
-    staged = (delta_io.read_pinned(spark, ctx.table(staged_name), ctx.reads, staged_name)
-              .where(delta_io.ds_predicate(ctx.start_ds, ctx.ds)))
+    staged = (delta_io.read_pinned(spark, ctx.table(staged_name), ctx.reads, staged_name, version=ctx.reads.get(staged_name))
+              .where(delta_io.ds_predicate(ctx.start_ds, ctx.ds)))  # the version GX judged, not a newer one
     commit = delta_io.replace_partitions(staged.drop(SUPERSEDES), ctx.table(silver_name), ctx.start_ds, ctx.ds,
                                          writes=ctx.writes, name=silver_name)
     old = staged.where(F.col(SUPERSEDES).isNotNull()).select(F.col(source.key).alias("_key"), F.col(SUPERSEDES).alias("_ds"))
@@ -175,14 +175,15 @@ def run(ctx: StepContext) -> None:
         result, batch_def = gx_runner.validate(df, f"{ctx.dataset.name}_silver_{source.name}",
                                                load_suite(path, mostly.get(source.name)), run_name=f"ds={ctx.ds.isoformat()}")
         summary = summarise(result, gx_runner.explain(df, batch_def, result))
-        summary.update({"table": table, "publishes_to": f"silver_{source.name}", "suite": path.name, "ds": ctx.ds.isoformat(),
+        silver = f"silver_{source.name}"
+        summary.update({"table": table, "publishes_to": silver, "suite": path.name, "ds": ctx.ds.isoformat(),
                         "start_ds": ctx.start_ds.isoformat(), "delta_version": ctx.reads[table]})
-        write_json_atomic(ctx.run_dir / "validation" / f"silver_{source.name}.json", summary)
+        write_json_atomic(ctx.run_dir / "validation" / f"{silver}.json", summary)
         ctx.counts[table] = {"checks": len(summary["checks"]), "failed_critical": len(summary["failed_critical"]),
                              "failed_warning": len(summary["failed_warning"])}
         for c in summary["failed_warning"]:
-            print(f"validate WARNING {describe_failure(f'silver_{source.name}', c)}")
-        failures += [describe_failure(f"silver_{source.name}", c) for c in summary["failed_critical"]]
+            print(f"validate WARNING {describe_failure(silver, c)}")
+        failures += [describe_failure(silver, c) for c in summary["failed_critical"]]
     if gx_runner:
         ctx.counts["data_docs"] = gx_runner.docs_index()
         print(f"validate: Data Docs at {ctx.counts['data_docs']}")
