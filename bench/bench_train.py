@@ -14,6 +14,8 @@ For each size it writes N rows x F float features (a learnable, noisy binary lab
   ``train.training_settings``) -> booster.
 - **single**: timed: read the same Parquet with pyarrow into float32 arrays, ``xgb.QuantileDMatrix`` +
   ``xgb.train`` with ``nthread`` = cores.
+- **local**: the train step's local engine (``train.engine: auto`` on one machine): ``xgb_local.read_files``
+  + ``split`` + ``fit`` (``xgboost.XGBClassifier``) on the same files, every core (``run_local``).
 
 Both: 100 trees, depth 6, eta 0.1, hist, the valid window evaluated every round (no early stopping, so both
 build exactly 100 trees), same seed. AUC of each booster on the test set (computed the same way in a
@@ -127,6 +129,29 @@ def run_single(root: Path, n_features: int, device: str) -> dict:
     return {"fit_s": fit_s, "trees": booster.num_boosted_rounds()}
 
 
+def run_local(root: Path, n_features: int, device: str) -> dict:
+    """The train step's local engine (``train.engine: local``, the default on one machine): the files read
+    with pyarrow into an Arrow table (``xgb_local.read_files``; in the step the file list comes from the
+    Delta snapshot Spark pins, not timed here), split into float32 train and valid matrices, then
+    ``xgboost.XGBClassifier`` (``xgb_local.fit``) with every core."""
+    import pyarrow.compute as pc
+    importlib.import_module("xgboost")  # before the clock, as for the other kinds
+
+    from jobs.common import xgb_local
+    t0 = time.perf_counter()
+    names = feature_names(n_features)
+    files = sorted(str(f) for f in (root / "train").glob("*.parquet"))
+    rows = xgb_local.FileRows({**xgb_local.FileRows.identity([*names, "label", "is_valid"]).columns, "weight": pc.scalar(1.0)})
+    parts = xgb_local.split(xgb_local.read_files(files, rows), features=names, label="label", weight="weight",
+                            valid="is_valid")
+    clf = xgb_local.fit(parts, feature_types=["q"] * n_features, nthread=os.cpu_count() or 1,
+                        params={**PARAMS, "early_stopping_rounds": None, "device": device})
+    booster = clf.get_booster()
+    fit_s = time.perf_counter() - t0
+    booster.save_model(str(root / "last-local.ubj"))
+    return {"fit_s": fit_s, "trees": booster.num_boosted_rounds()}
+
+
 def run_spark(root: Path, n_features: int, device: str) -> dict:
     import pyarrow.compute as pc
     from pyspark.sql import functions as F
@@ -160,6 +185,9 @@ def run_spark(root: Path, n_features: int, device: str) -> dict:
     fit_s = time.perf_counter() - t0
     booster.save_model(str(root / "last-spark.ubj"))
     return {"fit_s": fit_s, "session_s": t0 - t_start, "workers": workers, "trees": booster.num_boosted_rounds()}
+
+
+KINDS = {"spark": run_spark, "single": run_single, "local": run_local}
 
 
 def _tree_memory(top, pss: bool) -> int:
@@ -259,13 +287,13 @@ def main() -> None:
     p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     p.add_argument("--variants", help='instead of spark against single node, the spark run under each of these '
                                       'environments, alternating: \'{"direct": {}, "stream": {"BENCH_STREAM": "1"}}\'')
-    p.add_argument("--one", choices=["spark", "single"], help=argparse.SUPPRESS)
-    p.add_argument("--score", choices=["spark", "single"], help=argparse.SUPPRESS)
+    p.add_argument("--one", choices=list(KINDS), help=argparse.SUPPRESS)
+    p.add_argument("--score", choices=list(KINDS), help=argparse.SUPPRESS)
     p.add_argument("--make", type=int, help=argparse.SUPPRESS)
     p.add_argument("--data", help=argparse.SUPPRESS)
     a = p.parse_args()
     if a.one:
-        res = (run_spark if a.one == "spark" else run_single)(Path(a.data), a.features, a.device)
+        res = KINDS[a.one](Path(a.data), a.features, a.device)
         print(json.dumps(res), flush=True)
         return
     if a.score:  # after the run, in its own process: neither in the run's time nor in its memory
@@ -287,9 +315,9 @@ def main() -> None:
             medians = compare(root, a.features, a.device, json.loads(a.variants), a.repeat)
             summary.append({"rows": rows, "features": a.features, "device": a.device, "medians": medians})
             continue
-        runs = {"spark": [], "single": []}
+        runs = {kind: [] for kind in KINDS}
         for i in range(a.repeat):  # alternate: this machine's capacity drifts over minutes
-            for kind in ("spark", "single"):
+            for kind in KINDS:
                 r = measure(kind, root, a.features, a.device)
                 runs[kind].append(r)
                 print(json.dumps({"rows": rows, "run": i, "kind": kind, **r}), flush=True)
@@ -301,6 +329,11 @@ def main() -> None:
              "spark_peak_pss_mb": med("spark", "peak_pss_mb"), "single_peak_pss_mb": med("single", "peak_pss_mb"),
              "spark_auc": round(med("spark", "auc"), 4), "single_auc": round(med("single", "auc"), 4),
              "workers": runs["spark"][0]["workers"]}
+        s.update({"local_fit_s": round(med("local", "fit_s"), 2), "local_peak_mb": med("local", "peak_rss_mb"),
+                  "local_peak_pss_mb": med("local", "peak_pss_mb"), "local_auc": round(med("local", "auc"), 4)})
+        s.update({"local_time_ratio": round(s["local_fit_s"] / s["single_fit_s"], 3),
+                  "local_memory_ratio_pss": round(s["local_peak_pss_mb"] / s["single_peak_pss_mb"], 2),
+                  "spark_over_local": round(s["spark_fit_s"] / s["local_fit_s"], 2)})
         s.update({"time_ratio": round(s["spark_fit_s"] / s["single_fit_s"], 2),
                   "memory_ratio": round(s["spark_peak_mb"] / s["single_peak_mb"], 2),
                   "memory_ratio_pss": round(s["spark_peak_pss_mb"] / s["single_peak_pss_mb"], 2),

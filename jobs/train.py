@@ -1,7 +1,12 @@
-"""Train: SparkXGBClassifier on the training set of this run's cutoff. The train window trains, the valid
-window drives early stopping (``validation_indicator_col``), class imbalance is weighted from the data,
-seeds are fixed. The model is saved in XGBoost's own UBJ format with its feature names and types, never
-pickled, and its sha256 is recorded for the evaluation and publishing steps."""
+"""Train: XGBoost on the training set of this run's cutoff. The train window trains, the valid window drives
+early stopping, class imbalance is weighted from the data, seeds are fixed. The model is saved in XGBoost's
+own UBJ format with its feature names and types, never pickled, and its sha256 is recorded for the
+evaluation and publishing steps.
+
+Two engines give the same model contract (``train.engine``): ``local`` fits plain XGBoost in this process
+on the snapshot's files (``common.xgb_local``); ``spark`` fits ``SparkXGBClassifier`` with one barrier task
+per worker (``common.xgb_spark``). ``auto``, the default, is ``local`` on a local master and ``spark`` on
+a cluster."""
 from __future__ import annotations
 
 import dataclasses
@@ -18,11 +23,11 @@ from typing import Any
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from jobs.common import delta_io, jvm_cds, xgb_spark
+from jobs.common import delta_io, jvm_cds, xgb_local, xgb_spark
 from jobs.common.cli import StepContext, run_step
 from jobs.common.files import sha256_file, write_json_atomic
 from jobs.common.config import DatasetSpec, Settings
-from jobs.common.errors import DataError
+from jobs.common.errors import ConfigError, DataError
 from jobs.tune import tuned_params
 
 MODEL_FILE = "model.ubj"
@@ -42,7 +47,7 @@ def training_frame(training_set: DataFrame, spec: DatasetSpec) -> DataFrame:
                     F.coalesce(F.col("weight"), F.lit(1.0)).alias("weight"), (F.col("split") == "valid").alias(VALID_COL)))
 
 
-def training_rows(spec: DatasetSpec) -> xgb_spark.FileRows:
+def training_rows(spec: DatasetSpec) -> xgb_local.FileRows:
     """``training_frame`` as pyarrow expressions over the training set's files, for a worker that reads them
     itself (``xgb_spark.direct_input``): the same filter and the same columns, value for value
     (tests/unit/test_xgb_spark.py compares the two)."""
@@ -51,7 +56,7 @@ def training_rows(spec: DatasetSpec) -> xgb_spark.FileRows:
     columns = {spec.example_source.key: pc.field(spec.example_source.key),
                **{n: pc.field(n) for n in spec.features.names}, label: pc.field(label).cast("float64", safe=False),
                "weight": pc.coalesce(pc.field("weight"), pc.scalar(1.0)), VALID_COL: split == "valid"}
-    return xgb_spark.FileRows(columns, split.isin(["train", "valid"]) & pc.field(label).is_valid())
+    return xgb_local.FileRows(columns, split.isin(["train", "valid"]) & pc.field(label).is_valid())
 
 
 def load_training_frame(spark, ctx: StepContext) -> tuple[DataFrame, dict[str, int]]:
@@ -101,6 +106,20 @@ def local_cores(master: str) -> int | None:
     if not m:
         return None
     return 1 if m.group(1) is None else (os.cpu_count() or 1) if m.group(1) == "*" else int(m.group(1))
+
+
+ENGINES = ("auto", "local", "spark")
+
+
+def resolve_engine(engine: Any, master: str) -> str:
+    """``local`` or ``spark`` for the ``train.engine`` param: ``auto`` is ``local`` on a local master (one
+    process, plain XGBoost) and ``spark`` on a cluster."""
+    engine = "auto" if engine is None else str(engine)
+    if engine not in ENGINES:
+        raise ConfigError(f"params train.engine: {engine!r} is not one of {list(ENGINES)}")
+    if engine == "auto":
+        return "local" if local_cores(master) is not None else "spark"
+    return engine
 
 
 def task_slots(spark, device: str = "cpu") -> int:
@@ -287,6 +306,18 @@ def fit(parts: DataFrame, spec: DatasetSpec, params: dict[str, Any], num_workers
                                 feature_types=feature_types(spec), missing=float("nan"), **params, **extra)
 
 
+def fit_local(spark, df: DataFrame, table: str, spec: DatasetSpec, params: dict[str, Any], callbacks: list | None = None,
+              init_model=None):
+    """The local engine: ``df`` (``training_frame`` of the Delta table at ``table``) read into this process
+    (``xgb_local.read_rows``) and fitted by plain XGBoost with every core of the local master."""
+    data, how = xgb_local.read_rows(spark, df, table, training_rows(spec))
+    print(f"train: local engine, {data.num_rows} rows from {how}")
+    parts = xgb_local.split(data, features=spec.features.names, label=spec.label.name, weight="weight", valid=VALID_COL)
+    del data
+    return xgb_local.fit(parts, feature_types=feature_types(spec), params=params, callbacks=callbacks, init_model=init_model,
+                         nthread=local_cores(spark.sparkContext.master) or os.cpu_count() or 1)
+
+
 def trained_on(booster) -> str:
     """The device xgboost trained on ('cpu', 'cuda:0', ...): the worker's booster config comes back with the
     model, so this is xgboost's own record, not the requested ``device``."""
@@ -316,13 +347,14 @@ def run(ctx: StepContext) -> None:
     from jobs.common.spark import get_spark
     spec, p = ctx.dataset, ctx.step_params()
     requested = p.get("num_workers", "auto")
-    spark = get_spark(training_settings(ctx.settings, requested), "train")
+    engine = resolve_engine(p.get("engine"), ctx.settings.spark_master)
+    spark = get_spark(training_settings(ctx.settings, requested) if engine == "spark" else ctx.settings, "train")
     df, counts = load_training_frame(spark, ctx)
     tuned = tuned_params(ctx.run_dir, ctx.reads["training_set"])
     if tuned:
         print(f"train: tuned params from the tune step: {tuned}")
     params = xgb_params({**p, **(tuned or {})}, counts)
-    workers = resolve_workers(requested, spark, params["device"])
+    workers = resolve_workers(requested, spark, params["device"]) if engine == "spark" else 1
     # resumable: a retried task continues from the last checkpoint of the same input and params
     ckpt_dir = ctx.run_dir / "model" / "checkpoints"
     fingerprint = hashlib.sha256(json.dumps([params, spec.features.names, ctx.reads["training_set"]],
@@ -333,15 +365,18 @@ def run(ctx: StepContext) -> None:
     if remaining["n_estimators"] == 0:
         model, device = _BoosterModel(init), params["device"]  # a loaded checkpoint's config names no device
     else:
-        with xgb_spark.worker_input(df, workers, VALID_COL) as parts:
-            direct = xgb_spark.direct_input(parts, training_rows(spec), workers)
-            model = fit(parts, spec, remaining, workers, [CheckpointEvery(str(ckpt_dir), every)] if every else None,
-                        init, direct)
+        callbacks = [CheckpointEvery(str(ckpt_dir), every)] if every else None
+        if engine == "local":
+            model = fit_local(spark, df, ctx.table("training_set"), spec, remaining, callbacks, init)
+        else:
+            with xgb_spark.worker_input(df, workers, VALID_COL) as parts:
+                direct = xgb_spark.direct_input(parts, training_rows(spec), workers)
+                model = fit(parts, spec, remaining, workers, callbacks, init, direct)
         device = trained_on(model.get_booster())
     path, booster = save_booster(model, spec, ctx.run_dir / "model")
     shutil.rmtree(ckpt_dir, ignore_errors=True)
     best = booster.attr("best_iteration")
-    doc = {"artifact": str(path), "sha256": sha256_file(path), "format": "ubj", "num_workers": workers,
+    doc = {"artifact": str(path), "sha256": sha256_file(path), "format": "ubj", "engine": engine, "num_workers": workers,
            "trained_on": device, "params": params, "counts": counts, "feature_names": spec.features.names,
            "feature_types": feature_types(spec),
            "best_iteration": int(best) if best is not None else None, "best_score": booster.attr("best_score"),
@@ -350,7 +385,8 @@ def run(ctx: StepContext) -> None:
     write_json_atomic(ctx.run_dir / "model" / "train.json", doc)
     ctx.counts.update({"rows": counts, "sha256": doc["sha256"], "best_iteration": doc["best_iteration"],
                        "num_boosted_rounds": doc["num_boosted_rounds"]})
-    on = f"{workers} worker" + ("s" if workers != 1 else "") + (f" ({device})" if device != "cpu" else "")
+    on = (f"{workers} Spark worker" + ("s" if workers != 1 else "") if engine == "spark" else "the local engine") \
+        + (f" ({device})" if device != "cpu" else "")
     print(f"train {spec.name} cutoff {ctx.ds}: {doc['num_boosted_rounds']} rounds (best {doc['best_iteration']}, "
           f"valid {params['eval_metric']} {doc['best_score']}) on {on} -> {path} sha256 {doc['sha256'][:12]}")
 

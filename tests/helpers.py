@@ -78,3 +78,25 @@ def derived_cards_spec(folder: Path, name: str, start: dt.date, days: int, sched
     path = folder / f"{name}.yaml"
     path.write_text(yaml.safe_dump(doc, sort_keys=False))
     return path
+
+
+def small_training_set(spark, cards: DatasetSpec, path: str):
+    """A small training set as the features step writes it: Delta, partitioned by cutoff; labels missing and
+    weights missing on some rows, features missing, splits the train step leaves out, integer labels, an
+    integer feature (the classifier passes integral features on uncast; the worker makes them float32)."""
+    import random
+    rng = random.Random(3)
+    names = cards.features.names
+    rows = []
+    for i in range(600):
+        feats = [None if rng.random() < 0.05 else float(rng.randrange(4)) if n in cards.features.categorical
+                 else rng.gauss(0, 1) for n in names]  # categoricals are integer codes
+        label = None if i % 97 == 0 else int(feats[0] is not None and feats[0] > 0.3)
+        split = ["train", "train", "train", "valid", "holdout", None][i % 6]
+        rows.append((f"t{i}", *feats, label, None if i % 7 == 0 else 0.5 + (i % 3), split, "2026-10-0" + str(1 + i % 2)))
+    rows = [(r[0], r[1], None if r[2] is None else int(r[2] * 2**40), *r[3:]) for r in rows]
+    cols = ", ".join(f"`{n}` {'bigint' if i == 1 else 'double'}" for i, n in enumerate(names))
+    (spark.createDataFrame(rows, f"txn_id string, {cols}, is_fraud int, weight double, split string, cutoff_ds string")
+     .write.format("delta").partitionBy("cutoff_ds").save(path))
+    from pyspark.sql import functions as F
+    return spark.read.format("delta").load(path).where(F.col("cutoff_ds") == "2026-10-02")

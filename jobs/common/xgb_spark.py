@@ -57,6 +57,8 @@ from typing import Any, Iterator
 
 from pyspark.sql import functions as F
 
+from jobs.common.xgb_local import FileRows
+
 DATA, LABEL, WEIGHT, MARGIN, VALID, QID = "values", "label", "weight", "baseMargin", "validationIndicator", "qid"
 
 
@@ -261,21 +263,6 @@ def worker_input(df, num_workers: int, valid_col: str | None = None):
     print(f"train: shuffling the input into {num_workers} partitions (its files do not split evenly into them)")
     with _session_conf(spark, {"spark.sql.adaptive.enabled": "false"}):
         yield df.repartition(num_workers)
-
-
-@dataclasses.dataclass(frozen=True)
-class FileRows:
-    """A training frame as pyarrow expressions over its source files: ``columns`` maps each of the frame's
-    column names to an expression over the files' columns, ``filter`` keeps its rows (None: every row).
-    The twin of a Spark frame (``train.training_rows`` of ``train.training_frame``): same rows, same values."""
-    columns: dict[str, Any]
-    filter: Any = None
-
-    @staticmethod
-    def identity(names: list[str]) -> "FileRows":
-        """Each named column as the files hold it, every row."""
-        import pyarrow.compute as pc
-        return FileRows({n: pc.field(n) for n in names})
 
 
 @dataclasses.dataclass(frozen=True)

@@ -2,10 +2,10 @@
 GPU (a GPU executor); skipped elsewhere, CI included.
 
 The train step runs as a task runs it, in its own process, once with ``--set train.device=cuda`` and once on
-the CPU, on the same Delta training set. The GPU run's ``train.json`` must say xgboost trained on ``cuda:0``:
-that is the worker's booster config, which comes back with the model, not the requested param. (nvidia-smi
-cannot tell the runs apart: on the H100 it passed on, the CPU run's driver and worker, with xgboost's CUDA
-build loaded, were listed holding GPU memory too.) Both models are then scored on the holdout by the
+the CPU, on the same Delta training set (``train.engine: auto``: the local engine, plain XGBoost in the step's
+process). The GPU run's ``train.json`` must say xgboost trained on ``cuda:0``: that is the booster's own
+config, not the requested param. (nvidia-smi cannot tell the runs apart: on the H100 it passed on, the CPU
+run's driver and worker, with xgboost's CUDA build loaded, were listed holding GPU memory too.) Both models are then scored on the holdout by the
 evaluate step's own scorer on CPU executors (a model trained on a GPU is served anywhere): they must pass
 their sha256 check and the GPU model must be within 0.005 AUC of the CPU one."""
 from __future__ import annotations
@@ -84,7 +84,7 @@ def test_device_cuda_trains_on_the_gpu_and_matches_the_cpu_model(spark, tmp_path
             for run in ("runs", "runs-cpu")}
     assert docs["runs"]["trained_on"] == "cuda:0" and docs["runs-cpu"]["trained_on"] == "cpu"
     assert docs["runs"]["params"]["device"] == "cuda" and docs["runs"]["num_boosted_rounds"] == 200
-    assert "on 1 worker (cuda:0)" in gpu.stdout
+    assert docs["runs"]["engine"] == "local" and "on the local engine (cuda:0)" in gpu.stdout  # auto, one machine
     auc_gpu = _holdout_auc(spark, tmp_path, tmp_path / "runs")
     auc_cpu = _holdout_auc(spark, tmp_path, tmp_path / "runs-cpu")
     print(f"holdout AUC: cuda {auc_gpu:.5f}, cpu {auc_cpu:.5f}")

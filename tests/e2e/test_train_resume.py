@@ -51,9 +51,10 @@ def test_killed_training_resumes_from_its_checkpoint(trainset):
     retry = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
     assert retry.returncode == 0, retry.stderr[-3000:]
     assert "train: resuming from ckpt-" in retry.stdout
-    assert re.search(r"train: the worker reads the \d+ input files itself", retry.stdout)  # one machine: no stream
+    assert re.search(r"train: local engine, \d+ rows from \d+ Parquet file\(s\) of the snapshot", retry.stdout)
     doc = json.loads((root / "runs" / "cards" / f"ds={DS}" / "model" / "train.json").read_text())
     assert doc["num_boosted_rounds"] == 300 and doc["resumed_from_round"] >= done_before
+    assert doc["engine"] == "local" and doc["num_workers"] == 1  # auto on a local master
     assert doc["trained_on"] == "cpu"  # xgboost's own record of the device, from the worker's booster config
     assert not ckpts.exists()  # checkpoints go once the model is saved
 
@@ -123,3 +124,29 @@ def test_interrupted_tuning_resumes_its_study_and_train_uses_the_best_params(tra
     model = json.loads((root / "runs" / "cards" / f"ds={DS}" / "model" / "train.json").read_text())
     assert model["tuned"] == doc["best_params"]
     assert model["params"]["max_depth"] == doc["best_params"]["max_depth"]
+
+
+def test_the_local_and_the_spark_engine_train_models_of_the_same_holdout_auc(spark, trainset, cards, tmp_path):
+    """Same training set, same params (params.yaml's train section): plain XGBoost in this process against
+    SparkXGBClassifier with two workers (rows streamed by Spark, histograms allreduced); both saved as the
+    train step saves them."""
+    root, _ = trainset
+    path = str(root / "lake" / "cards" / "training_set")
+    ts = spark.read.format("delta").load(path)
+    df = train.training_frame(ts.where(f"cutoff_ds = DATE'{DS}'"), cards)
+    p = yaml.safe_load((REPO / "params.yaml").read_text())["train"]
+    params = train.xgb_params({**p, "n_estimators": 150}, train.class_balance(df, "is_fraud"))
+    local = train.fit_local(spark, df, path, cards, params)
+    with xgb_spark.worker_input(df, 2, train.VALID_COL) as parts:
+        distributed = train.fit(parts, cards, params, 2)
+    holdout = ts.where("split = 'holdout'").toPandas()
+    import xgboost as xgb
+    from sklearn.metrics import roc_auc_score
+    aucs = {}
+    for name, model in (("local", local), ("spark", distributed)):
+        saved, _ = train.save_booster(model, cards, tmp_path / name)
+        booster = xgb.Booster(model_file=str(saved))
+        assert booster.feature_names == cards.features.names and booster.feature_types == train.feature_types(cards)
+        x = xgb.DMatrix(holdout[cards.features.names], feature_types=train.feature_types(cards), enable_categorical=True)
+        aucs[name] = roc_auc_score(holdout["is_fraud"], booster.predict(x))
+    assert aucs["local"] > 0.75 and abs(aucs["local"] - aucs["spark"]) <= 0.005, aucs

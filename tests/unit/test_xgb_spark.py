@@ -9,6 +9,7 @@ from pyspark.sql import functions as F
 
 from jobs.common import xgb_spark
 from jobs.common.xgb_spark import DATA, LABEL, VALID, WEIGHT
+from tests.helpers import small_training_set
 
 ARROW_BYTES = "spark.sql.execution.arrow.maxBytesPerBatch"
 SPLIT_CONFS = ("spark.sql.files.maxPartitionBytes", "spark.sql.files.minPartitionNum", "spark.sql.adaptive.enabled")
@@ -191,30 +192,9 @@ def test_a_barrier_of_one_task_is_met_at_once_and_larger_ones_still_go_through_s
     assert out == [([f"task {i}" for i in range(tasks)], 0 if tasks == 1 else 2)] * tasks
 
 
-def _training_set(spark, cards, path: str):
-    """A small training set as the features step writes it: Delta, partitioned by cutoff; labels missing and
-    weights missing on some rows, features missing, splits the train step leaves out, integer labels, an
-    integer feature (the classifier passes integral features on uncast; the worker makes them float32)."""
-    import random
-    rng = random.Random(3)
-    names = cards.features.names
-    rows = []
-    for i in range(600):
-        feats = [None if rng.random() < 0.05 else float(rng.randrange(4)) if n in cards.features.categorical
-                 else rng.gauss(0, 1) for n in names]  # categoricals are integer codes
-        label = None if i % 97 == 0 else int(feats[0] is not None and feats[0] > 0.3)
-        split = ["train", "train", "train", "valid", "holdout", None][i % 6]
-        rows.append((f"t{i}", *feats, label, None if i % 7 == 0 else 0.5 + (i % 3), split, "2026-10-0" + str(1 + i % 2)))
-    rows = [(r[0], r[1], None if r[2] is None else int(r[2] * 2**40), *r[3:]) for r in rows]
-    cols = ", ".join(f"`{n}` {'bigint' if i == 1 else 'double'}" for i, n in enumerate(names))
-    (spark.createDataFrame(rows, f"txn_id string, {cols}, is_fraud int, weight double, split string, cutoff_ds string")
-     .write.format("delta").partitionBy("cutoff_ds").save(path))
-    return spark.read.format("delta").load(path).where(F.col("cutoff_ds") == "2026-10-02")
-
-
 def test_the_worker_reads_the_training_sets_files_itself_with_the_same_rows(spark, cards, tmp_path):
     from jobs import train
-    df = train.training_frame(_training_set(spark, cards, str(tmp_path / "ts")), cards)
+    df = train.training_frame(small_training_set(spark, cards, str(tmp_path / "ts")), cards)
     with xgb_spark.worker_input(df, 1, train.VALID_COL) as parts:
         direct = xgb_spark.direct_input(parts, train.training_rows(cards), 1)
         assert direct is not None and direct.files
@@ -259,7 +239,7 @@ def test_rows_deleted_from_a_delta_table_are_never_read_back(spark, tmp_path, de
 
 def test_a_fit_on_files_the_worker_reads_itself_equals_the_fit_on_streamed_rows(spark, cards, tmp_path, capsys):
     from jobs import train
-    df = train.training_frame(_training_set(spark, cards, str(tmp_path / "ts")), cards)
+    df = train.training_frame(small_training_set(spark, cards, str(tmp_path / "ts")), cards)
     params = {"n_estimators": 5, "max_depth": 3, "learning_rate": 0.3, "tree_method": "hist", "eval_metric": "auc",
               "random_state": 1}
     with xgb_spark.worker_input(df, 1, train.VALID_COL) as parts:
