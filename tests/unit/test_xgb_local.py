@@ -68,3 +68,14 @@ def test_a_local_fit_is_reproducible_and_keeps_the_model_contract(spark, cards, 
     assert saved.suffix == ".ubj" and loaded.feature_names == cards.features.names
     assert loaded.feature_types == train.feature_types(cards) and "c" in loaded.feature_types
     assert train.trained_on(booster) == "cpu"
+
+
+def test_the_files_are_those_of_the_pinned_version(spark, tmp_path):
+    path = str(tmp_path / "v")
+    spark.range(0, 10).withColumn("x", F.lit(0.0)).write.format("delta").save(path)
+    spark.range(100, 105).withColumn("x", F.lit(1.0)).write.format("delta").mode("overwrite").save(path)
+    rows = xgb_local.FileRows.identity(["id", "x"])
+    for version, expected in ((0, list(range(10))), (1, list(range(100, 105)))):
+        df = spark.read.format("delta").option("versionAsOf", version).load(path)
+        data, how = xgb_local.read_rows(spark, df, path, rows)
+        assert "of the snapshot" in how and sorted(data.column("id").to_pylist()) == expected
