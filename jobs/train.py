@@ -48,9 +48,10 @@ def training_frame(training_set: DataFrame, spec: DatasetSpec) -> DataFrame:
 
 
 def training_rows(spec: DatasetSpec) -> xgb_local.FileRows:
-    """``training_frame`` as pyarrow expressions over the training set's files, for a worker that reads them
-    itself (``xgb_spark.direct_input``): the same filter and the same columns, value for value
-    (tests/unit/test_xgb_spark.py compares the two)."""
+    """``training_frame`` as pyarrow expressions over the training set's files, for a reader of those files
+    (the local engine, ``xgb_local.read_rows``; a one-worker Spark fit, ``xgb_spark.direct_input``): the same
+    filter and the same columns, value for value (tests/unit/test_xgb_local.py and test_xgb_spark.py compare
+    the two)."""
     import pyarrow.compute as pc
     label, split = spec.label.name, pc.field("split")
     columns = {spec.example_source.key: pc.field(spec.example_source.key),
@@ -61,9 +62,10 @@ def training_rows(spec: DatasetSpec) -> xgb_local.FileRows:
 
 def load_training_frame(spark, ctx: StepContext) -> tuple[DataFrame, dict[str, int]]:
     """This cutoff's train and valid rows from the pinned training set, with their class counts (a pass
-    over two columns); refuses a window that lacks a class. Shared by train and tune. Not cached: training
-    reads the files straight into its workers (``xgb_spark.worker_input``; on one machine the worker reads
-    them itself, ``xgb_spark.direct_input``), which a cached copy would prevent and double the memory of."""
+    over two columns); refuses a window that lacks a class. Shared by train and tune. Not cached: both
+    engines read the snapshot's files (the local engine with pyarrow, ``xgb_local.read_rows``; the spark
+    engine's workers through ``xgb_spark.worker_input``), which a cached copy would prevent and double the
+    memory of."""
     ts = (delta_io.read_pinned(spark, ctx.table("training_set"), ctx.reads, "training_set")
           .where(F.col("cutoff_ds") == F.lit(ctx.ds)))
     df = training_frame(ts, ctx.dataset)

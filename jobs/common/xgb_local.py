@@ -61,14 +61,19 @@ def read_rows(spark, df, table: str, rows: FileRows):
     return df.toArrow(), "Spark (toArrow)"
 
 
-def read_files(files: list[str], rows: FileRows):
-    """``rows`` over the Parquet ``files`` as one Arrow table (their schemas unified: a later write may have
-    added a column)."""
+def unified_schema(files: list[str]):
+    """One Arrow schema for the Parquet ``files`` (a later write may have added a column); raises
+    ``pa.ArrowException`` where their types do not unify."""
     import pyarrow as pa
-    import pyarrow.dataset as pads
     import pyarrow.parquet as pq
-    schema = pa.unify_schemas([pq.read_schema(f) for f in files])
-    return pads.dataset(files, format="parquet", schema=schema).to_table(columns=rows.columns, filter=rows.filter)
+    return pa.unify_schemas([pq.read_schema(f) for f in files])
+
+
+def read_files(files: list[str], rows: FileRows):
+    """``rows`` over the Parquet ``files`` as one Arrow table."""
+    import pyarrow.dataset as pads
+    return pads.dataset(files, format="parquet", schema=unified_schema(files)).to_table(columns=rows.columns,
+                                                                                         filter=rows.filter)
 
 
 def matrix(data, names: list[str]):

@@ -57,7 +57,7 @@ from typing import Any, Iterator
 
 from pyspark.sql import functions as F
 
-from jobs.common.xgb_local import FileRows
+from jobs.common.xgb_local import FileRows, unified_schema
 
 DATA, LABEL, WEIGHT, MARGIN, VALID, QID = "values", "label", "weight", "baseMargin", "validationIndicator", "qid"
 
@@ -315,14 +315,13 @@ def direct_input(df, rows: FileRows, num_workers: int) -> DirectInput | None:
     size through the boosting (bench/RESULTS.md). The worker reading the same files with pyarrow gets the
     same rows with neither."""
     import pyarrow as pa
-    import pyarrow.parquet as pq
     if num_workers != 1 or not df.sparkSession.sparkContext.master.startswith("local"):
         return None
     files = _scan_files(df)
     if not files:
         return None
     try:
-        direct = DirectInput(tuple(files), pa.unify_schemas([pq.read_schema(f) for f in files]), rows)
+        direct = DirectInput(tuple(files), unified_schema(files), rows)
     except (pa.ArrowException, OSError) as e:  # types that do not unify across the files
         print(f"train: the worker cannot read the files itself ({e}); Spark streams the rows")
         return None

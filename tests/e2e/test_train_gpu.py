@@ -5,9 +5,10 @@ The train step runs as a task runs it, in its own process, once with ``--set tra
 the CPU, on the same Delta training set (``train.engine: auto``: the local engine, plain XGBoost in the step's
 process). The GPU run's ``train.json`` must say xgboost trained on ``cuda:0``: that is the booster's own
 config, not the requested param. (nvidia-smi cannot tell the runs apart: on the H100 it passed on, the CPU
-run's driver and worker, with xgboost's CUDA build loaded, were listed holding GPU memory too.) Both models are then scored on the holdout by the
-evaluate step's own scorer on CPU executors (a model trained on a GPU is served anywhere): they must pass
-their sha256 check and the GPU model must be within 0.005 AUC of the CPU one."""
+run's driver and worker, with xgboost's CUDA build loaded, were listed holding GPU memory too.) Both models
+are then scored on the holdout by the evaluate step's own scorer on CPU executors (a model trained on a GPU
+is served anywhere): they must pass their sha256 check and the GPU model must be within 0.005 AUC of the
+CPU one."""
 from __future__ import annotations
 
 import datetime as dt
