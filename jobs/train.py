@@ -10,20 +10,18 @@ a cluster."""
 from __future__ import annotations
 
 import dataclasses
-import functools
 import hashlib
 import json
 import os
 import re
 import shutil
-import subprocess
 from pathlib import Path
 from typing import Any
 
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from jobs.common import delta_io, jvm_cds, xgb_local, xgb_spark
+from jobs.common import delta_io, xgb_local, xgb_spark
 from jobs.common.cli import StepContext, run_step
 from jobs.common.files import sha256_file, write_json_atomic
 from jobs.common.config import DatasetSpec, Settings
@@ -49,9 +47,8 @@ def training_frame(training_set: DataFrame, spec: DatasetSpec) -> DataFrame:
 
 def training_rows(spec: DatasetSpec) -> xgb_local.FileRows:
     """``training_frame`` as pyarrow expressions over the training set's files, for a reader of those files
-    (the local engine, ``xgb_local.read_rows``; a one-worker Spark fit, ``xgb_spark.direct_input``): the same
-    filter and the same columns, value for value (tests/unit/test_xgb_local.py and test_xgb_spark.py compare
-    the two)."""
+    (the local engine, ``xgb_local.read_rows``): the same filter and the same columns, value for value
+    (tests/unit/test_xgb_local.py compares the two)."""
     import pyarrow.compute as pc
     label, split = spec.label.name, pc.field("split")
     columns = {spec.example_source.key: pc.field(spec.example_source.key),
@@ -62,10 +59,9 @@ def training_rows(spec: DatasetSpec) -> xgb_local.FileRows:
 
 def load_training_frame(spark, ctx: StepContext) -> tuple[DataFrame, dict[str, int]]:
     """This cutoff's train and valid rows from the pinned training set, with their class counts (a pass
-    over two columns); refuses a window that lacks a class. Shared by train and tune. Not cached: both
-    engines read the snapshot's files (the local engine with pyarrow, ``xgb_local.read_rows``; the spark
-    engine's workers through ``xgb_spark.worker_input``), which a cached copy would prevent and double the
-    memory of."""
+    over two columns); refuses a window that lacks a class. Shared by train and tune. Not cached: the local
+    engine reads the snapshot's files with pyarrow (``xgb_local.read_rows``) and the spark engine's
+    shuffle into one partition per worker reads them once; a cached copy would only double the memory."""
     ts = (delta_io.read_pinned(spark, ctx.table("training_set"), ctx.reads, "training_set")
           .where(F.col("cutoff_ds") == F.lit(ctx.ds)))
     df = training_frame(ts, ctx.dataset)
@@ -125,112 +121,101 @@ def resolve_engine(engine: Any, master: str) -> str:
 
 
 def task_slots(spark, device: str = "cpu") -> int:
-    """How many tasks Spark can run at once: xgboost.spark runs its workers as one barrier stage, so
-    asking for more workers than slots waits forever. A GPU fit on a cluster gets one GPU per worker, so
-    there the executors' GPUs bound it too (``spark.executor.resource.gpu.amount``)."""
+    """How many tasks this Spark application can run at once: xgboost.spark runs its workers as one barrier
+    stage, which waits until it has a slot for every worker. One machine: the local master's cores over
+    ``spark.task.cpus``. A cluster: the slots of the executors that registered (``registered_slots``). A GPU
+    fit on a cluster gets one GPU per worker, so there the executors' GPUs bound it too
+    (``spark.executor.resource.gpu.amount``)."""
     sc = spark.sparkContext
     conf = sc.getConf()
-    task_cpus = int(conf.get("spark.task.cpus", "1"))
     cores = local_cores(sc.master)
     if cores is not None:
-        return max(1, cores // task_cpus)
-    executors = int(conf.get("spark.executor.instances", "1"))
-    slots = max(1, executors * int(conf.get("spark.executor.cores", "1")) // task_cpus)
+        return max(1, cores // int(conf.get("spark.task.cpus", "1")))
+    slots, executors = registered_slots(sc, expected_slots(conf))
     if device.startswith("cuda"):
-        slots = min(slots, max(1, executors * int(float(conf.get("spark.executor.resource.gpu.amount", "1")))))
+        slots = min(slots, executors * int(float(conf.get("spark.executor.resource.gpu.amount", "0"))))
     return slots
 
 
+def expected_slots(conf) -> int | None:
+    """The task slots a cluster conf asks for, if it says: ``spark.cores.max`` (standalone) or
+    ``spark.executor.instances`` x ``spark.executor.cores`` (YARN, Kubernetes), over ``spark.task.cpus``."""
+    task_cpus = int(conf.get("spark.task.cpus", "1"))
+    if conf.get("spark.cores.max"):
+        return int(conf.get("spark.cores.max")) // task_cpus
+    if conf.get("spark.executor.instances") and conf.get("spark.executor.cores"):
+        return int(conf.get("spark.executor.instances")) * int(conf.get("spark.executor.cores")) // task_cpus
+    return None
+
+
+EXECUTOR_WAIT_S = 60.0  # how long a cluster fit waits for its executors to register
+
+
+def registered_slots(sc, expected: int | None, wait_s: float = EXECUTOR_WAIT_S) -> tuple[int, int]:
+    """(task slots, executors) of the executors registered with this application, counted the way
+    xgboost.spark counts them before its barrier stage. Executors register a few seconds after the session
+    starts: this waits until ``expected`` slots are there, or (``expected`` None) until the count is above 0
+    and has not changed for 5 s, at most ``wait_s``."""
+    import time
+    from xgboost.spark.utils import _get_max_num_concurrent_tasks  # the count the library checks against
+    deadline, stable_since, last = time.monotonic() + wait_s, time.monotonic(), -1
+    while True:
+        slots = int(_get_max_num_concurrent_tasks(sc))
+        executors = max(0, sc._jsc.sc().getExecutorMemoryStatus().size() - 1)  # the driver is listed too
+        now = time.monotonic()
+        if slots != last:
+            stable_since, last = now, slots
+        if (expected is not None and slots >= expected) or (expected is None and slots and now - stable_since >= 5):
+            return slots, executors
+        if now >= deadline:
+            return slots, executors
+        time.sleep(0.5)
+
+
+def check_cluster(spark, device: str) -> None:
+    """Refuse, before any work, a cluster that a distributed fit cannot use: dynamic allocation (executors
+    come and go; a barrier stage needs all its slots at once and gets no new ones), or a GPU fit with no
+    GPUs configured for the executors."""
+    sc = spark.sparkContext
+    if local_cores(sc.master) is not None:
+        return
+    conf = sc.getConf()
+    if conf.get("spark.dynamicAllocation.enabled", "false").lower() == "true":
+        raise ConfigError("spark.dynamicAllocation.enabled is true: xgboost.spark's barrier stage needs all its "
+                          "workers at once on executors that stay; turn it off for the train step's session")
+    if device.startswith("cuda") and not conf.get("spark.executor.resource.gpu.amount"):
+        raise ConfigError(f"params train.device: {device} on a cluster needs GPUs on the executors; "
+                          "spark.executor.resource.gpu.amount is not set in the conf")
+
+
 def training_settings(settings: Settings, num_workers: Any) -> Settings:
-    """The train step's session settings. xgboost.spark gives each worker ``spark.task.cpus`` threads, so on
-    one machine (a local master) the cores are divided among the workers through it: ``auto`` is one worker
-    with every core, a number N gives each of N workers cores // N. One worker with both cores of this
-    machine was faster than two with one each (bench/RESULTS.md): one Python worker to start, no allreduce
-    between processes, the QuantileDMatrix and the boosting on all cores. A conf that sets
-    ``spark.task.cpus`` itself wins. On a cluster nothing changes: set ``spark.task.cpus`` to the executor
-    cores, as xgboost.spark advises, and ``auto`` is one worker per task slot.
-
-    On one machine the JVM of this step only streams rows to the Python worker, so unless the conf names a
-    collector it runs the serial one, with a heap sized by the stream instead of the machine
-    (bench/RESULTS.md):
-    - G1 grew its heap to ~1.4 GB of garbage at 1M rows; the serial collector stays near 0.7 GB at the same
-      speed.
-    - The JVM's default initial heap is 1/64 of the machine's memory (384 MB here, 2 GB with 128 GB), and the
-      serial collector lets garbage fill it while streaming: the Parquet reader's row-group buffers outlive a
-      young collection, get promoted, and fill the old generation before the first full collection.
-      ``-Xms128m -Xmn48m`` per task slot (the start capped at half of ``spark.driver.memory``; nothing when
-      the conf sizes the heap) lets the heap grow only to what the stream keeps alive. At 1M rows that is
-      ~100 MB less here (1,553 -> 1,455 MB for the whole fit) and ~450 MB less with 128 GB of RAM, for
-      0.2-0.8 s more collection; at 4M rows no time difference showed.
-
-    Where the JVM has it (JDK 17.0.9+, 21.0.1+) and the conf does not set it, the JVM also hands the C heap's
-    free memory back to the system every second (``NATIVE_TRIM``): what the JIT compilers' arenas and the
-    stream's native buffers freed, ~50 MB idle at 1M rows; measured, 23 MB lower peak at 1M and 47 MB at
-    4M, same time.
-
-    The fit's one Python worker per task is started without a worker daemon and without scikit-learn
-    (``LEAN_WORKER``, ``common.lean_worker``), unless the conf sets either key: -46 MB for the daemon,
-    -70 MB and ~1.5 s of imports in the worker at 1M rows (bench/RESULTS.md)."""
+    """The spark engine's session settings. xgboost.spark gives each worker ``spark.task.cpus`` threads, so
+    on one machine (a local master, ``train.engine: spark``) the cores are divided among the workers
+    through it: ``auto`` is one worker with every core, a number N gives each of N workers cores // N. A
+    conf that sets ``spark.task.cpus`` itself wins. On a cluster nothing changes: set ``spark.task.cpus`` to
+    the executor cores, as xgboost.spark advises, and ``auto`` is one worker per task slot."""
     cores = local_cores(settings.spark_master)
-    if cores is None:
+    if cores is None or "spark.task.cpus" in settings.spark_conf:
         return settings
-    conf = dict(settings.spark_conf)
-    if "spark.task.cpus" not in conf:
-        workers = 1 if num_workers in (None, "auto", 0) else max(1, min(int(num_workers), cores))
-        conf["spark.task.cpus"] = str(cores // workers)
-    java_opts = conf.get("spark.driver.extraJavaOptions", "")
-    if not re.search(r"-XX:\+Use\w*GC\b", java_opts):
-        slots = max(1, cores // int(conf["spark.task.cpus"]))
-        sized = re.search(r"-Xm[sn]\d|-XX:(Initial\w*|New|MaxNew)Size=", java_opts)
-        start = min(128 * slots, jvm_mib(conf.get("spark.driver.memory", "1g")) // 2)  # below the max heap
-        heap = "" if sized else f" -Xms{start}m -Xmn{min(48 * slots, start * 3 // 8)}m"
-        conf["spark.driver.extraJavaOptions"] = f"{java_opts} -XX:+UseSerialGC{heap}".strip()
-    if "TrimNativeHeapInterval" not in java_opts and java_accepts(NATIVE_TRIM):
-        conf["spark.driver.extraJavaOptions"] = f"{conf.get('spark.driver.extraJavaOptions', '')} {NATIVE_TRIM}".strip()
-    if not any(k in conf for k in LEAN_WORKER):
-        conf.update(LEAN_WORKER)
-    return dataclasses.replace(settings, spark_conf=conf)
-
-
-# the fit's Python worker started on its own (no daemon) without scikit-learn: ``common.lean_worker``
-LEAN_WORKER = {"spark.python.use.daemon": "false", "spark.python.worker.module": "jobs.common.lean_worker"}
-
-
-NATIVE_TRIM = "-XX:TrimNativeHeapInterval=1000"  # ms; a product option from JDK 17.0.9 and 21.0.1 on
-
-
-@functools.lru_cache(maxsize=None)
-def java_accepts(option: str) -> bool:
-    """Whether the JVM that spark-submit starts (``$JAVA_HOME/bin/java``, else ``java`` on the PATH) starts
-    with ``option``: an option it does not know stops it from starting. One ``-version`` run per option."""
-    java = jvm_cds.java_binary()
-    if java is None:
-        return False
-    try:
-        return subprocess.run([str(java), option, "-version"], capture_output=True, timeout=60).returncode == 0
-    except (OSError, subprocess.SubprocessError):
-        return False
-
-
-def jvm_mib(size: str) -> int:
-    """MiB in a Spark memory size (``6g``, ``512m``, ``2048k``; a bare number is MiB, as for
-    ``spark.driver.memory``)."""
-    m = re.fullmatch(r"(\d+)\s*([kmgt]?)b?", size.strip().lower())
-    if not m:
-        raise ValueError(f"not a memory size: {size!r}")
-    n, unit = int(m.group(1)), m.group(2)
-    return n // 1024 if unit == "k" else n * {"": 1, "m": 1, "g": 2**10, "t": 2**20}[unit]
+    workers = 1 if num_workers in (None, "auto", 0) else max(1, min(int(num_workers), cores))
+    return dataclasses.replace(settings, spark_conf={**settings.spark_conf, "spark.task.cpus": str(cores // workers)})
 
 
 def resolve_workers(value: Any, spark, device: str = "cpu") -> int:
     """``auto``: one worker per task slot (on one machine, with ``training_settings``: one worker; a GPU fit
-    on a cluster: one per executor GPU). An explicit number above the slots is capped, with a note."""
+    on a cluster: one per executor GPU). More workers than slots are refused: a barrier stage would wait
+    for them forever."""
+    check_cluster(spark, device)
     slots = task_slots(spark, device)
+    where = f"the Spark application on {spark.sparkContext.master}"
+    if slots < 1:
+        raise ConfigError(f"{where} has no task slot for a {device} worker (no executor registered within "
+                          f"{EXECUTOR_WAIT_S:.0f} s, or none with a GPU)")
     if value in (None, "auto", 0):
         return slots
     if int(value) > slots:
-        print(f"train: num_workers {value} > {slots} task slots; using {slots} (a barrier stage needs them all at once)")
-        return slots
+        raise ConfigError(f"params train.num_workers: {value} workers need {value} task slots at once (one "
+                          f"barrier stage) and {where} has {slots}; lower num_workers or use auto")
     return int(value)
 
 
@@ -294,16 +279,15 @@ def resume_point(directory: Path, fingerprint: str):
     return booster, booster.num_boosted_rounds()
 
 
-def fit(parts: DataFrame, spec: DatasetSpec, params: dict[str, Any], num_workers: int, callbacks: list | None = None,
-        init_model=None, direct: xgb_spark.DirectInput | None = None):
-    """Fit on Spark on a frame already in exactly ``num_workers`` partitions (``xgb_spark.worker_input``);
-    ``init_model`` continues boosting from a checkpoint; with ``direct`` the one worker reads the frame's
-    files itself. The classifier is xgboost.spark's with the substitutions of ``common.xgb_spark`` (no label
-    pass, one float32 copy per Arrow batch, no training-set evaluation)."""
+def fit(df: DataFrame, spec: DatasetSpec, params: dict[str, Any], num_workers: int, callbacks: list | None = None,
+        init_model=None):
+    """The spark engine: xgboost.spark's ``SparkXGBClassifier`` on ``df`` with ``num_workers`` barrier tasks
+    (``common.xgb_spark``: the library's fit, with its crash on one-sided batches fixed and without its
+    training-set evaluation); ``init_model`` continues boosting from a checkpoint."""
     extra = {"callbacks": callbacks} if callbacks else {}
     if init_model is not None:
         extra["xgb_model"] = init_model
-    return xgb_spark.fit_binary(parts, direct=direct, features_col=spec.features.names, label_col=spec.label.name,
+    return xgb_spark.fit_binary(df, features_col=spec.features.names, label_col=spec.label.name,
                                 validation_indicator_col=VALID_COL, weight_col="weight", num_workers=num_workers,
                                 feature_types=feature_types(spec), missing=float("nan"), **params, **extra)
 
@@ -371,9 +355,7 @@ def run(ctx: StepContext) -> None:
         if engine == "local":
             model = fit_local(spark, df, ctx.table("training_set"), spec, remaining, callbacks, init)
         else:
-            with xgb_spark.worker_input(df, workers, VALID_COL) as parts:
-                direct = xgb_spark.direct_input(parts, training_rows(spec), workers)
-                model = fit(parts, spec, remaining, workers, callbacks, init, direct)
+            model = fit(df, spec, remaining, workers, callbacks, init)
         device = trained_on(model.get_booster())
     path, booster = save_booster(model, spec, ctx.run_dir / "model")
     shutil.rmtree(ckpt_dir, ignore_errors=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,11 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     if not p.exists():
         raise ConfigError(f"{path}: file not found")
     with p.open() as f:
-        data = yaml.safe_load(os.path.expandvars(f.read())) or {}  # ${VAR} from the environment
+        text = os.path.expandvars(f.read())  # ${VAR} from the environment
+    unset = sorted(set(re.findall(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}", text)))
+    if unset:
+        raise ConfigError(f"{path}: environment variable(s) {', '.join(unset)} not set (the file uses ${{...}})")
+    data = yaml.safe_load(text) or {}
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level")
     return data

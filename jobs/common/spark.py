@@ -2,10 +2,13 @@
 from __future__ import annotations
 
 import functools
+import hashlib
 import os
 import sys
+import tempfile
 import zipfile
 import zipimport
+from pathlib import Path
 
 from jobs.common import jvm_cds
 from jobs.common.config import REPO_ROOT, Settings
@@ -45,12 +48,15 @@ def s3a_conf() -> dict[str, str]:
 
 def get_spark(settings: Settings, app_name: str):
     """Build (or reuse) the session. Only a step's main() and test fixtures call this."""
-    # Spark's Python workers must import what the driver imports: point them at this interpreter.
+    # Spark's Python workers must import what the driver imports: point them at this interpreter, or at the
+    # one the conf names for the executors (spark.pyspark.python: the same path on every worker host)
+    conf = spark_conf(settings, app_name)
+    if conf.get("spark.pyspark.python"):
+        os.environ["PYSPARK_PYTHON"] = conf["spark.pyspark.python"]
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
     from pyspark.sql import SparkSession
 
-    conf = spark_conf(settings, app_name)
     java_options = jvm_cds.java_options(conf)  # the driver JVM starts from the class-data archive if built
     if java_options:
         conf[jvm_cds.OPTION] = java_options
@@ -60,7 +66,43 @@ def get_spark(settings: Settings, app_name: str):
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("ERROR")
     drop_jars_without_python(spark.sparkContext)
+    ship_code(spark.sparkContext)
     return spark
+
+
+def package_archive(directory: Path | None = None) -> Path:
+    """A zip of this package's modules (``jobs/**.py``, importable from the zip as it is), named by the
+    hash of their paths and contents, so each version of the code is written once and never overwritten
+    while an executor fetches it."""
+    import jobs
+    root = Path(jobs.__file__).resolve().parent
+    files = sorted(p for p in root.rglob("*.py") if "__pycache__" not in p.parts)
+    digest = hashlib.sha256()
+    for f in files:
+        digest.update(f.relative_to(root.parent).as_posix().encode() + b"\0" + f.read_bytes() + b"\0")
+    out = Path(directory or Path(tempfile.gettempdir()) / "trainyard-dist") / f"trainyard-{digest.hexdigest()[:16]}.zip"
+    if not out.exists():
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+        with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as z:
+            for f in files:
+                z.write(f, f.relative_to(root.parent).as_posix())
+        os.replace(tmp, out)
+    return out
+
+
+def ship_code(sc) -> str | None:
+    """On a cluster, send this package to the executors' Python workers (``SparkContext.addPyFile``: the
+    zip goes on their path before any task runs there); returns its name. The spark engine's fit runs this
+    package's functions in its barrier tasks (``common.xgb_spark``), and executors on other hosts have only
+    the interpreter and the libraries (``spark.pyspark.python``), not the repository. A local master's
+    workers import the package from the driver's own environment: nothing to send."""
+    if sc.master.startswith("local"):
+        return None
+    archive = package_archive()
+    if archive.name not in (getattr(sc, "_python_includes", None) or []):
+        sc.addPyFile(str(archive))
+    return archive.name
 
 
 @functools.lru_cache(maxsize=None)  # a reused session asks again for the jars it kept: read each once

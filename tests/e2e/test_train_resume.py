@@ -16,7 +16,6 @@ import pytest
 import yaml
 
 from jobs import train
-from jobs.common import xgb_spark
 from tests.conftest import REPO, write_conf
 from tests.helpers import write_training_set
 
@@ -59,7 +58,7 @@ def test_killed_training_resumes_from_its_checkpoint(trainset):
     assert not ckpts.exists()  # checkpoints go once the model is saved
 
 
-@pytest.mark.parametrize("workers", [1, 2])  # one: the worker reads the files itself; two: Spark streams the rows
+@pytest.mark.parametrize("workers", [1, 2])  # the spark engine; tests/unit/test_xgb_local.py: the local one
 def test_same_data_params_and_seed_give_the_same_model(spark, trainset, cards, workers):
     root, _ = trainset
     ts = spark.read.format("delta").load(str(root / "lake" / "cards" / "training_set"))
@@ -69,10 +68,7 @@ def test_same_data_params_and_seed_give_the_same_model(spark, trainset, cards, w
     holdout = ts.where("split = 'holdout'").toPandas()
     preds = []
     for _ in range(3):
-        with xgb_spark.worker_input(df, workers, train.VALID_COL) as parts:
-            direct = xgb_spark.direct_input(parts, train.training_rows(cards), workers)
-            assert (direct is not None) == (workers == 1)
-            booster = train.fit(parts, cards, params, workers, direct=direct).get_booster()
+        booster = train.fit(df, cards, params, workers).get_booster()
         import xgboost as xgb
         x = xgb.DMatrix(holdout[cards.features.names], feature_types=train.feature_types(cards), enable_categorical=True)
         preds.append(booster.predict(x))
@@ -137,8 +133,7 @@ def test_the_local_and_the_spark_engine_train_models_of_the_same_holdout_auc(spa
     p = yaml.safe_load((REPO / "params.yaml").read_text())["train"]
     params = train.xgb_params({**p, "n_estimators": 150}, train.class_balance(df, "is_fraud"))
     local = train.fit_local(spark, df, path, cards, params)
-    with xgb_spark.worker_input(df, 2, train.VALID_COL) as parts:
-        distributed = train.fit(parts, cards, params, 2)
+    distributed = train.fit(df, cards, params, 2)
     holdout = ts.where("split = 'holdout'").toPandas()
     import xgboost as xgb
     from sklearn.metrics import roc_auc_score

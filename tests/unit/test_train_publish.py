@@ -10,7 +10,7 @@ import pytest
 
 from jobs import publish, train
 from jobs.common.config import Settings
-from jobs.common.errors import DataError, IntegrityError, NotBlessed
+from jobs.common.errors import ConfigError, DataError, IntegrityError, NotBlessed
 from jobs.common.files import sha256_file, write_json_atomic
 from tests.helpers import context
 
@@ -85,81 +85,58 @@ def test_publish_writes_version_then_alias(cards, settings):
 def test_training_session_divides_a_machines_cores_among_the_workers(master, workers, conf, task_cpus):
     base = Settings(spark_master=master, spark_packages=(), landing="", lake="", runs="", gx="", registry="",
                     spark_conf=conf)
-    conf = train.training_settings(base, workers).spark_conf
-    assert conf.get("spark.task.cpus") == task_cpus
-    assert ("-XX:+UseSerialGC" in conf.get("spark.driver.extraJavaOptions", "")) == (task_cpus is not None)
+    got = train.training_settings(base, workers).spark_conf
+    assert got == ({**conf, "spark.task.cpus": task_cpus} if task_cpus else conf)  # nothing else is set
     assert train.local_cores("local[*]") >= 1 and train.local_cores("local") == 1 and train.local_cores(master) in (4, None)
 
 
-@pytest.mark.parametrize("opts, workers, expected", [
-    ("-Dx=1", "auto", "-Dx=1 -XX:+UseSerialGC -Xms128m -Xmn48m"),  # one task slot
-    ("", 2, "-XX:+UseSerialGC -Xms256m -Xmn96m"),                  # two slots of two cores each
-    ("-Xms1g", "auto", "-Xms1g -XX:+UseSerialGC"),                 # the conf sizes the heap: kept
-    ("-XX:NewSize=64m", "auto", "-XX:NewSize=64m -XX:+UseSerialGC"),
-    ("-XX:+UseG1GC", "auto", "-XX:+UseG1GC"),                      # the conf names a collector: untouched
-])
-def test_training_session_jvm_options_keep_what_the_conf_names(opts, workers, expected, monkeypatch):
-    monkeypatch.setattr(train, "java_accepts", lambda option: False)  # a JVM without the native trim
-    base = Settings(spark_master="local[4]", spark_packages=(), landing="", lake="", runs="", gx="", registry="",
-                    spark_conf={"spark.driver.extraJavaOptions": opts} if opts else {})
-    assert train.training_settings(base, workers).spark_conf["spark.driver.extraJavaOptions"] == expected
-
-
-@pytest.mark.parametrize("opts, expected", [
-    ("", "-XX:+UseSerialGC -Xms128m -Xmn48m -XX:TrimNativeHeapInterval=1000"),
-    ("-XX:+UseG1GC", "-XX:+UseG1GC -XX:TrimNativeHeapInterval=1000"),
-    ("-XX:TrimNativeHeapInterval=0", "-XX:TrimNativeHeapInterval=0 -XX:+UseSerialGC -Xms128m -Xmn48m"),  # kept
-])
-def test_training_session_trims_the_jvms_native_heap_where_the_jvm_can(opts, expected, monkeypatch):
-    monkeypatch.setattr(train, "java_accepts", lambda option: option == train.NATIVE_TRIM)
-    base = Settings(spark_master="local[2]", spark_packages=(), landing="", lake="", runs="", gx="", registry="",
-                    spark_conf={"spark.driver.extraJavaOptions": opts} if opts else {})
-    assert train.training_settings(base, "auto").spark_conf["spark.driver.extraJavaOptions"] == expected
-
-
-@pytest.mark.parametrize("master, conf, expected", [
-    ("local[2]", {}, train.LEAN_WORKER),                                         # one machine: the lean worker
-    ("local[2]", {"spark.python.use.daemon": "true"}, {"spark.python.use.daemon": "true"}),  # the conf's own
-    ("spark://h:7077", {}, {}),                                                  # a cluster: untouched
-])
-def test_training_session_starts_the_fits_python_worker_lean_on_one_machine(master, conf, expected):
-    base = Settings(spark_master=master, spark_packages=(), landing="", lake="", runs="", gx="", registry="",
-                    spark_conf=conf)
-    got = train.training_settings(base, "auto").spark_conf
-    assert {k: v for k, v in got.items() if k.startswith("spark.python.")} == expected
-
-
-def test_java_accepts_asks_the_jvm_itself():
-    assert train.java_accepts("-Xss1m") and not train.java_accepts("-XX:NoSuchOptionAnywhere=1")
-
-
-def test_training_session_heap_start_stays_below_the_driver_memory(monkeypatch):
-    monkeypatch.setattr(train, "java_accepts", lambda option: False)
-    base = Settings(spark_master="local[4]", spark_packages=(), landing="", lake="", runs="", gx="", registry="",
-                    spark_conf={"spark.driver.memory": "512m", "spark.task.cpus": "1"})  # 4 slots
-    assert train.training_settings(base, 4).spark_conf["spark.driver.extraJavaOptions"] == \
-        "-XX:+UseSerialGC -Xms256m -Xmn96m"
-    assert [train.jvm_mib(v) for v in ("6g", "512m", "2048k", "300", "1T")] == [6144, 512, 2, 300, 2**20]
-    with pytest.raises(ValueError, match="not a memory size"):
-        train.jvm_mib("lots")
-
-
 def _session(master: str, conf: dict[str, str]):
-    """What ``task_slots`` reads of a SparkSession: the master and the conf."""
+    """What ``task_slots`` and ``check_cluster`` read of a SparkSession: the master and the conf."""
     return SimpleNamespace(sparkContext=SimpleNamespace(master=master, getConf=lambda: SimpleNamespace(get=conf.get)))
 
 
-@pytest.mark.parametrize("master,conf,device,workers", [
-    ("local[4]", {"spark.task.cpus": "4"}, "cpu", 1),  # one machine, after training_settings: one worker
-    ("local[4]", {"spark.task.cpus": "4"}, "cuda", 1),  # ... on GPU 0
-    ("spark://h:7077", {"spark.executor.instances": "3", "spark.executor.cores": "8", "spark.task.cpus": "2"}, "cpu", 12),
-    ("spark://h:7077", {"spark.executor.instances": "3", "spark.executor.cores": "8",  # one worker per executor GPU
-                        "spark.executor.resource.gpu.amount": "1"}, "cuda", 3),
-    ("spark://h:7077", {"spark.executor.instances": "3", "spark.executor.cores": "8",
-                        "spark.executor.resource.gpu.amount": "2"}, "cuda:0", 6),
+CLUSTER = "spark://h:7077"
+
+
+@pytest.mark.parametrize("master,conf,registered,device,workers", [
+    ("local[4]", {"spark.task.cpus": "4"}, None, "cpu", 1),  # one machine, after training_settings: one worker
+    ("local[4]", {"spark.task.cpus": "4"}, None, "cuda", 1),  # ... on GPU 0
+    (CLUSTER, {"spark.task.cpus": "2"}, (12, 3), "cpu", 12),  # the slots of the executors that registered
+    (CLUSTER, {"spark.executor.resource.gpu.amount": "1"}, (24, 3), "cuda", 3),  # one worker per executor GPU
+    (CLUSTER, {"spark.executor.resource.gpu.amount": "2"}, (24, 3), "cuda:0", 6),
 ])
-def test_auto_workers_are_the_task_slots_and_on_a_gpu_cluster_the_gpus(master, conf, device, workers):
+def test_auto_workers_are_the_task_slots_and_on_a_gpu_cluster_the_gpus(master, conf, registered, device, workers,
+                                                                       monkeypatch):
+    monkeypatch.setattr(train, "registered_slots", lambda sc, expected: registered)
     spark = _session(master, conf)
     assert train.resolve_workers("auto", spark, device) == workers
-    assert train.resolve_workers(workers + 5, spark, device) == workers  # a barrier stage needs them all at once
     assert train.resolve_workers(1, spark, device) == 1
+    with pytest.raises(ConfigError, match=rf"num_workers: {workers + 1} workers need {workers + 1} task slots at "
+                                          rf"once .* has {workers};"):
+        train.resolve_workers(workers + 1, spark, device)  # refused, not capped: the run asked for more
+
+
+@pytest.mark.parametrize("conf,device,message", [
+    ({"spark.dynamicAllocation.enabled": "true"}, "cpu", "spark.dynamicAllocation.enabled is true"),
+    ({}, "cuda", "params train.device: cuda on a cluster needs GPUs on the executors; "
+                 "spark.executor.resource.gpu.amount is not set"),
+])
+def test_a_cluster_that_a_distributed_fit_cannot_use_is_refused_before_any_work(conf, device, message, monkeypatch):
+    monkeypatch.setattr(train, "registered_slots", lambda sc, expected: pytest.fail("counted the slots"))
+    with pytest.raises(ConfigError, match=message):
+        train.resolve_workers("auto", _session(CLUSTER, conf), device)
+    train.check_cluster(_session("local[2]", conf), device)  # one machine: nothing to refuse
+
+
+def test_a_cluster_without_executors_is_refused_naming_the_master(monkeypatch):
+    monkeypatch.setattr(train, "registered_slots", lambda sc, expected: (0, 0))
+    with pytest.raises(ConfigError, match="the Spark application on spark://h:7077 has no task slot"):
+        train.resolve_workers(2, _session(CLUSTER, {}), "cpu")
+
+
+@pytest.mark.parametrize("conf,expected", [
+    ({"spark.cores.max": "4"}, 4), ({"spark.cores.max": "4", "spark.task.cpus": "2"}, 2),
+    ({"spark.executor.instances": "3", "spark.executor.cores": "8", "spark.task.cpus": "2"}, 12), ({}, None),
+])
+def test_the_slots_a_cluster_conf_asks_for(conf, expected):
+    assert train.expected_slots(SimpleNamespace(get=conf.get)) == expected

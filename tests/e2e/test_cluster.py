@@ -1,0 +1,171 @@
+"""The pipeline on a real multi-process Spark cluster: a standalone master and two one-core workers (separate
+JVMs started with ``spark-class`` from the pyspark package, on 127.0.0.1), whose executors run a Python
+that has the libraries but not this repository (a venv of its own that sees the main venv's packages, not
+its editable install of trainyard), with the landing zone, the lake and the registry in a moto S3 server.
+The step CLIs run etl -> validate -> features -> train (two Spark workers) -> evaluate -> publish with
+conf/cluster.yaml's settings, as Airflow runs them; the same training set trained on one machine (the
+local engine) gives a model of the same holdout AUC."""
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import sysconfig
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+import yaml
+
+from jobs import synth
+from tests.conftest import REPO, SPARK_CONF, _free_port
+
+START, DS = dt.date(2026, 10, 1), dt.date(2026, 10, 20)
+BUCKET = "trainyard-landing"
+
+
+def _executor_python(root: Path) -> Path:
+    """A venv whose interpreter sees the main venv's site-packages as a plain path entry: its packages
+    import, its ``.pth`` files (the editable install of trainyard among them) are not run."""
+    subprocess.run([getattr(sys, "_base_executable", sys.executable), "-m", "venv", "--without-pip", str(root)],
+                   check=True)
+    site = Path(subprocess.run([str(root / "bin" / "python"), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                               check=True, capture_output=True, text=True).stdout.strip())
+    (site / "main_venv.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    return root / "bin" / "python"
+
+
+def _stop(procs) -> None:
+    for p in procs:
+        if p.poll() is None:
+            os.kill(p.pid, signal.SIGTERM)
+    for p in procs:
+        try:
+            p.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.kill(p.pid, signal.SIGKILL)
+            p.wait()
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory, s3_server):
+    """A standalone master and two workers (1 core, 2 GB each) on loopback; yields (master URL, executor
+    Python, environment of the workers); stops every process it started, by its pid."""
+    import pyspark
+    root = tmp_path_factory.mktemp("cluster")
+    python = _executor_python(root / "executor-venv")
+    check = subprocess.run([str(python), "-c", "import xgboost, pyarrow, pandas\nimport jobs"], cwd=root,
+                           capture_output=True, text=True)
+    assert "No module named 'jobs'" in check.stderr, check.stderr  # the libraries, not the repository
+    spark_home = Path(pyspark.__file__).parent
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHONPATH", "PYSPARK", "SPARK_"))}
+    env.update(s3_server, SPARK_HOME=str(spark_home), SPARK_LOCAL_IP="127.0.0.1", SPARK_NO_DAEMONIZE="1")
+    port, ui = _free_port(), _free_port()
+    master = f"spark://127.0.0.1:{port}"
+    cls = str(spark_home / "bin" / "spark-class")
+    procs = []
+    logs = root / "logs"
+    logs.mkdir()
+    try:
+        procs.append(subprocess.Popen([cls, "org.apache.spark.deploy.master.Master", "--host", "127.0.0.1",
+                                       "--port", str(port), "--webui-port", str(ui)], cwd=root, env=env,
+                                      stdout=open(logs / "master.log", "w"), stderr=subprocess.STDOUT))
+        for i in range(2):
+            work = root / f"worker{i}"
+            work.mkdir()
+            procs.append(subprocess.Popen([cls, "org.apache.spark.deploy.worker.Worker", "--host", "127.0.0.1",
+                                           "--webui-port", str(_free_port()), "--cores", "1", "--memory", "2g",
+                                           "--work-dir", str(work), master], cwd=work, env=env,
+                                          stdout=open(logs / f"worker{i}.log", "w"), stderr=subprocess.STDOUT))
+        deadline, alive = time.time() + 120, 0
+        while time.time() < deadline and alive < 2:
+            time.sleep(1)
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{ui}/json/", timeout=5) as r:
+                    alive = sum(w["state"] == "ALIVE" for w in json.load(r)["workers"])
+            except OSError:
+                pass
+        assert alive == 2, (logs / "master.log").read_text()[-3000:]
+        yield master, python, env, root
+    finally:
+        _stop(procs)
+
+
+def _conf(root: Path, master: str, python: Path, runs: Path) -> Path:
+    """conf/cluster.yaml with the tests' Spark settings (small shuffles, no UI) and run folders under ``runs``."""
+    doc = yaml.safe_load((REPO / "conf" / "cluster.yaml").read_text())
+    doc["spark"]["master"] = master
+    doc["spark"]["conf"].update({k: v for k, v in SPARK_CONF.items() if k != "spark.driver.memory"},
+                                **{"spark.pyspark.python": str(python), "spark.executor.memory": "1g"})
+    doc["storage"].update(runs=str(runs), gx=str(root / "gx"))
+    path = root / f"conf-{runs.name}.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    return path
+
+
+def _step(step: str, conf: Path, env: dict, *args: str) -> str:
+    out = subprocess.run([sys.executable, "-m", f"jobs.{step}", "--ds", DS.isoformat(), "--conf", str(conf), *args],
+                         cwd=REPO, env=env, capture_output=True, text=True)
+    assert out.returncode == 0, f"{step}:\n{out.stdout[-3000:]}\n{out.stderr[-5000:]}"
+    return out.stdout
+
+
+@pytest.fixture(scope="module")
+def pipeline(cluster):
+    """The whole pipeline once on the cluster, then train + evaluate of the same training set on one machine."""
+    import boto3
+    master, python, env, root = cluster
+    local = root / "landing"
+    synth.generate(synth.SynthConfig(start=START, days=(DS - START).days + 1, rows_per_day=1500, seed=21), local / "cards")
+    s3 = boto3.client("s3", endpoint_url=env["AWS_ENDPOINT_URL"], region_name="us-east-1",
+                      aws_access_key_id="testing", aws_secret_access_key="testing")
+    for f in sorted(local.rglob("*.csv")):
+        s3.upload_file(str(f), BUCKET, f"landing/{f.relative_to(local).as_posix()}")
+    step_env = {**env, "TRAINYARD_IVY": str(REPO / "state" / "ivy"), "TRAINYARD_S3_BUCKET": BUCKET}
+    conf = _conf(root, master, python, root / "runs")
+    span = ("--start-ds", START.isoformat())
+    out = {step: _step(step, conf, step_env, *args) for step, args in
+           (("etl", span), ("validate", span), ("features", span),
+            ("train", ("--set", "train.num_workers=2")), ("evaluate", ()), ("publish", ()))}
+    one_machine = _conf(root, "local[2]", Path(sys.executable), root / "runs-local")
+    out["train_local"] = _step("train", one_machine, step_env)
+    out["evaluate_local"] = _step("evaluate", one_machine, step_env)
+    return root, step_env, out
+
+
+def _run_doc(root: Path, runs: str, *parts: str) -> dict:
+    return json.loads((root / runs / "cards" / f"ds={DS}").joinpath(*parts).read_text())
+
+
+def test_the_model_is_trained_by_two_spark_workers_on_the_cluster(pipeline):
+    root, _, out = pipeline
+    doc = _run_doc(root, "runs", "model", "train.json")
+    assert doc["engine"] == "spark" and doc["num_workers"] == 2 and doc["trained_on"] == "cpu"
+    assert re.search(r"on 2 Spark workers -> ", out["train"]), out["train"]
+    assert _run_doc(root, "runs-local", "model", "train.json")["engine"] == "local"
+
+
+def test_the_lake_is_on_s3_and_the_model_is_published_to_the_s3_registry(pipeline):
+    import boto3
+    root, env, out = pipeline
+    s3 = boto3.client("s3", endpoint_url=env["AWS_ENDPOINT_URL"], region_name="us-east-1",
+                      aws_access_key_id="testing", aws_secret_access_key="testing")
+    keys = [o["Key"] for page in s3.get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix="lake/cards/")
+            for o in page.get("Contents", [])]
+    for table in ("silver_transactions", "features", "training_set"):
+        assert any(k.startswith(f"lake/cards/{table}/_delta_log/") for k in keys), table
+    assert re.search(r"publish cards: version \S+ published", out["publish"]), out["publish"]
+    registry = [o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET, Prefix="registry/").get("Contents", [])]
+    assert any(k.endswith("model.ubj") for k in registry), registry
+
+
+def test_the_cluster_model_has_the_holdout_auc_of_the_one_machine_model(pipeline):
+    root, _, _ = pipeline
+    cluster_auc = _run_doc(root, "runs", "evaluation", "evaluation.json")["overall"]["auc"]
+    local_auc = _run_doc(root, "runs-local", "evaluation", "evaluation.json")["overall"]["auc"]
+    assert cluster_auc > 0.7 and abs(cluster_auc - local_auc) <= 0.005, (cluster_auc, local_auc)
