@@ -109,9 +109,12 @@ def _conf(root: Path, master: str, python: Path, runs: Path) -> Path:
 
 
 def _step(step: str, conf: Path, env: dict, *args: str) -> str:
+    t0 = time.monotonic()
     out = subprocess.run([sys.executable, "-m", f"jobs.{step}", "--ds", DS.isoformat(), "--conf", str(conf), *args],
                          cwd=REPO, env=env, capture_output=True, text=True)
     assert out.returncode == 0, f"{step}:\n{out.stdout[-3000:]}\n{out.stderr[-5000:]}"
+    print(f"{step} {' '.join(args)} on {yaml.safe_load(conf.read_text())['spark']['master']}: "
+          f"{time.monotonic() - t0:.0f} s")
     return out.stdout
 
 
@@ -121,7 +124,7 @@ def pipeline(cluster):
     import boto3
     master, python, env, root = cluster
     local = root / "landing"
-    synth.generate(synth.SynthConfig(start=START, days=(DS - START).days + 1, rows_per_day=1500, seed=21), local / "cards")
+    synth.generate(synth.SynthConfig(start=START, days=(DS - START).days + 1, rows_per_day=5000, seed=21), local / "cards")
     s3 = boto3.client("s3", endpoint_url=env["AWS_ENDPOINT_URL"], region_name="us-east-1",
                       aws_access_key_id="testing", aws_secret_access_key="testing")
     for f in sorted(local.rglob("*.csv")):
