@@ -20,12 +20,17 @@ export AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION := True
 export PYSPARK_PYTHON := $(PY)
 export PYSPARK_DRIVER_PYTHON := $(PY)
 AIRFLOW := $(CURDIR)/$(VENV)/bin/airflow
+# the Airflow pool of every dataset's train task: the cluster's task slots (one machine: one training at a time)
+export TRAINYARD_TRAINING_POOL ?= trainyard_training
+export TRAINYARD_TRAINING_SLOTS ?= 1
+POOL := $(AIRFLOW) pools set $$TRAINYARD_TRAINING_POOL $$TRAINYARD_TRAINING_SLOTS "train tasks of every dataset: the Spark cluster's task slots" > /dev/null
 
 .PHONY: help setup jvm run tune test lint bench airflow dvc-repro clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-10s %s\n", $$1, $$2}'
-	@echo "  variables: DATASET=cards|adult (make run), CONF=conf/local.yaml, TUNE=true|false"
+	@echo "  variables: DATASET=cards|adult (make run), CONF=conf/local.yaml, TUNE=true|false,"
+	@echo "             TRAINYARD_TRAINING_SLOTS=1 (the training pool: a cluster's task slots)"
 
 setup: $(STAMP) ## create .venv with the pinned dependencies (requirements.lock) and trainyard installed editable; Delta jars come on first Spark use
 $(STAMP): requirements.lock pyproject.toml Makefile
@@ -44,6 +49,7 @@ jvm: setup ## build the Spark driver's class-data archive (state/jvm; once per v
 run: jvm ## land the dataset if absent, then run its whole train_pipeline__DATASET DAG through Airflow (DATASET=adult for UCI Adult)
 	$(PY) -m jobs.land --dataset $(DATASET) --conf $(CONF)
 	$(AIRFLOW) db migrate > state/airflow-migrate.log 2>&1 || { cat state/airflow-migrate.log; exit 1; }
+	$(POOL)
 	read START DS < <($(PY) -m jobs.land --dataset $(DATASET) --print-range); \
 	echo "airflow dags test train_pipeline__$(DATASET) $$DS (history from $$START)"; \
 	$(AIRFLOW) dags test train_pipeline__$(DATASET) $$DS -c "{\"start_ds\": \"$$START\", \"conf\": \"$(CONF)\", \"tune\": $(TUNE)}" \
@@ -66,6 +72,8 @@ bench: setup ## run the benchmarks in bench/ (not part of the tests)
 	@ls bench/*.py >/dev/null 2>&1 && for f in bench/bench_*.py; do $(PY) $$f; done || echo "no benchmarks yet"
 
 airflow: setup ## start Airflow standalone (UI on http://localhost:8080) with this repo's DAGs
+	mkdir -p state && $(AIRFLOW) db migrate > state/airflow-migrate.log 2>&1 || { cat state/airflow-migrate.log; exit 1; }
+	$(POOL)
 	PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(AIRFLOW) standalone  # it starts its components as `airflow ...` from PATH
 
 dvc-repro: setup ## reproduce the DVC pipeline on the sample (dvc.yaml) and show its metrics

@@ -38,6 +38,12 @@ choices or pattern refuses the run before any task starts:
 - `tune`: run the Optuna search before training; off: the `tune` task only records that training uses
   params.yaml as is.
 
+**Training on a cluster.** `train` runs in the `{pool}` pool, which every dataset's DAG shares, taking
+{pool_slots} of its slots (`train.num_workers`; `auto`: all of them). Sized to the cluster's task slots
+(`TRAINYARD_TRAINING_SLOTS`; `make run` and `make airflow` create it), the pool never lets two trainings
+start barrier stages that together need more slots than the cluster has: each would hold some and wait
+forever for the rest.
+
 `publish` exits with code 99 when the evaluation did not bless the model: the task is then *skipped*. It
 moves the champion only forward; integrity failures (no evaluation, another artifact, a champion that moved
 since evaluate compared against it) fail the task.
@@ -65,6 +71,8 @@ NOT_LANDED_EXIT = 75   # jobs.landed.NOT_YET
 NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 # the run's day: the start of its data interval (a manual run's logical date names the day it processes)
 DS = "{{ (dag_run.logical_date or dag_run.data_interval_start) | ds }}"
+# the pool of every dataset's train task, sized to the cluster's task slots (one machine: 1, a training at a time)
+TRAINING_POOL = os.environ.get("TRAINYARD_TRAINING_POOL", "trainyard_training")
 DEFAULT_SCHEDULE = {"cron": "0 0 * * *", "timezone": "UTC", "start_date": "1970-01-01", "catchup": False,
                     "landing_timeout": "6h", "landing_poke": "5m", "max_active_runs": 1}
 
@@ -110,6 +118,16 @@ def step_env(dataset_path: Path) -> dict[str, str]:
             "PYSPARK_DRIVER_PYTHON": sys.executable}
 
 
+def training_pool_slots() -> int:
+    """The train task's slots in ``TRAINING_POOL``: one per XGBoost worker (params.yaml's, or the file named
+    by TRAINYARD_PARAMS, ``train.num_workers``), every slot (``TRAINYARD_TRAINING_SLOTS``) for ``auto``."""
+    slots = int(os.environ.get("TRAINYARD_TRAINING_SLOTS", "1"))
+    params = Path(os.environ.get("TRAINYARD_PARAMS", "params.yaml"))
+    doc = yaml.safe_load((params if params.is_absolute() else REPO / params).read_text()) or {}
+    workers = (doc.get("train") or {}).get("num_workers", "auto")
+    return slots if workers in (None, "auto", 0) else max(1, min(int(workers), slots))
+
+
 def landing_complete(env: dict[str, str], timeout_s: float, **context) -> bool:
     """The sensor's poke: ``python -m jobs.landed`` (exit 0: landed, 75: not yet, anything else: an error).
     Past ``timeout_s`` since the first poke, the task fails with the markers still missing."""
@@ -134,7 +152,8 @@ def build(name: str, spec_path: Path, schedule: dict) -> None:
     doc = __doc__.format(dataset=name, spec=spec_path.relative_to(REPO) if spec_path.is_relative_to(REPO) else spec_path,
                          cron=schedule["cron"], timezone=tz, start_date=schedule["start_date"],
                          catchup="on" if schedule["catchup"] else "off", poke=schedule["landing_poke"],
-                         timeout=schedule["landing_timeout"], max_active_runs=schedule["max_active_runs"])
+                         timeout=schedule["landing_timeout"], max_active_runs=schedule["max_active_runs"],
+                         pool=TRAINING_POOL, pool_slots=training_pool_slots())
     conf_default, confs = conf_choices()
 
     @dag(
@@ -168,7 +187,8 @@ def build(name: str, spec_path: Path, schedule: dict) -> None:
                          bash_command=f"exec {shlex.quote(sys.executable)} -m jobs.{step}"
                          + (" {% if params.tune %}--set tune.enabled=true{% endif %}" if step == "tune" else ""),
                          do_xcom_push=False,  # steps hand over Delta tables and files, never XCom values
-                         skip_on_exit_code=NOT_BLESSED_EXIT if step == "publish" else None)
+                         skip_on_exit_code=NOT_BLESSED_EXIT if step == "publish" else None,
+                         **({"pool": TRAINING_POOL, "pool_slots": training_pool_slots()} if step == "train" else {}))
             for step in STEPS
         ]
         chain(landed, *tasks)

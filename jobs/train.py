@@ -191,14 +191,22 @@ def check_cluster(spark, device: str) -> None:
 def training_settings(settings: Settings, num_workers: Any) -> Settings:
     """The spark engine's session settings. xgboost.spark gives each worker ``spark.task.cpus`` threads, so
     on one machine (a local master, ``train.engine: spark``) the cores are divided among the workers
-    through it: ``auto`` is one worker with every core, a number N gives each of N workers cores // N. A
-    conf that sets ``spark.task.cpus`` itself wins. On a cluster nothing changes: set ``spark.task.cpus`` to
-    the executor cores, as xgboost.spark advises, and ``auto`` is one worker per task slot."""
+    through it: ``auto`` is one worker with every core, a number N gives each of N workers cores // N. On a
+    standalone cluster (``spark://``) a number N of workers asks for exactly their cores
+    (``spark.cores.max`` = N x ``spark.task.cpus``) instead of every free core, so that another dataset's
+    training can run beside it (the Airflow pool of the DAGs counts those slots); ``auto`` takes every
+    core. Set ``spark.task.cpus`` to the executors' cores for one worker per executor, as xgboost.spark
+    advises. What the conf sets itself wins."""
+    conf = settings.spark_conf
+    fixed = num_workers not in (None, "auto", 0)
     cores = local_cores(settings.spark_master)
-    if cores is None or "spark.task.cpus" in settings.spark_conf:
-        return settings
-    workers = 1 if num_workers in (None, "auto", 0) else max(1, min(int(num_workers), cores))
-    return dataclasses.replace(settings, spark_conf={**settings.spark_conf, "spark.task.cpus": str(cores // workers)})
+    if cores is not None and "spark.task.cpus" not in conf:
+        workers = max(1, min(int(num_workers), cores)) if fixed else 1
+        return dataclasses.replace(settings, spark_conf={**conf, "spark.task.cpus": str(cores // workers)})
+    if settings.spark_master.startswith("spark://") and fixed and "spark.cores.max" not in conf:
+        task_cpus = int(conf.get("spark.task.cpus", "1"))
+        return dataclasses.replace(settings, spark_conf={**conf, "spark.cores.max": str(int(num_workers) * task_cpus)})
+    return settings
 
 
 def resolve_workers(value: Any, spark, device: str = "cpu") -> int:

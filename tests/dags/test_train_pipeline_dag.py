@@ -81,3 +81,24 @@ def test_dag_file_imports_no_heavy_library_at_parse_time():
             "heavy = [m for m in ('pyspark', 'xgboost', 'great_expectations', 'jobs') if m in sys.modules]; "
             "assert not heavy, heavy")
     subprocess.run([sys.executable, "-c", code], cwd=REPO, check=True)
+
+
+@pytest.mark.parametrize("slots, workers, expected", [("1", "auto", 1), ("4", "auto", 4), ("4", 2, 2), ("4", 9, 4)])
+def test_every_datasets_train_task_takes_its_workers_slots_in_the_one_training_pool(slots, workers, expected,
+                                                                                     tmp_path, monkeypatch):
+    """Two datasets' train tasks share the pool: with slots for only one of them at a time, the second waits
+    in Airflow instead of holding half the cluster's slots in a barrier stage that never completes."""
+    import yaml
+    from airflow.dag_processing.dagbag import DagBag
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params["train"]["num_workers"] = workers
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    monkeypatch.setenv("TRAINYARD_PARAMS", str(tmp_path / "params.yaml"))
+    monkeypatch.setenv("TRAINYARD_TRAINING_SLOTS", slots)
+    monkeypatch.setenv("TRAINYARD_TRAINING_POOL", "cluster_slots")
+    dags = DagBag(str(REPO / "dags")).dags
+    assert len(dags) >= 2
+    for dag in dags.values():
+        train = dag.get_task("train")
+        assert (train.pool, train.pool_slots) == ("cluster_slots", expected)
+        assert {t.pool for t in dag.tasks if t.task_id != "train"} == {"default_pool"}

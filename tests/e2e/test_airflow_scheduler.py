@@ -73,7 +73,8 @@ def airflow(tmp_path_factory, spark):
                 "--max-active-runs", "2"]
     # the backfill's runs are queued before the scheduler starts: SQLite takes one writer at a time, and the
     # CLI's inserts could time out on "database is locked" while the scheduler wrote
-    for cmd in (["db", "migrate"], ["dags", "reserialize"], backfill):
+    pool = ["pools", "set", env.get("TRAINYARD_TRAINING_POOL", "trainyard_training"), "1", "train tasks"]  # as make run
+    for cmd in (["db", "migrate"], pool, ["dags", "reserialize"], backfill):
         out = subprocess.run([AIRFLOW, *cmd], env=env, capture_output=True, text=True, cwd=REPO)
         assert out.returncode == 0, (cmd, out.stdout[-2000:] + out.stderr[-3000:])
     refused = [subprocess.run([AIRFLOW, "dags", "trigger", DAG_ID, "--logical-date", f"{BACKFILL[0]}T00:00:00+00:00",

@@ -4,7 +4,7 @@ that has the libraries but not this repository (a venv of its own that sees the 
 its editable install of trainyard), with the landing zone, the lake and the registry in a moto S3 server.
 The step CLIs run etl -> validate -> features -> train (two Spark workers) -> evaluate -> publish with
 conf/cluster.yaml's settings, as Airflow runs them; the same training set trained on one machine (the
-local engine) gives a model of the same holdout AUC."""
+local engine) gives a model of the same holdout AUC. Then two datasets train at once, one worker each."""
 from __future__ import annotations
 
 import datetime as dt
@@ -24,6 +24,7 @@ import yaml
 
 from jobs import synth
 from tests.conftest import REPO, SPARK_CONF, _free_port
+from tests.helpers import derived_cards_spec
 
 START, DS = dt.date(2026, 10, 1), dt.date(2026, 10, 20)
 BUCKET = "trainyard-landing"
@@ -91,7 +92,7 @@ def cluster(tmp_path_factory, s3_server):
             except OSError:
                 pass
         assert alive == 2, (logs / "master.log").read_text()[-3000:]
-        yield master, python, env, root
+        yield master, python, env, root, ui
     finally:
         _stop(procs)
 
@@ -121,12 +122,10 @@ def _step(step: str, conf: Path, env: dict, *args: str) -> str:
 @pytest.fixture(scope="module")
 def pipeline(cluster):
     """The whole pipeline once on the cluster, then train + evaluate of the same training set on one machine."""
-    import boto3
-    master, python, env, root = cluster
+    master, python, env, root, _ = cluster
     local = root / "landing"
     synth.generate(synth.SynthConfig(start=START, days=(DS - START).days + 1, rows_per_day=5000, seed=21), local / "cards")
-    s3 = boto3.client("s3", endpoint_url=env["AWS_ENDPOINT_URL"], region_name="us-east-1",
-                      aws_access_key_id="testing", aws_secret_access_key="testing")
+    s3 = _s3(env)
     for f in sorted(local.rglob("*.csv")):
         s3.upload_file(str(f), BUCKET, f"landing/{f.relative_to(local).as_posix()}")
     step_env = {**env, "TRAINYARD_IVY": str(REPO / "state" / "ivy"), "TRAINYARD_S3_BUCKET": BUCKET}
@@ -154,10 +153,8 @@ def test_the_model_is_trained_by_two_spark_workers_on_the_cluster(pipeline):
 
 
 def test_the_lake_is_on_s3_and_the_model_is_published_to_the_s3_registry(pipeline):
-    import boto3
     root, env, out = pipeline
-    s3 = boto3.client("s3", endpoint_url=env["AWS_ENDPOINT_URL"], region_name="us-east-1",
-                      aws_access_key_id="testing", aws_secret_access_key="testing")
+    s3 = _s3(env)
     keys = [o["Key"] for page in s3.get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix="lake/cards/")
             for o in page.get("Contents", [])]
     for table in ("silver_transactions", "features", "training_set"):
@@ -172,3 +169,48 @@ def test_the_cluster_model_has_the_holdout_auc_of_the_one_machine_model(pipeline
     cluster_auc = _run_doc(root, "runs", "evaluation", "evaluation.json")["overall"]["auc"]
     local_auc = _run_doc(root, "runs-local", "evaluation", "evaluation.json")["overall"]["auc"]
     assert cluster_auc > 0.7 and abs(cluster_auc - local_auc) <= 0.005, (cluster_auc, local_auc)
+
+
+def _s3(env: dict):
+    import boto3
+    return boto3.client("s3", endpoint_url=env["AWS_ENDPOINT_URL"], region_name="us-east-1",
+                        aws_access_key_id="testing", aws_secret_access_key="testing")
+
+
+def _active_apps(ui: int) -> int:
+    with urllib.request.urlopen(f"http://127.0.0.1:{ui}/json/", timeout=5) as r:
+        return sum(1 for app in json.load(r)["activeapps"] if app.get("cores", 0) > 0)
+
+
+def test_two_datasets_train_at_once_one_worker_each(pipeline, cluster):
+    """A second dataset (cards_b, whose training set is a copy of cards', so that both trainings start at
+    once) and cards train side by side, ``num_workers: 1`` each: each application asks for its worker's core
+    only (``train.training_settings``), so both hold an executor at the same time and neither barrier stage
+    waits on the other's slot."""
+    root, env, _ = pipeline
+    master, python, _, _, ui = cluster
+    s3 = _s3(env)
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix="lake/cards/training_set/"):
+        for o in page.get("Contents", []):
+            s3.copy_object(Bucket=BUCKET, CopySource={"Bucket": BUCKET, "Key": o["Key"]},
+                           Key=o["Key"].replace("lake/cards/", "lake/cards_b/", 1))
+    derived_cards_spec(root / "datasets", "cards_b", START, (DS - START).days + 1)
+    conf = _conf(root, master, python, root / "runs-two")
+    step_env = {**env, "TRAINYARD_DATASETS_DIR": str(root / "datasets")}
+    procs = {name: subprocess.Popen([sys.executable, "-m", "jobs.train", "--ds", DS.isoformat(), "--conf", str(conf),
+                                     "--dataset", name, "--set", "train.num_workers=1"], cwd=REPO, env=step_env,
+                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for name in ("cards", "cards_b")}
+    most = 0
+    while any(p.poll() is None for p in procs.values()):
+        try:
+            most = max(most, _active_apps(ui))
+        except OSError:
+            pass
+        time.sleep(0.5)
+    outs = {name: p.communicate() for name, p in procs.items()}
+    for name, p in procs.items():
+        assert p.returncode == 0, (name, outs[name][0][-2000:], outs[name][1][-4000:])
+        doc = json.loads((root / "runs-two" / name / f"ds={DS}" / "model" / "train.json").read_text())
+        assert doc["engine"] == "spark" and doc["num_workers"] == 1 and "on 1 Spark worker -> " in outs[name][0]
+    assert most == 2  # both applications held an executor at once

@@ -90,6 +90,17 @@ def test_training_session_divides_a_machines_cores_among_the_workers(master, wor
     assert train.local_cores("local[*]") >= 1 and train.local_cores("local") == 1 and train.local_cores(master) in (4, None)
 
 
+@pytest.mark.parametrize("workers, conf, cores_max", [
+    (2, {}, "2"), (2, {"spark.task.cpus": "4"}, "8"),  # N workers ask for their cores, leaving the rest
+    ("auto", {}, None),                                 # every core of the cluster
+    (2, {"spark.cores.max": "6"}, "6"),                 # the conf's own setting wins
+])
+def test_a_standalone_training_app_asks_for_its_workers_cores_only(workers, conf, cores_max):
+    base = Settings(spark_master="spark://h:7077", spark_packages=(), landing="", lake="", runs="", gx="",
+                    registry="", spark_conf=conf)
+    assert train.training_settings(base, workers).spark_conf.get("spark.cores.max") == cores_max
+
+
 def _session(master: str, conf: dict[str, str]):
     """What ``task_slots`` and ``check_cluster`` read of a SparkSession: the master and the conf."""
     return SimpleNamespace(sparkContext=SimpleNamespace(master=master, getConf=lambda: SimpleNamespace(get=conf.get)))
