@@ -18,7 +18,7 @@ from jobs import report
 from jobs.common import delta_io
 from jobs.common.cli import StepContext, run_step
 from jobs.common.errors import ConfigError, DataError
-from jobs.common.files import sha256_file, write_json_atomic
+from jobs.common.files import artifact_path, sha256_file, write_json_atomic
 from jobs.features import attr_col
 from jobs.metrics import binary_metrics, bootstrap_replicates, curve_points, interval, replicate_intervals
 from jobs.train import booster_from_bytes, feature_matrix
@@ -273,7 +273,7 @@ def run(ctx: StepContext) -> None:
     fpr_target, seed = float(p.get("fpr_target", 0.01)), int(p.get("seed", 0))
     gp = dict(p.get("gate", {}))
     train_doc = json.loads((ctx.run_dir / "model" / "train.json").read_text())
-    art = Path(train_doc["artifact"])
+    art = artifact_path(ctx.run_dir, train_doc)
     sha = sha256_file(art)
     if sha != train_doc["sha256"]:
         raise DataError(f"{art}: sha256 {sha} differs from the one train recorded ({train_doc['sha256']})")

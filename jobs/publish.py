@@ -20,7 +20,7 @@ from typing import Any
 from jobs.common.cli import StepContext, run_step
 from jobs.common.config import REPO_ROOT
 from jobs.common.errors import IntegrityError, NotBlessed
-from jobs.common.files import sha256_file
+from jobs.common.files import artifact_path, sha256_file
 
 
 def git_commit() -> str | None:
@@ -79,7 +79,7 @@ def check_blessing(run_dir: Path, ds) -> tuple[dict, dict, Path]:
         raise IntegrityError(f"no evaluation at {blessing_path}: run evaluate for ds={ds} before publish")
     blessing = json.loads(blessing_path.read_text())
     train_doc = json.loads((run_dir / "model" / "train.json").read_text())
-    art = Path(train_doc["artifact"])
+    art = artifact_path(run_dir, train_doc)
     sha = sha256_file(art)
     if sha != train_doc["sha256"]:
         raise IntegrityError(f"{art}: sha256 {sha[:12]} differs from the {train_doc['sha256'][:12]} train recorded")

@@ -14,14 +14,13 @@ import hashlib
 import json
 import os
 import re
-import shutil
 from pathlib import Path
 from typing import Any
 
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from jobs.common import delta_io, xgb_local, xgb_spark
+from jobs.common import delta_io, storage, xgb_local, xgb_spark
 from jobs.common.cli import StepContext, run_step
 from jobs.common.files import sha256_file, write_json_atomic
 from jobs.common.config import DatasetSpec, Settings
@@ -243,8 +242,9 @@ def xgb_params(p: dict[str, Any], counts: dict[str, int]) -> dict[str, Any]:
 
 class CheckpointEvery:
     """An XGBoost training callback (built lazily so this module imports without xgboost): every ``every``
-    rounds the rank-0 worker writes the booster to ``directory`` as ``ckpt-NNNNNN.ubj``, atomically.
-    ``directory`` must be reachable from the workers (local mode: the run folder; a cluster: shared storage)."""
+    rounds the rank-0 worker writes the booster to ``directory`` as ``ckpt-NNNNNN.ubj``, at once (a local
+    path or an ``s3://`` URI, ``common.storage``). ``directory`` must be reachable from the workers: the run
+    folder on one machine; on a cluster, run folders on shared storage (``storage.runs: s3://...``)."""
 
     def __new__(cls, directory: str, every: int):
         import xgboost as xgb
@@ -254,36 +254,30 @@ class CheckpointEvery:
                 from xgboost import collective
                 rounds = model.num_boosted_rounds()
                 if rounds % every == 0 and collective.get_rank() == 0:
-                    final = Path(directory) / f"ckpt-{rounds:06d}.ubj"
-                    tmp = final.with_name(f".{final.name}.tmp")
-                    tmp.write_bytes(bytes(model.save_raw("ubj")))
-                    os.replace(tmp, final)
+                    storage.write_bytes(storage.join(directory, f"ckpt-{rounds:06d}.ubj"), bytes(model.save_raw("ubj")))
                 return False
         return _Checkpoint()
 
 
-def latest_checkpoint(directory: Path, fingerprint: str) -> Path | None:
+def latest_checkpoint(directory: str, fingerprint: str) -> str | None:
     """The newest checkpoint written for exactly this training input and these params, if any."""
-    marker = directory / "fingerprint.txt"
-    if not marker.exists() or marker.read_text() != fingerprint:
+    found = storage.names(directory)
+    if "fingerprint.txt" not in found or storage.read_bytes(storage.join(directory, "fingerprint.txt")).decode() != fingerprint:
         return None
-    ckpts = sorted(directory.glob("ckpt-*.ubj"))
-    return ckpts[-1] if ckpts else None
+    ckpts = [n for n in found if n.startswith("ckpt-") and n.endswith(".ubj")]
+    return storage.join(directory, ckpts[-1]) if ckpts else None
 
 
-def resume_point(directory: Path, fingerprint: str):
+def resume_point(directory: str, fingerprint: str):
     """(booster, rounds done) from the last checkpoint of this exact input and params; (None, 0) after
     starting the checkpoint folder afresh for them."""
     latest = latest_checkpoint(directory, fingerprint)
     if latest is None:
-        shutil.rmtree(directory, ignore_errors=True)
-        directory.mkdir(parents=True)
-        (directory / "fingerprint.txt").write_text(fingerprint)
+        storage.remove_tree(directory)
+        storage.write_bytes(storage.join(directory, "fingerprint.txt"), fingerprint.encode())
         return None, 0
-    import xgboost as xgb
-    booster = xgb.Booster()
-    booster.load_model(str(latest))
-    print(f"train: resuming from {latest.name} ({booster.num_boosted_rounds()} rounds done)")
+    booster = booster_from_bytes(storage.read_bytes(latest))
+    print(f"train: resuming from {latest.rsplit('/', 1)[-1]} ({booster.num_boosted_rounds()} rounds done)")
     return booster, booster.num_boosted_rounds()
 
 
@@ -350,7 +344,7 @@ def run(ctx: StepContext) -> None:
     params = xgb_params({**p, **(tuned or {})}, counts)
     workers = resolve_workers(requested, spark, params["device"]) if engine == "spark" else 1
     # resumable: a retried task continues from the last checkpoint of the same input and params
-    ckpt_dir = ctx.run_dir / "model" / "checkpoints"
+    ckpt_dir = storage.join(ctx.run_uri, "model", "checkpoints")  # the workers write there: the root, not a copy
     fingerprint = hashlib.sha256(json.dumps([params, spec.features.names, ctx.reads["training_set"]],
                                             sort_keys=True, default=str).encode()).hexdigest()
     init, done = resume_point(ckpt_dir, fingerprint)
@@ -366,9 +360,9 @@ def run(ctx: StepContext) -> None:
             model = fit(df, spec, remaining, workers, callbacks, init)
         device = trained_on(model.get_booster())
     path, booster = save_booster(model, spec, ctx.run_dir / "model")
-    shutil.rmtree(ckpt_dir, ignore_errors=True)
+    storage.remove_tree(ckpt_dir)
     best = booster.attr("best_iteration")
-    doc = {"artifact": str(path), "sha256": sha256_file(path), "format": "ubj", "engine": engine, "num_workers": workers,
+    doc = {"artifact": path.name, "sha256": sha256_file(path), "format": "ubj", "engine": engine, "num_workers": workers,
            "trained_on": device, "params": params, "counts": counts, "feature_names": spec.features.names,
            "feature_types": feature_types(spec),
            "best_iteration": int(best) if best is not None else None, "best_score": booster.attr("best_score"),

@@ -25,6 +25,7 @@ from typing import Any
 from jobs.common.cli import StepContext, run_step
 from jobs.common.errors import ConfigError, DataError
 from jobs.common.files import write_json_atomic
+from jobs.common.storage import is_remote
 
 RESULT_FILE = "best_params.json"
 KINDS = ("int", "float", "categorical")
@@ -141,6 +142,21 @@ def study_name(ctx: StepContext, space: dict[str, Any], training_set_version: in
     return f"{ctx.dataset.name}-ds={ctx.ds.isoformat()}-v{training_set_version}-{key}"
 
 
+def study_storage(value: str | None, runs: str, dataset: str) -> str:
+    """The Optuna study's database URL: ``tune.storage`` when it is a URL (``postgresql://...``, one that
+    every host running tune reaches), else a SQLite file (that path, or ``<runs>/<dataset>/tune.db``). With
+    run folders on S3 a file on one host's disk would be another study on each host: refused."""
+    if value and "://" in str(value):
+        return str(value)
+    if value is None and is_remote(runs):
+        raise ConfigError(f"params tune.storage: storage.runs is {runs}, shared by every host, and the Optuna "
+                          "study must be too: set tune.storage to a database URL they all reach "
+                          "(e.g. postgresql://host/optuna)")
+    path = Path(value or Path(runs) / dataset / "tune.db")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{path.resolve()}"
+
+
 def run(ctx: StepContext) -> None:
     p = ctx.step_params()
     out = result_path(ctx.run_dir)
@@ -160,9 +176,7 @@ def run(ctx: StepContext) -> None:
     if tr[label].nunique() < 2 or va[label].nunique() < 2:
         raise DataError(f"tune: the sampled train ({len(tr)} rows) or valid ({len(va)} rows) window has one class; "
                         "raise tune.max_train_rows / max_valid_rows")
-    storage_file = Path(p.get("storage") or Path(ctx.settings.runs) / ctx.dataset.name / "tune.db")
-    storage_file.parent.mkdir(parents=True, exist_ok=True)
-    storage = f"sqlite:///{storage_file.resolve()}"
+    storage = study_storage(p.get("storage"), ctx.settings.runs, ctx.dataset.name)
     name = study_name(ctx, space, ctx.reads["training_set"])
     study, resumed = search(dmatrix(tr, spec, label), dmatrix(va, spec, label), base, space, storage, name,
                             n_trials=int(p.get("n_trials", 30)), max_rounds=int(p.get("max_rounds", base["n_estimators"])),

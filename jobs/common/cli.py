@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from jobs.common import storage
 from jobs.common.config import DatasetSpec, Settings, load_params, parse_ds
 from jobs.common.errors import ConfigError, TrainyardError
 from jobs.common.files import write_json_atomic
@@ -37,8 +38,17 @@ class StepContext:
         return f"{self.settings.lake}/{self.dataset.name}/{name}"
 
     @property
+    def run_uri(self) -> str:
+        """The run folder in ``storage.runs``: a local path, or an ``s3://`` URI every host reaches."""
+        return storage.join(self.settings.runs, self.dataset.name, f"ds={self.ds.isoformat()}")
+
+    @property
     def run_dir(self) -> Path:
-        return Path(self.settings.runs) / self.dataset.name / f"ds={self.ds.isoformat()}"
+        """The run folder as local files: the folder itself, or this host's copy of an ``s3://`` one
+        (``run_step`` pulls it before the step and pushes what changed after it)."""
+        if storage.is_remote(self.settings.runs):
+            return storage.local_copy(self.settings.runs, self.dataset.name, f"ds={self.ds.isoformat()}")
+        return Path(self.run_uri)
 
     def step_params(self) -> dict[str, Any]:
         return dict(self.params.get(self.step, {}))
@@ -109,9 +119,13 @@ def run_step(step: str, body: Callable[[StepContext], Any], argv: list[str] | No
     args = parser(step, doc).parse_args(argv)
     try:
         ctx = build_context(step, args)
+        remote = storage.is_remote(ctx.settings.runs)
+        pulled = storage.pull(ctx.run_uri, ctx.run_dir) if remote else {}
         body(ctx)
         if record:
             ctx.record()
+        if remote:
+            storage.push(ctx.run_dir, ctx.run_uri, pulled)
     except TrainyardError as e:
         print(f"trainyard {step} FAILED [{type(e).__name__}]: {e}", file=sys.stderr)
         if os.environ.get("TRAINYARD_DEBUG"):

@@ -22,3 +22,10 @@ def sha256_file(path: str | Path) -> str:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
+
+
+def artifact_path(run_dir: Path, train_doc: dict) -> Path:
+    """The model file that a run's ``train.json`` names: relative to the run folder's ``model/``, so that the
+    folder can move between hosts (``storage.runs`` on S3); absolute in runs written before that."""
+    art = Path(train_doc["artifact"])
+    return art if art.is_absolute() else run_dir / "model" / art

@@ -97,14 +97,14 @@ def cluster(tmp_path_factory, s3_server):
         _stop(procs)
 
 
-def _conf(root: Path, master: str, python: Path, runs: Path) -> Path:
-    """conf/cluster.yaml with the tests' Spark settings (small shuffles, no UI) and run folders under ``runs``."""
+def _conf(root: Path, master: str, python: Path, runs: str) -> Path:
+    """conf/cluster.yaml with the tests' Spark settings (small shuffles, no UI) and run folders in ``runs``."""
     doc = yaml.safe_load((REPO / "conf" / "cluster.yaml").read_text())
     doc["spark"]["master"] = master
     doc["spark"]["conf"].update({k: v for k, v in SPARK_CONF.items() if k != "spark.driver.memory"},
                                 **{"spark.pyspark.python": str(python), "spark.executor.memory": "1g"})
-    doc["storage"].update(runs=str(runs), gx=str(root / "gx"))
-    path = root / f"conf-{runs.name}.yaml"
+    doc["storage"].update(runs=runs, gx=str(root / "gx"))
+    path = root / f"conf-{runs.rstrip('/').rsplit('/', 1)[-1]}.yaml"
     path.write_text(yaml.safe_dump(doc))
     return path
 
@@ -129,23 +129,30 @@ def pipeline(cluster):
     for f in sorted(local.rglob("*.csv")):
         s3.upload_file(str(f), BUCKET, f"landing/{f.relative_to(local).as_posix()}")
     step_env = {**env, "TRAINYARD_IVY": str(REPO / "state" / "ivy"), "TRAINYARD_S3_BUCKET": BUCKET}
-    conf = _conf(root, master, python, root / "runs")
+    conf = _conf(root, master, python, f"s3://{BUCKET}/runs")  # as conf/cluster.yaml: run folders on S3
     span = ("--start-ds", START.isoformat())
     out = {step: _step(step, conf, step_env, *args) for step, args in
            (("etl", span), ("validate", span), ("features", span),
             ("train", ("--set", "train.num_workers=2")), ("evaluate", ()), ("publish", ()))}
-    one_machine = _conf(root, "local[2]", Path(sys.executable), root / "runs-local")
+    one_machine = _conf(root, "local[2]", Path(sys.executable), str(root / "runs-local"))
     out["train_local"] = _step("train", one_machine, step_env)
     out["evaluate_local"] = _step("evaluate", one_machine, step_env)
     return root, step_env, out
 
 
-def _run_doc(root: Path, runs: str, *parts: str) -> dict:
-    return json.loads((root / runs / "cards" / f"ds={DS}").joinpath(*parts).read_text())
+def _run_doc(root: Path, runs: str, *parts: str, dataset: str = "cards") -> dict:
+    """A JSON file of a run folder: on S3 for the cluster's runs (``runs`` is a prefix of the bucket), on
+    this machine's disk for the one-machine run (``runs-local``)."""
+    if runs == "runs-local":
+        return json.loads((root / runs / dataset / f"ds={DS}").joinpath(*parts).read_text())
+    from jobs.common import storage
+    return json.loads(storage.read_bytes("/".join([f"s3://{BUCKET}/{runs}", dataset, f"ds={DS}", *parts])))
 
 
-def test_the_model_is_trained_by_two_spark_workers_on_the_cluster(pipeline):
-    root, _, out = pipeline
+def test_the_model_is_trained_by_two_spark_workers_on_the_cluster(pipeline, monkeypatch):
+    root, env, out = pipeline
+    for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_REGION", "AWS_ENDPOINT_URL"):
+        monkeypatch.setenv(k, env[k])
     doc = _run_doc(root, "runs", "model", "train.json")
     assert doc["engine"] == "spark" and doc["num_workers"] == 2 and doc["trained_on"] == "cpu"
     assert re.search(r"on 2 Spark workers -> ", out["train"]), out["train"]
@@ -160,12 +167,19 @@ def test_the_lake_is_on_s3_and_the_model_is_published_to_the_s3_registry(pipelin
     for table in ("silver_transactions", "features", "training_set"):
         assert any(k.startswith(f"lake/cards/{table}/_delta_log/") for k in keys), table
     assert re.search(r"publish cards: version \S+ published", out["publish"]), out["publish"]
+    run = {o["Key"][len(f"runs/cards/ds={DS}/"):] for o in
+           s3.list_objects_v2(Bucket=BUCKET, Prefix=f"runs/cards/ds={DS}/").get("Contents", [])}
+    assert {"model/model.ubj", "model/train.json", "evaluation/blessing.json", "lineage/etl.json",
+            "lineage/publish.json"} <= run  # every step's run folder, on the shared storage
+    assert not [k for k in run if k.startswith("model/checkpoints/")]  # written by a worker, gone with the model
     registry = [o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET, Prefix="registry/").get("Contents", [])]
     assert any(k.endswith("model.ubj") for k in registry), registry
 
 
-def test_the_cluster_model_has_the_holdout_auc_of_the_one_machine_model(pipeline):
-    root, _, _ = pipeline
+def test_the_cluster_model_has_the_holdout_auc_of_the_one_machine_model(pipeline, monkeypatch):
+    root, env, _ = pipeline
+    for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_REGION", "AWS_ENDPOINT_URL"):
+        monkeypatch.setenv(k, env[k])
     cluster_auc = _run_doc(root, "runs", "evaluation", "evaluation.json")["overall"]["auc"]
     local_auc = _run_doc(root, "runs-local", "evaluation", "evaluation.json")["overall"]["auc"]
     assert cluster_auc > 0.7 and abs(cluster_auc - local_auc) <= 0.005, (cluster_auc, local_auc)
@@ -195,7 +209,7 @@ def test_two_datasets_train_at_once_one_worker_each(pipeline, cluster):
             s3.copy_object(Bucket=BUCKET, CopySource={"Bucket": BUCKET, "Key": o["Key"]},
                            Key=o["Key"].replace("lake/cards/", "lake/cards_b/", 1))
     derived_cards_spec(root / "datasets", "cards_b", START, (DS - START).days + 1)
-    conf = _conf(root, master, python, root / "runs-two")
+    conf = _conf(root, master, python, f"s3://{BUCKET}/runs-two")
     step_env = {**env, "TRAINYARD_DATASETS_DIR": str(root / "datasets")}
     procs = {name: subprocess.Popen([sys.executable, "-m", "jobs.train", "--ds", DS.isoformat(), "--conf", str(conf),
                                      "--dataset", name, "--set", "train.num_workers=1"], cwd=REPO, env=step_env,
@@ -211,6 +225,6 @@ def test_two_datasets_train_at_once_one_worker_each(pipeline, cluster):
     outs = {name: p.communicate() for name, p in procs.items()}
     for name, p in procs.items():
         assert p.returncode == 0, (name, outs[name][0][-2000:], outs[name][1][-4000:])
-        doc = json.loads((root / "runs-two" / name / f"ds={DS}" / "model" / "train.json").read_text())
+        doc = json.loads(s3.get_object(Bucket=BUCKET, Key=f"runs-two/{name}/ds={DS}/model/train.json")["Body"].read())
         assert doc["engine"] == "spark" and doc["num_workers"] == 1 and "on 1 Spark worker -> " in outs[name][0]
     assert most == 2  # both applications held an executor at once
