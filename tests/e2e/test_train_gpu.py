@@ -53,13 +53,15 @@ def _train(conf, params, device: str) -> subprocess.CompletedProcess:
 def _holdout_auc(spark, root, runs) -> float:
     from sklearn.metrics import roc_auc_score
 
-    from jobs.common.files import sha256_file
+    from jobs.common.files import artifact_path, sha256_file
     from jobs.evaluate import score
-    doc = json.loads((runs / "cards" / f"ds={DS}" / "model" / "train.json").read_text())
-    assert sha256_file(doc["artifact"]) == doc["sha256"]
+    run_dir = runs / "cards" / f"ds={DS}"
+    doc = json.loads((run_dir / "model" / "train.json").read_text())
+    art = artifact_path(run_dir, doc)
+    assert sha256_file(art) == doc["sha256"]
     holdout = (spark.read.format("delta").load(str(root / "lake" / "cards" / "training_set"))
                .where(F.col("split") == "holdout").select(*doc["feature_names"], F.col("is_fraud").cast("double")))
-    scored = score(holdout, Path(doc["artifact"]).read_bytes(), doc["feature_names"], doc["feature_types"]).toPandas()
+    scored = score(holdout, art.read_bytes(), doc["feature_names"], doc["feature_types"]).toPandas()
     return roc_auc_score(scored["is_fraud"], scored["score"])
 
 
