@@ -26,6 +26,7 @@ from jobs import synth
 from tests.conftest import REPO, SPARK_CONF, _free_port
 from tests.helpers import derived_cards_spec
 
+pytestmark = pytest.mark.cluster  # 6-11 min on 2 cores: `make test` runs it, `pytest -m "not cluster"` does not
 START, DS = dt.date(2026, 10, 1), dt.date(2026, 10, 20)
 BUCKET = "trainyard-landing"
 
