@@ -329,12 +329,10 @@ class S3Registry(Registry):
     """``s3://bucket/prefix`` through boto3: credentials and endpoint from the standard AWS environment."""
 
     def __init__(self, uri: str, cache_dir: str | Path | None = None):
-        import boto3
-        from botocore.config import Config
-        bucket, _, prefix = uri[len("s3://"):].partition("/")
-        self.uri, self.bucket, self.prefix = uri, bucket, prefix.strip("/")
-        self.s3 = boto3.client("s3", endpoint_url=os.environ.get("AWS_ENDPOINT_URL") or None,
-                               config=Config(retries={"max_attempts": 5, "mode": "standard"}))
+        from jobs.common import storage
+        self.uri = uri
+        self.bucket, self.prefix = storage.split_uri(uri)
+        self.s3 = storage.s3_client()
         self.cache = Path(cache_dir or tempfile.gettempdir()) / "trainyard-registry-cache"
 
     def _k(self, key: str) -> str:

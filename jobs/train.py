@@ -187,6 +187,11 @@ def check_cluster(spark, device: str) -> None:
                           "spark.executor.resource.gpu.amount is not set in the conf")
 
 
+def auto_workers(value: Any) -> bool:
+    """Whether ``train.num_workers`` leaves the number of workers to the task slots (``auto``)."""
+    return value in (None, "auto", 0)
+
+
 def training_settings(settings: Settings, num_workers: Any) -> Settings:
     """The spark engine's session settings. xgboost.spark gives each worker ``spark.task.cpus`` threads, so
     on one machine (a local master, ``train.engine: spark``) the cores are divided among the workers
@@ -197,7 +202,7 @@ def training_settings(settings: Settings, num_workers: Any) -> Settings:
     core. Set ``spark.task.cpus`` to the executors' cores for one worker per executor, as xgboost.spark
     advises. What the conf sets itself wins."""
     conf = settings.spark_conf
-    fixed = num_workers not in (None, "auto", 0)
+    fixed = not auto_workers(num_workers)
     cores = local_cores(settings.spark_master)
     if cores is not None and "spark.task.cpus" not in conf:
         workers = max(1, min(int(num_workers), cores)) if fixed else 1
@@ -218,7 +223,7 @@ def resolve_workers(value: Any, spark, device: str = "cpu") -> int:
     if slots < 1:
         raise ConfigError(f"{where} has no task slot for a {device} worker (no executor registered within "
                           f"{EXECUTOR_WAIT_S:.0f} s, or none with a GPU)")
-    if value in (None, "auto", 0):
+    if auto_workers(value):
         return slots
     if int(value) > slots:
         raise ConfigError(f"params train.num_workers: {value} workers need {value} task slots at once (one "
@@ -353,7 +358,7 @@ def run(ctx: StepContext) -> None:
     if remaining["n_estimators"] == 0:
         model, device = _BoosterModel(init), params["device"]  # a loaded checkpoint's config names no device
     else:
-        callbacks = [CheckpointEvery(str(ckpt_dir), every)] if every else None
+        callbacks = [CheckpointEvery(ckpt_dir, every)] if every else None
         if engine == "local":
             model = fit_local(spark, df, ctx.table("training_set"), spec, remaining, callbacks, init)
         else:

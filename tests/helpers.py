@@ -2,6 +2,9 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
+import signal
+import subprocess
 from pathlib import Path
 
 from jobs.common.cli import StepContext
@@ -100,3 +103,19 @@ def small_training_set(spark, cards: DatasetSpec, path: str):
      .write.format("delta").partitionBy("cutoff_ds").save(path))
     from pyspark.sql import functions as F
     return spark.read.format("delta").load(path).where(F.col("cutoff_ds") == "2026-10-02")
+
+
+def stop_processes(procs: list[subprocess.Popen], group: bool = False) -> None:
+    """Stop the server processes a test started, by pid: SIGTERM to each still running (to its whole process
+    group with ``group``, for a leader started with ``start_new_session``), then SIGKILL what has not ended
+    within 30 s."""
+    kill = os.killpg if group else os.kill
+    for p in procs:
+        if group or p.poll() is None:
+            kill(p.pid, signal.SIGTERM)
+    for p in procs:
+        try:
+            p.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            kill(p.pid, signal.SIGKILL)
+            p.wait()

@@ -8,12 +8,16 @@ from pathlib import Path
 from typing import Any
 
 
-def write_json_atomic(path: Path, doc: Any) -> None:
+def write_bytes_atomic(path: Path, data: bytes) -> None:
     """Write to a temporary name, then rename: a reader sees the old file or the new one, never half."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(doc, indent=2, sort_keys=True, default=str))
+    tmp.write_bytes(data)
     os.replace(tmp, path)
+
+
+def write_json_atomic(path: Path, doc: Any) -> None:
+    write_bytes_atomic(path, json.dumps(doc, indent=2, sort_keys=True, default=str).encode())
 
 
 def sha256_file(path: str | Path) -> str:

@@ -19,6 +19,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from jobs.common.files import sha256_file, write_bytes_atomic
+
 UNSYNCED = ("model/checkpoints/",)  # written straight to the root by the fit's rank-0 worker
 
 
@@ -31,63 +33,59 @@ def join(root: str, *parts: str) -> str:
     return "/".join([str(root).rstrip("/"), *parts]) if is_remote(root) else str(Path(root, *parts))
 
 
-def _split(uri: str) -> tuple[str, str]:
+def split_uri(uri: str) -> tuple[str, str]:
+    """(bucket, key or prefix without surrounding slashes) of an ``s3://`` URI."""
     bucket, _, key = uri[len("s3://"):].partition("/")
     return bucket, key.strip("/")
 
 
-def _client():
+def s3_client():
+    """The boto3 S3 client of run folders and the registry: endpoint and credentials from the standard AWS
+    environment, retries in standard mode."""
     import boto3
     from botocore.config import Config
     return boto3.client("s3", endpoint_url=os.environ.get("AWS_ENDPOINT_URL") or None,
                         config=Config(retries={"max_attempts": 5, "mode": "standard"}))
 
 
-def _objects(uri: str) -> dict[str, str]:
-    """{path relative to ``uri``: ETag} of every object under the ``s3://`` folder ``uri``."""
-    bucket, prefix = _split(uri)
-    out = {}
-    for page in _client().get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix + "/"):
-        for o in page.get("Contents", []):
-            out[o["Key"][len(prefix) + 1:]] = o["ETag"].strip('"')
-    return out
+def _keys(uri: str) -> list[str]:
+    """The paths, relative to ``uri``, of every object under the ``s3://`` folder ``uri``."""
+    bucket, prefix = split_uri(uri)
+    pages = s3_client().get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix + "/")
+    return [o["Key"][len(prefix) + 1:] for page in pages for o in page.get("Contents", [])]
 
 
 def write_bytes(uri: str, data: bytes) -> None:
     """Write ``data`` to ``uri`` at once: a local file through a temporary name and a rename, an S3 object
     in one put."""
     if is_remote(uri):
-        bucket, key = _split(uri)
-        _client().put_object(Bucket=bucket, Key=key, Body=data)
+        bucket, key = split_uri(uri)
+        s3_client().put_object(Bucket=bucket, Key=key, Body=data)
         return
-    path = Path(uri)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+    write_bytes_atomic(Path(uri), data)
 
 
 def read_bytes(uri: str) -> bytes:
     if is_remote(uri):
-        bucket, key = _split(uri)
-        return _client().get_object(Bucket=bucket, Key=key)["Body"].read()
+        bucket, key = split_uri(uri)
+        return s3_client().get_object(Bucket=bucket, Key=key)["Body"].read()
     return Path(uri).read_bytes()
 
 
 def names(uri: str) -> list[str]:
     """The sorted names of the files directly in the folder ``uri`` (none if it does not exist)."""
     if is_remote(uri):
-        return sorted(n for n in _objects(uri) if "/" not in n)
+        return sorted(n for n in _keys(uri) if "/" not in n)
     path = Path(uri)
     return sorted(p.name for p in path.iterdir() if p.is_file()) if path.is_dir() else []
 
 
 def remove_tree(uri: str) -> None:
     if is_remote(uri):
-        bucket, prefix = _split(uri)
-        keys = [{"Key": f"{prefix}/{n}"} for n in _objects(uri)]
+        bucket, prefix = split_uri(uri)
+        keys = [{"Key": f"{prefix}/{n}"} for n in _keys(uri)]
         for i in range(0, len(keys), 1000):
-            _client().delete_objects(Bucket=bucket, Delete={"Objects": keys[i:i + 1000]})
+            s3_client().delete_objects(Bucket=bucket, Delete={"Objects": keys[i:i + 1000]})
         return
     shutil.rmtree(uri, ignore_errors=True)
 
@@ -99,43 +97,35 @@ def local_copy(root: str, *parts: str) -> Path:
     return Path(tempfile.gettempdir()) / "trainyard-runs" / digest / Path(*parts)
 
 
-def _md5(path: Path) -> str:
-    h = hashlib.md5(usedforsecurity=False)
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _synced(rel: str) -> bool:
     return not rel.startswith(UNSYNCED)
 
 
 def pull(uri: str, local: Path) -> dict[str, str]:
-    """Empty ``local`` and fill it with the run folder ``uri``; returns {relative path: md5} of what came
+    """Empty ``local`` and fill it with the run folder ``uri``; returns {relative path: sha256} of what came
     (``push`` uploads only what differs from it)."""
     shutil.rmtree(local, ignore_errors=True)
     local.mkdir(parents=True)
-    bucket, prefix = _split(uri)
-    client, got = _client(), {}
-    for rel in _objects(uri):
+    bucket, prefix = split_uri(uri)
+    client, got = s3_client(), {}
+    for rel in _keys(uri):
         if not _synced(rel):
             continue
         target = local / rel
         target.parent.mkdir(parents=True, exist_ok=True)
         client.download_file(bucket, f"{prefix}/{rel}", str(target))
-        got[rel] = _md5(target)
+        got[rel] = sha256_file(target)
     return got
 
 
 def push(local: Path, uri: str, pulled: dict[str, str]) -> list[str]:
     """Upload the files of ``local`` that are new or changed since ``pulled`` to the run folder ``uri``, and
     remove there what was pulled and is gone here; returns what it uploaded."""
-    bucket, prefix = _split(uri)
-    client, sent = _client(), []
+    bucket, prefix = split_uri(uri)
+    client, sent = s3_client(), []
     present = {p.relative_to(local).as_posix(): p for p in local.rglob("*") if p.is_file()}
     for rel, path in sorted(present.items()):
-        if _synced(rel) and pulled.get(rel) != _md5(path):
+        if _synced(rel) and pulled.get(rel) != sha256_file(path):
             client.upload_file(str(path), bucket, f"{prefix}/{rel}")
             sent.append(rel)
     gone = [{"Key": f"{prefix}/{rel}"} for rel in pulled if rel not in present]

@@ -14,7 +14,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
-import signal
 import sqlite3
 import subprocess
 import sys
@@ -25,7 +24,7 @@ import pytest
 
 from jobs import synth
 from tests.conftest import REPO, _free_port, write_conf
-from tests.helpers import derived_cards_spec
+from tests.helpers import derived_cards_spec, stop_processes
 
 NAME = "nightly"
 DAG_ID = f"train_pipeline__{NAME}"
@@ -95,13 +94,7 @@ def airflow(tmp_path_factory, spark):
             assert all(p.poll() is None for p in procs), "an Airflow process exited"
             time.sleep(5)
     finally:
-        for p in procs:
-            os.killpg(p.pid, signal.SIGTERM)
-        for p in procs:
-            try:
-                p.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(p.pid, signal.SIGKILL)
+        stop_processes(procs, group=True)
     return {"root": root, "home": home, "db": db, "refused": refused, "marker": marker}
 
 

@@ -11,7 +11,6 @@ import datetime as dt
 import json
 import os
 import re
-import signal
 import subprocess
 import sys
 import sysconfig
@@ -24,7 +23,7 @@ import yaml
 
 from jobs import synth
 from tests.conftest import REPO, SPARK_CONF, _free_port
-from tests.helpers import derived_cards_spec
+from tests.helpers import derived_cards_spec, stop_processes
 
 pytestmark = pytest.mark.cluster  # 6-11 min on 2 cores: `make test` runs it, `pytest -m "not cluster"` does not
 START, DS = dt.date(2026, 10, 1), dt.date(2026, 10, 20)
@@ -40,18 +39,6 @@ def _executor_python(root: Path) -> Path:
                                check=True, capture_output=True, text=True).stdout.strip())
     (site / "main_venv.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
     return root / "bin" / "python"
-
-
-def _stop(procs) -> None:
-    for p in procs:
-        if p.poll() is None:
-            os.kill(p.pid, signal.SIGTERM)
-    for p in procs:
-        try:
-            p.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.kill(p.pid, signal.SIGKILL)
-            p.wait()
 
 
 @pytest.fixture(scope="module")
@@ -95,7 +82,7 @@ def cluster(tmp_path_factory, s3_server):
         assert alive == 2, (logs / "master.log").read_text()[-3000:]
         yield master, python, env, root, ui
     finally:
-        _stop(procs)
+        stop_processes(procs)
 
 
 def _conf(root: Path, master: str, python: Path, runs: str) -> Path:
