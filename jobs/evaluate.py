@@ -18,31 +18,14 @@ from jobs import report
 from jobs.common import delta_io
 from jobs.common.cli import StepContext, run_step
 from jobs.common.errors import ConfigError, DataError
-from jobs.common.files import artifact_path, sha256_file, write_json_atomic
+from jobs.common.files import write_json_atomic
 from jobs.features import attr_col
 from jobs.metrics import binary_metrics, bootstrap_replicates, curve_points, interval, replicate_intervals
-from jobs.train import booster_from_bytes, feature_matrix
+from jobs.model import Model, feature_matrix, from_registry, from_run, predict
 
 GATE_MODES = ("enabled", "dry_run", "disabled")
 HEADLINE = ("n", "n_pos", "n_neg", "auc", "pr_auc", "logloss", "brier", "ece", "precision", "recall", "f1", "fpr",
             "recall_at_fpr", "prevalence", "mean_score")
-
-
-def score(df: DataFrame, model_bytes: bytes, names: list[str], types: list[str], out: str = "score") -> DataFrame:
-    """Add the model's probability as ``out``, computed on the executors (the booster is shipped as bytes)."""
-    sc = df.sparkSession.sparkContext
-    bc = sc.broadcast(model_bytes)
-    from pyspark.sql.types import DoubleType, StructField, StructType
-    schema = StructType([*df.schema.fields, StructField(out, DoubleType())])  # df.schema.add would mutate df
-
-    def predict(batches):
-        booster = booster_from_bytes(bc.value)
-        for pdf in batches:
-            if len(pdf) == 0:
-                continue
-            yield pdf.assign(**{out: booster.predict(feature_matrix(pdf, names, types)).astype("float64")})
-
-    return df.mapInPandas(predict, schema)
 
 
 FAIRNESS_CHECKS = (  # params key, fairness_summary field, op
@@ -246,21 +229,20 @@ def shap_summary(df: DataFrame, n: int, booster, names: list[str], types: list[s
 
 
 def champion_metrics(holdout: DataFrame, registry, spec, names: list[str], label: str, threshold: float,
-                     fpr_target: float) -> tuple[dict[str, Any], tuple[bytes, list[str]] | None]:
+                     fpr_target: float) -> tuple[dict[str, Any], Model | None]:
     """The current champion scored on the same holdout rows (if it uses the same features)."""
-    current = registry.champion(spec.name)
-    if not current:
+    alias = registry.alias(spec.name, "champion")
+    if not alias:
         return {}, None
-    version, art, manifest = current
-    if manifest.get("feature_names") != names:
-        return {"version": version, "note": "champion uses other features; not comparable on this holdout"}, None
-    model = (art.read_bytes(), manifest["feature_types"])
-    cs = score(holdout, model[0], names, model[1]).cache()
-    doc = {"version": version, "sha256": manifest["sha256"],
+    champion = from_registry(registry, spec.name, alias["version"])
+    if champion.feature_names != names:
+        return {"version": champion.version, "note": "champion uses other features; not comparable on this holdout"}, None
+    cs = predict(holdout, champion).cache()
+    doc = {"version": champion.version, "sha256": champion.sha256,
            "overall": _headline(binary_metrics(cs, label, threshold, weight="weight", fpr_target=fpr_target)[0]),
            "curves": curve_points(cs, label, weight="weight")}
     cs.unpersist()
-    return doc, model
+    return doc, champion
 
 
 # ---------------------------------------------------------------- shell
@@ -273,19 +255,15 @@ def run(ctx: StepContext) -> None:
     fpr_target, seed = float(p.get("fpr_target", 0.01)), int(p.get("seed", 0))
     gp = dict(p.get("gate", {}))
     train_doc = json.loads((ctx.run_dir / "model" / "train.json").read_text())
-    art = artifact_path(ctx.run_dir, train_doc)
-    sha = sha256_file(art)
-    if sha != train_doc["sha256"]:
-        raise DataError(f"{art}: sha256 {sha} differs from the one train recorded ({train_doc['sha256']})")
-    names, types = train_doc["feature_names"], train_doc["feature_types"]
-    model = art.read_bytes()
+    model = from_run(ctx.run_dir)  # verified: the sha256 train recorded
+    names, types, sha = model.feature_names, model.feature_types, model.sha256
 
     ts = (delta_io.read_pinned(spark, ctx.table("training_set"), ctx.reads, "training_set")
           .where((F.col("cutoff_ds") == F.lit(ctx.ds)) & (F.col("split") == "holdout") & F.col(label).isNotNull()))
     attrs = list(dict.fromkeys([*spec.sensitive, *spec.slices]))
     holdout = ts.select(*names, F.col(label).cast("double").alias(label), F.coalesce(F.col("weight"), F.lit(1.0)).alias("weight"),
                         *[attr_col(a) for a in attrs])
-    scored = score(holdout, model, names, types).cache()
+    scored = predict(holdout, model).cache()
     overall = binary_metrics(scored, label, threshold, weight="weight", fpr_target=fpr_target)[0]
     if not overall["n"]:
         raise DataError(f"training_set cutoff_ds={ctx.ds}: the holdout window is empty; nothing to evaluate")
@@ -298,8 +276,8 @@ def run(ctx: StepContext) -> None:
                                              threshold, fpr_target)
     golden = None
     if p.get("golden_version") is not None:
-        golden = golden_metrics(spark, ctx, int(p["golden_version"]), model, names, types, champ_model, threshold)
-    booster = booster_from_bytes(model)
+        golden = golden_metrics(spark, ctx, int(p["golden_version"]), model, champ_model, threshold)
+    booster = model.booster()
     importance = {k: float(v) for k, v in booster.get_score(importance_type="total_gain").items()}
     checks = gate(overall, champion, fairness, gp, importance, golden)
     blessing = bless(checks, gp.get("mode", "enabled"), sha)
@@ -331,8 +309,8 @@ def run(ctx: StepContext) -> None:
           f"report {out / 'report.html'}")
 
 
-def golden_metrics(spark, ctx: StepContext, version: int, model: bytes, names: list[str], types: list[str],
-                   champion: tuple[bytes, list[str]] | None, threshold: float) -> dict[str, Any]:
+def golden_metrics(spark, ctx: StepContext, version: int, model: Model, champion: Model | None,
+                   threshold: float) -> dict[str, Any]:
     """Challenger (and champion) on the golden set pinned at a Delta version (made by ``jobs.golden``)."""
     label = ctx.dataset.label.name
     path = ctx.table("golden_set")
@@ -340,11 +318,11 @@ def golden_metrics(spark, ctx: StepContext, version: int, model: bytes, names: l
         raise DataError(f"params evaluate.golden_version is {version} but there is no golden set at {path}: "
                         f"run python -m jobs.golden --ds <ds> first")
     df = (spark.read.format("delta").option("versionAsOf", version).load(path)
-          .select(*names, F.col(label).cast("double").alias(label)))
+          .select(*model.feature_names, F.col(label).cast("double").alias(label)))
     ctx.reads[f"golden_set@{version}"] = version
-    out = {"version": version, "challenger_auc": binary_metrics(score(df, model, names, types), label, threshold)[0]["auc"]}
+    out = {"version": version, "challenger_auc": binary_metrics(predict(df, model), label, threshold)[0]["auc"]}
     if champion:
-        out["champion_auc"] = binary_metrics(score(df, champion[0], names, champion[1]), label, threshold)[0]["auc"]
+        out["champion_auc"] = binary_metrics(predict(df, champion), label, threshold)[0]["auc"]
     return out
 
 

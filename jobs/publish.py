@@ -1,12 +1,18 @@
 """Publish: only a blessed model. Checks that the blessing was given to this exact artifact (sha256), writes
 an immutable registry version (artifact, model card, report, manifest with sha256 and lineage: the Delta
 versions every step read, the DVC data hash, params, metrics, blessing, git commit) atomically, manifest last,
-then moves the ``champion`` alias forward only:
+then moves an alias forward only. Which alias is ``publish.mode``'s:
 
-- by compare-and-swap from the version the evaluation compared against (``blessing.champion_version``): if
-  the champion moved since, nothing moves and the task fails (re-run evaluate against the new champion);
-- never backwards: a run for a ds older than the champion's (a backfill) is published as a version and
-  leaves the champion where it is (a person may promote it: ``python -m jobs.registry promote``).
+- ``shadow`` (the nightly default): the version becomes ``challenger``; the scoring DAG scores it beside the
+  champion on live rows and ``jobs.promote`` decides, once their labels matured, whether it replaces the
+  champion. A model with no champion to shadow becomes the champion at once.
+- ``direct`` (``make run``): the version becomes ``champion``, by compare-and-swap from the version the
+  evaluation compared against (``blessing.champion_version``): if the champion moved since, nothing moves and
+  the task fails (re-run evaluate against the new champion).
+
+Never backwards: a run for a ds older than the alias's version (or the champion's: a backfill) is published
+as a version and leaves the aliases where they are (a person may promote it: ``python -m jobs.registry promote``).
+The version holds the model and the baseline train fitted beside it (``jobs.model``), both checksummed.
 
 Exit code 99 (``NotBlessed``) means "not blessed, nothing to publish": the DAG marks the task skipped.
 Integrity failures (no evaluation, an artifact other than the one evaluated, a champion that moved) fail it."""
@@ -19,8 +25,11 @@ from typing import Any
 
 from jobs.common.cli import StepContext, run_step
 from jobs.common.config import REPO_ROOT
-from jobs.common.errors import IntegrityError, NotBlessed
+from jobs.common.errors import ConfigError, IntegrityError, NotBlessed
 from jobs.common.files import artifact_path, sha256_file
+from jobs.model import MODEL_FILE, baseline_from_run
+
+MODES = ("shadow", "direct")
 
 
 def git_commit() -> str | None:
@@ -57,7 +66,8 @@ def version_id(ds: str, sha: str) -> str:
 def build_manifest(ctx: StepContext, train_doc: dict, blessing: dict, metrics: dict, lineage: dict[str, Any]) -> dict[str, Any]:
     return {
         "model": ctx.dataset.name, "version": version_id(ctx.ds.isoformat(), train_doc["sha256"]), "ds": ctx.ds.isoformat(),
-        "artifact": "model.ubj", "format": "xgboost-ubj", "sha256": train_doc["sha256"],
+        "artifact": MODEL_FILE, "format": "xgboost-ubj", "sha256": train_doc["sha256"],
+        "baseline": {k: v for k, v in train_doc["baseline"].items()} if train_doc.get("baseline") else None,
         "feature_names": train_doc["feature_names"], "feature_types": train_doc["feature_types"], "label": train_doc["label"],
         "metrics": metrics, "blessing": {k: blessing[k] for k in ("blessed", "mode", "failed", "reasons")},
         "lineage": {"delta_versions_read": {step: doc.get("reads", {}) for step, doc in lineage.items()},
@@ -90,29 +100,47 @@ def check_blessing(run_dir: Path, ds) -> tuple[dict, dict, Path]:
         raise NotBlessed(f"model {sha[:12]} for ds={ds} is not blessed: {'; '.join(blessing['reasons'])}")
     if "champion_version" not in blessing:
         raise IntegrityError(f"{blessing_path} does not say which champion it was compared against; re-run evaluate")
+    baseline_from_run(run_dir)  # the baseline is the one train wrote (ArtifactError otherwise)
     return blessing, train_doc, art
 
 
-def move_champion(reg, model: str, version: str, ds: str, compared: str | None, run_id: str) -> dict[str, Any]:
-    """Move ``champion`` to ``version`` only forward: from the version the evaluation compared against, and
-    never to a ds older than the champion's. Returns what happened (``moved``, ``champion``, ``why``)."""
+def move_alias(reg, model: str, alias: str, version: str, ds: str, expect: str | None, reason: str) -> dict[str, Any]:
+    """Move ``alias`` to ``version`` only forward: from ``expect`` (compare-and-swap), and never to a ds older
+    than the alias's (or, for the challenger, the champion's). Returns what happened (``moved``, ``alias``,
+    ``version`` it holds, ``why``)."""
     from jobs.registry import AliasConflict
-    current = reg.alias(model, "champion")
+    current = reg.alias(model, alias)
     held = current["version"] if current else None
     if held == version:
-        return {"moved": False, "champion": held, "why": "already the champion"}
-    held_ds = reg.manifest(model, held).get("ds") if held else None
-    if held_ds and held_ds > ds:
-        return {"moved": False, "champion": held,
-                "why": f"the champion {held} is for a newer ds ({held_ds} > {ds}): published as a version, not promoted"}
+        return {"moved": False, "alias": alias, "version": held, "why": f"already the {alias}"}
+    for name in dict.fromkeys([alias, "champion"]):
+        other = reg.alias(model, name)
+        other_ds = reg.manifest(model, other["version"]).get("ds") if other else None
+        if other_ds and other_ds > ds:
+            return {"moved": False, "alias": alias, "version": held,
+                    "why": f"the {name} {other['version']} is for a newer ds ({other_ds} > {ds}): published as a "
+                           "version, not promoted"}
     try:
-        doc = reg.set_alias(model, "champion", version, reason=f"blessed against {compared} by run {run_id}",
-                            expect=compared, event="publish")
+        doc = reg.set_alias(model, alias, version, reason=reason, expect=expect, event="publish")
     except AliasConflict:
-        now = (reg.alias(model, "champion") or {}).get("version")
-        raise IntegrityError(f"model '{model}': the champion is {now}, but the evaluation of {version} compared it "
-                             f"against {compared}; nothing moved: re-run evaluate for ds={ds}, then publish") from None
-    return {"moved": True, "champion": doc["version"], "previous": doc["previous"], "why": doc["reason"]}
+        now = (reg.alias(model, alias) or {}).get("version")
+        raise IntegrityError(f"model '{model}': the {alias} is {now}, but this publish of {version} expected "
+                             f"{expect}; nothing moved: re-run evaluate for ds={ds}, then publish") from None
+    return {"moved": True, "alias": alias, "version": doc["version"], "previous": doc["previous"], "why": doc["reason"]}
+
+
+def publish_alias(reg, model: str, mode: str, version: str, ds: str, compared: str | None, run_id: str) -> dict[str, Any]:
+    """The alias move of ``publish.mode``: ``direct`` moves the champion from the one the evaluation compared
+    against; ``shadow`` makes the version the challenger (the champion, when there is none to shadow)."""
+    if mode not in MODES:
+        raise ConfigError(f"params publish.mode: '{mode}' is not one of {MODES}")
+    champion = (reg.alias(model, "champion") or {}).get("version")
+    if mode == "direct" or champion is None:
+        why = f"blessed against {compared} by run {run_id}" + ("" if mode == "direct" else "; no champion to shadow")
+        return move_alias(reg, model, "champion", version, ds, compared, why)
+    held = (reg.alias(model, "challenger") or {}).get("version")
+    return move_alias(reg, model, "challenger", version, ds, held,
+                      f"blessed against champion {compared} by run {run_id}: shadow-scored until jobs.promote decides")
 
 
 def run(ctx: StepContext) -> None:
@@ -123,17 +151,20 @@ def run(ctx: StepContext) -> None:
     metrics = json.loads((run_dir / "evaluation" / "metrics.json").read_text())
     manifest = build_manifest(ctx, train_doc, blessing, metrics, lineage)
     ev = run_dir / "evaluation"
-    files = {"model.ubj": art, "blessing.json": ev / "blessing.json", "evaluation.json": ev / "evaluation.json"}
+    files = {MODEL_FILE: art, "blessing.json": ev / "blessing.json", "evaluation.json": ev / "evaluation.json"}
+    if manifest["baseline"]:
+        files[manifest["baseline"]["artifact"]] = run_dir / "model" / manifest["baseline"]["artifact"]
     files.update({n: ev / n for n in ("report.html", "model_card.md") if (ev / n).exists()})  # older runs lack a card
     reg = open_registry(ctx.settings.registry)
     created = reg.publish(ctx.dataset.name, manifest["version"], files, manifest)
     # the alias moves last, only to a complete, verified version, and only forward
-    moved = move_champion(reg, ctx.dataset.name, manifest["version"], ctx.ds.isoformat(), blessing["champion_version"],
-                          ctx.run_id)
-    ctx.counts.update({"version": manifest["version"], "created": created, **moved})
+    mode = str(ctx.step_params().get("mode", "direct"))
+    moved = publish_alias(reg, ctx.dataset.name, mode, manifest["version"], ctx.ds.isoformat(),
+                          blessing["champion_version"], ctx.run_id)
+    ctx.counts.update({"version": manifest["version"], "created": created, "mode": mode, **moved})
     where = reg.location(ctx.dataset.name, manifest["version"])
     print(f"publish {ctx.dataset.name}: version {manifest['version']} {'published' if created else 'already published'} "
-          f"at {where}; champion {'-> ' if moved['moved'] else 'stays '}{moved['champion']} ({moved['why']})")
+          f"at {where}; {moved['alias']} {'-> ' if moved['moved'] else 'stays '}{moved['version']} ({moved['why']})")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -106,8 +106,9 @@ class Registry:
     def _write_version(self, model: str, version: str, files: dict[str, Path], manifest: bytes) -> bool:
         raise NotImplementedError
 
-    def _artifact_file(self, model: str, version: str, name: str) -> Path | None:
-        """A local file holding the version's ``name`` (downloaded on S3), or None if it is missing."""
+    def artifact_file(self, model: str, version: str, name: str) -> Path | None:
+        """A local file holding the version's ``name`` (downloaded on S3), or None if it is missing. Not
+        verified: ``jobs.model.from_registry`` loads models, checking their sha256."""
         raise NotImplementedError
 
     def location(self, model: str, version: str) -> str:
@@ -152,34 +153,21 @@ class Registry:
             events += logged
         return sorted(events, key=lambda e: (e["at"], e.get("seq", 0)))
 
-    def _verified(self, model: str, version: str) -> tuple[Path, dict[str, Any]]:
-        """(local artifact path, manifest) after checking the version is complete and the artifact's sha256
-        is the manifest's (one manifest read)."""
+    def verify(self, model: str, version: str) -> dict[str, Any]:
+        """The manifest of a complete version whose files (the model and its baseline) are there and hash to
+        the manifest's sha256; RegistryError naming the file otherwise."""
         m = self.manifest(model, version)
-        art = self._artifact_file(model, version, m["artifact"])
-        if art is None:
-            raise RegistryError(f"{model}/{version}: artifact {m['artifact']} is missing")
-        actual = sha256_file(art)
-        if actual != m["sha256"]:
-            raise RegistryError(f"{model}/{version}: checksum mismatch: manifest {m['sha256']}, artifact {actual}")
-        return art, m
-
-    def verify(self, model: str, version: str) -> Path:
-        """A local path to the version's artifact, verified (see ``_verified``)."""
-        return self._verified(model, version)[0]
-
-    def champion(self, model: str) -> tuple[str, Path, dict[str, Any]] | None:
-        """(version, verified artifact path, manifest) of the model's champion, or None if it has none."""
-        alias = self.alias(model, "champion")
-        if not alias:
-            return None
-        return (alias["version"], *self._verified(model, alias["version"]))
-
-    def load_booster(self, model: str, version: str):
-        import xgboost as xgb
-        booster = xgb.Booster()
-        booster.load_model(str(self.verify(model, version)))
-        return booster
+        for entry in (m, m.get("baseline") or {}):
+            if not entry:
+                continue
+            art = self.artifact_file(model, version, entry["artifact"])
+            if art is None:
+                raise RegistryError(f"{model}/{version}: artifact {entry['artifact']} is missing")
+            actual = sha256_file(art)
+            if actual != entry["sha256"]:
+                raise RegistryError(f"{model}/{version}: checksum mismatch of {entry['artifact']}: manifest "
+                                    f"{entry['sha256']}, artifact {actual}")
+        return m
 
     # ------------------------------------------------------------ writing
     def publish(self, model: str, version: str, files: dict[str, Path], manifest: dict[str, Any]) -> bool:
@@ -320,7 +308,7 @@ class LocalRegistry(Registry):
         crash_point("version_written")
         return True
 
-    def _artifact_file(self, model, version, name):
+    def artifact_file(self, model, version, name):
         p = self.version_dir(model, version) / name
         return p if p.exists() else None
 
@@ -388,7 +376,7 @@ class S3Registry(Registry):
         crash_point("version_written")
         return created
 
-    def _artifact_file(self, model, version, name):
+    def artifact_file(self, model, version, name):
         got = self._get(self._vkey(model, version, name))
         if got is None:
             return None

@@ -25,15 +25,9 @@ from jobs.common.cli import StepContext, run_step
 from jobs.common.files import sha256_file, write_json_atomic
 from jobs.common.config import DatasetSpec, Settings
 from jobs.common.errors import ConfigError, DataError
-from jobs.tune import tuned_params
+from jobs.model import booster_from_bytes, feature_types, fit_prior, save_booster, save_prior
 
-MODEL_FILE = "model.ubj"
 VALID_COL = "is_valid"
-
-
-def feature_types(spec: DatasetSpec) -> list[str]:
-    """XGBoost feature types: 'c' for the declared categoricals (integer codes), 'q' otherwise."""
-    return ["c" if n in spec.features.categorical else "q" for n in spec.features.names]
 
 
 def training_frame(training_set: DataFrame, spec: DatasetSpec) -> DataFrame:
@@ -56,6 +50,25 @@ def training_rows(spec: DatasetSpec) -> xgb_local.FileRows:
     return xgb_local.FileRows(columns, split.isin(["train", "valid"]) & pc.field(label).is_valid())
 
 
+def tuned_path(run_dir: Path) -> Path:
+    """Where the tune step leaves its best params for this step (``jobs.tune``)."""
+    return run_dir / "tune" / "best_params.json"
+
+
+def tuned_params(run_dir: Path, training_set_version: int) -> dict[str, Any] | None:
+    """The tuned params for train, if this run was tuned; refuse params tuned on other data."""
+    path = tuned_path(run_dir)
+    if not path.exists():
+        return None
+    doc = json.loads(path.read_text())
+    if not doc.get("enabled"):
+        return None
+    if doc.get("training_set_version") != training_set_version:
+        raise DataError(f"{path}: tuned on training_set version {doc.get('training_set_version')}, train reads version "
+                        f"{training_set_version}; rerun tune (or set tune.enabled: false)")
+    return dict(doc["best_params"])
+
+
 def load_training_frame(spark, ctx: StepContext) -> tuple[DataFrame, dict[str, int]]:
     """This cutoff's train and valid rows from the pinned training set, with their class counts (a pass
     over two columns); refuses a window that lacks a class. Shared by train and tune. Not cached: the local
@@ -67,21 +80,6 @@ def load_training_frame(spark, ctx: StepContext) -> tuple[DataFrame, dict[str, i
     counts = class_balance(df, ctx.dataset.label.name)
     check_trainable(counts, f"training_set cutoff_ds={ctx.ds}")
     return df, counts
-
-
-def feature_matrix(pdf, names: list[str], types: list[str], **meta):
-    """The DMatrix every driver or executor path builds from a pandas frame (scoring, SHAP, tuning): float32
-    features, the declared feature types, NaN as missing; ``meta`` is label, weight, ..."""
-    import numpy as np
-    import xgboost as xgb
-    return xgb.DMatrix(pdf[names].astype("float32"), feature_types=types, enable_categorical=True, missing=np.nan, **meta)
-
-
-def booster_from_bytes(model: bytes):
-    import xgboost as xgb
-    booster = xgb.Booster()
-    booster.load_model(bytearray(model))
-    return booster
 
 
 def class_balance(df: DataFrame, label: str) -> dict[str, int]:
@@ -317,25 +315,6 @@ def trained_on(booster) -> str:
     return json.loads(booster.save_config())["learner"]["generic_param"]["device"]
 
 
-def save_booster(model, spec: DatasetSpec, out_dir: Path) -> tuple[Path, Any]:
-    """Save the booster cut at its best iteration: the artifact is exactly the model that gets scored."""
-    booster = model.get_booster()
-    best = booster.attr("best_iteration")
-    if best is not None and int(best) + 1 < booster.num_boosted_rounds():
-        sliced = booster[: int(best) + 1]
-        for k, v in booster.attributes().items():
-            sliced.set_attr(**{k: v})
-        booster = sliced
-    booster.feature_names = spec.features.names
-    booster.feature_types = feature_types(spec)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    path = out_dir / MODEL_FILE
-    tmp = out_dir / f".partial.{MODEL_FILE}"  # the extension tells xgboost the format (UBJ)
-    booster.save_model(str(tmp))
-    os.replace(tmp, path)
-    return path, booster
-
-
 def run(ctx: StepContext) -> None:
     from jobs.common.spark import get_spark
     spec, p = ctx.dataset, ctx.step_params()
@@ -366,20 +345,50 @@ def run(ctx: StepContext) -> None:
         device = trained_on(model.get_booster())
     path, booster = save_booster(model, spec, ctx.run_dir / "model")
     storage.remove_tree(ckpt_dir)
+    baseline = fit_baseline(spark, ctx, p)
     best = booster.attr("best_iteration")
     doc = {"artifact": path.name, "sha256": sha256_file(path), "format": "ubj", "engine": engine, "num_workers": workers,
            "trained_on": device, "params": params, "counts": counts, "feature_names": spec.features.names,
            "feature_types": feature_types(spec),
            "best_iteration": int(best) if best is not None else None, "best_score": booster.attr("best_score"),
            "num_boosted_rounds": booster.num_boosted_rounds(), "resumed_from_round": done, "label": spec.label.name,
-           "tuned": tuned}
+           "tuned": tuned, "baseline": baseline}
     write_json_atomic(ctx.run_dir / "model" / "train.json", doc)
     ctx.counts.update({"rows": counts, "sha256": doc["sha256"], "best_iteration": doc["best_iteration"],
                        "num_boosted_rounds": doc["num_boosted_rounds"]})
     on = (f"{workers} Spark worker" + ("s" if workers != 1 else "") if engine == "spark" else "the local engine") \
         + (f" ({device})" if device != "cpu" else "")
     print(f"train {spec.name} cutoff {ctx.ds}: {doc['num_boosted_rounds']} rounds (best {doc['best_iteration']}, "
-          f"valid {params['eval_metric']} {doc['best_score']}) on {on} -> {path} sha256 {doc['sha256'][:12]}")
+          f"valid {params['eval_metric']} {doc['best_score']}) on {on} -> {path} sha256 {doc['sha256'][:12]}; "
+          f"baseline: label rate per {baseline['segment'] or 'nothing (one rate)'}, overall {baseline['overall']:.4f}")
+
+
+def baseline_segment(spec: DatasetSpec, value: Any) -> str | None:
+    """``train.baseline.segment``: one of the spec's slice attributes, ``auto`` (its first slice), or null
+    (one overall rate). Never a sensitive attribute: a per-group prior would score people by that group."""
+    if value in (None, "none"):
+        return None
+    if value == "auto":
+        return spec.slices[0] if spec.slices else None
+    if value not in spec.slices:
+        raise ConfigError(f"params train.baseline.segment: '{value}' is not one of {spec.path}'s slices "
+                          f"{list(spec.slices)} (sensitive attributes cannot segment the baseline)")
+    return str(value)
+
+
+def fit_baseline(spark, ctx: StepContext, p: dict[str, Any]) -> dict[str, Any]:
+    """The baseline published with the model (``jobs.model``'s ``segment_prior``): the label rate of this
+    cutoff's train window per segment, from the training-set version train read. Returns its train.json entry."""
+    from jobs.features import attr_col
+    spec, cfg = ctx.dataset, dict(p.get("baseline") or {})
+    segment = baseline_segment(spec, cfg.get("segment", "auto"))
+    rows = (delta_io.read_pinned(spark, ctx.table("training_set"), version=ctx.reads["training_set"])
+            .where((F.col("cutoff_ds") == F.lit(ctx.ds)) & (F.col("split") == "train")))
+    prior = fit_prior(rows, spec.label.name, attr_col(segment) if segment else None,
+                               float(cfg.get("smoothing", 100)))
+    path = save_prior(prior, ctx.run_dir / "model")
+    return {"artifact": path.name, "sha256": sha256_file(path), "kind": prior["kind"], "segment": segment,
+            "overall": prior["overall"]}
 
 
 class _BoosterModel:

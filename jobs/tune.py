@@ -27,12 +27,7 @@ from jobs.common.errors import ConfigError, DataError
 from jobs.common.files import write_json_atomic
 from jobs.common.storage import is_remote
 
-RESULT_FILE = "best_params.json"
 KINDS = ("int", "float", "categorical")
-
-
-def result_path(run_dir: Path) -> Path:
-    return run_dir / "tune" / RESULT_FILE
 
 
 def check_space(space: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -133,7 +128,7 @@ def sample_frames(df, max_train: int, max_valid: int, seed: int):
 
 
 def dmatrix(pdf, spec, label: str):
-    from jobs.train import feature_matrix, feature_types
+    from jobs.model import feature_matrix, feature_types
     return feature_matrix(pdf, spec.features.names, feature_types(spec), label=pdf[label], weight=pdf["weight"])
 
 
@@ -159,7 +154,8 @@ def study_storage(value: str | None, runs: str, dataset: str) -> str:
 
 def run(ctx: StepContext) -> None:
     p = ctx.step_params()
-    out = result_path(ctx.run_dir)
+    from jobs.train import tuned_path
+    out = tuned_path(ctx.run_dir)
     if not p.get("enabled", False):
         write_json_atomic(out, {"enabled": False, "note": "tune.enabled is false: train uses params.yaml as is"})
         print("tune: disabled (tune.enabled: false); train uses its params as is")
@@ -197,20 +193,6 @@ def run(ctx: StepContext) -> None:
     ctx.counts.update({"best_value": doc["best_value"], "trials": doc["trials"]})
     print(f"tune {spec.name} cutoff {ctx.ds}: best valid {doc['metric']} {doc['best_value']:.4f} "
           f"(trial {doc['best_trial']}, {doc['trials']}) -> {out}")
-
-
-def tuned_params(run_dir: Path, training_set_version: int) -> dict[str, Any] | None:
-    """The tuned params for train, if this run was tuned; refuse params tuned on other data."""
-    path = result_path(run_dir)
-    if not path.exists():
-        return None
-    doc = json.loads(path.read_text())
-    if not doc.get("enabled"):
-        return None
-    if doc.get("training_set_version") != training_set_version:
-        raise DataError(f"{path}: tuned on training_set version {doc.get('training_set_version')}, train reads version "
-                        f"{training_set_version}; rerun tune (or set tune.enabled: false)")
-    return dict(doc["best_params"])
 
 
 def main(argv: list[str] | None = None) -> None:

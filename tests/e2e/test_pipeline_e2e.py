@@ -108,7 +108,8 @@ def test_loading_the_published_model_scores(run):
     from jobs.registry import LocalRegistry
     reg = LocalRegistry(root / "registry")
     version = reg.alias(NAME, "champion")["version"]
-    booster = reg.load_booster(NAME, version)
+    from jobs.model import from_registry
+    booster = from_registry(reg, NAME, version).booster()
     names = reg.manifest(NAME, version)["feature_names"]
     assert booster.feature_names == names
     x = xgb.DMatrix(np.zeros((1, len(names)), dtype="float32"), feature_names=names,

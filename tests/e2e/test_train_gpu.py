@@ -52,15 +52,11 @@ def _train(conf, params, device: str) -> subprocess.CompletedProcess:
 def _holdout_auc(spark, root, runs) -> float:
     from sklearn.metrics import roc_auc_score
 
-    from jobs.common.files import artifact_path, sha256_file
-    from jobs.evaluate import score
-    run_dir = runs / "cards" / f"ds={DS}"
-    doc = json.loads((run_dir / "model" / "train.json").read_text())
-    art = artifact_path(run_dir, doc)
-    assert sha256_file(art) == doc["sha256"]
+    from jobs.model import from_run, predict
+    model = from_run(runs / "cards" / f"ds={DS}")  # verified against train.json's sha256
     holdout = (spark.read.format("delta").load(str(root / "lake" / "cards" / "training_set"))
-               .where(F.col("split") == "holdout").select(*doc["feature_names"], F.col("is_fraud").cast("double")))
-    scored = score(holdout, art.read_bytes(), doc["feature_names"], doc["feature_types"]).toPandas()
+               .where(F.col("split") == "holdout").select(*model.feature_names, F.col("is_fraud").cast("double")))
+    scored = predict(holdout, model).toPandas()
     return roc_auc_score(scored["is_fraud"], scored["score"])
 
 

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import yaml
 
-from jobs import train
+from jobs import model, train
 from tests.conftest import REPO, write_conf
 from tests.helpers import write_training_set
 
@@ -70,7 +70,7 @@ def test_same_data_params_and_seed_give_the_same_model(spark, trainset, cards, w
     for _ in range(3):
         booster = train.fit(df, cards, params, workers).get_booster()
         import xgboost as xgb
-        x = xgb.DMatrix(holdout[cards.features.names], feature_types=train.feature_types(cards), enable_categorical=True)
+        x = xgb.DMatrix(holdout[cards.features.names], feature_types=model.feature_types(cards), enable_categorical=True)
         preds.append(booster.predict(x))
     from sklearn.metrics import roc_auc_score
     aucs = [roc_auc_score(holdout["is_fraud"], p) for p in preds]
@@ -138,10 +138,10 @@ def test_the_local_and_the_spark_engine_train_models_of_the_same_holdout_auc(spa
     import xgboost as xgb
     from sklearn.metrics import roc_auc_score
     aucs = {}
-    for name, model in (("local", local), ("spark", distributed)):
-        saved, _ = train.save_booster(model, cards, tmp_path / name)
+    for name, fitted in (("local", local), ("spark", distributed)):
+        saved, _ = model.save_booster(fitted, cards, tmp_path / name)
         booster = xgb.Booster(model_file=str(saved))
-        assert booster.feature_names == cards.features.names and booster.feature_types == train.feature_types(cards)
-        x = xgb.DMatrix(holdout[cards.features.names], feature_types=train.feature_types(cards), enable_categorical=True)
+        assert booster.feature_names == cards.features.names and booster.feature_types == model.feature_types(cards)
+        x = xgb.DMatrix(holdout[cards.features.names], feature_types=model.feature_types(cards), enable_categorical=True)
         aucs[name] = roc_auc_score(holdout["is_fraud"], booster.predict(x))
     assert aucs["local"] > 0.75 and abs(aucs["local"] - aucs["spark"]) <= 0.005, aucs

@@ -8,7 +8,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from jobs import publish, train
+from jobs import model, publish, train
 from jobs.common.config import Settings
 from jobs.common.errors import ConfigError, DataError, IntegrityError, NotBlessed
 from jobs.common.files import sha256_file, write_json_atomic
@@ -29,7 +29,7 @@ def test_training_frame_and_single_class_refusal(spark, cards):
 
 
 def test_feature_types_mark_categoricals(cards):
-    types = dict(zip(cards.features.names, train.feature_types(cards)))
+    types = dict(zip(cards.features.names, model.feature_types(cards)))
     assert types["channel"] == "c" and types["amount"] == "q"
 
 

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from pyspark.sql import functions as F
 
-from jobs import train
+from jobs import model, train
 from jobs.common import xgb_local
 from jobs.common.errors import ConfigError
 from tests.helpers import small_training_set
@@ -60,13 +60,13 @@ def test_a_local_fit_is_reproducible_and_keeps_the_model_contract(spark, cards, 
     models = [train.fit_local(spark, df, path, cards, params) for _ in range(2)]
     x = df.toPandas()
     import xgboost as xgb
-    dm = xgb.DMatrix(x[cards.features.names].astype("float32"), feature_types=train.feature_types(cards),
+    dm = xgb.DMatrix(x[cards.features.names].astype("float32"), feature_types=model.feature_types(cards),
                      enable_categorical=True, missing=np.nan)
     np.testing.assert_array_equal(*[m.get_booster().predict(dm) for m in models])
-    saved, booster = train.save_booster(models[0], cards, tmp_path / "model")
+    saved, booster = model.save_booster(models[0], cards, tmp_path / "model")
     loaded = xgb.Booster(model_file=str(saved))
     assert saved.suffix == ".ubj" and loaded.feature_names == cards.features.names
-    assert loaded.feature_types == train.feature_types(cards) and "c" in loaded.feature_types
+    assert loaded.feature_types == model.feature_types(cards) and "c" in loaded.feature_types
     assert train.trained_on(booster) == "cpu"
 
 

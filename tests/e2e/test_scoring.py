@@ -1,0 +1,195 @@
+"""Daily scoring fails clean: drills on a real lake and a real registry, built by the step functions in this
+process (one shared Spark session): two published models trained on two cutoffs (champion and previous
+champion), each with its baseline, then scoring of a later day
+
+- by the champion, equal to plain XGBoost's scores on the same features to 1e-6, and a rerun that replaces
+  the day's partition;
+- with the champion's artifact corrupted: the previous champion serves every row;
+- with a feature the models read gone from the spec: the baseline serves every row;
+- with the day failing a critical expectation: its staged rows, scored by the baseline;
+- with nothing that can serve: one clear line, the exit code, nothing written.
+
+Every case: ``predictions`` holds exactly one row per example of the day, and ``scoring_events`` says who
+served and why."""
+from __future__ import annotations
+
+import copy
+import datetime as dt
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+from pyspark.sql import functions as F
+
+from jobs import etl, evaluate, features, publish, score, synth, train, validate
+from jobs.common.config import DatasetSpec, Settings, load_params
+from jobs.common.errors import ValidationFailed
+from jobs.model import from_registry
+from jobs.registry import open_registry
+from tests.conftest import REPO, write_conf
+from tests.helpers import context
+
+START, DAYS = dt.date(2026, 8, 1), 25
+C1, C2 = dt.date(2026, 8, 22), dt.date(2026, 8, 23)   # the two training cutoffs: previous champion, champion
+S = dt.date(2026, 8, 24)                               # the scored day
+BAD = dt.date(2026, 8, 25)                             # a day that fails validation (landed, not processed)
+
+
+def _params() -> dict:
+    p = load_params(REPO / "params.yaml")
+    p["features"]["split"] = {"train_days": 8, "valid_days": 2, "holdout_days": 2}
+    p["train"].update(n_estimators=40, checkpoint_every=0)
+    p["evaluate"].update(bootstrap_replicates=0, shap_rows=200, slice_pairs=False)
+    p["evaluate"]["gate"]["mode"] = "dry_run"  # tiny windows: the checks are reported, the models published
+    p["publish"]["mode"] = "direct"
+    return p
+
+
+@pytest.fixture(scope="module")
+def lake(spark, cards, tmp_path_factory):
+    root = tmp_path_factory.mktemp("scoring")
+    conf = write_conf(root)
+    settings = Settings.load(conf)
+    synth.generate(synth.SynthConfig(start=START, days=DAYS, rows_per_day=600, seed=17), root / "landing" / "cards")
+    params = _params()
+    run = lambda step, module, ds, start=None: module.run(context(step, cards, settings, ds.isoformat(),  # noqa: E731
+                                                                   start and start.isoformat(), params=params))
+    run("etl", etl, S, START)
+    run("validate", validate, S, START)
+    for cutoff in (C1, C2):
+        run("features", features, cutoff, START if cutoff == C1 else None)
+        for step, module in (("train", train), ("evaluate", evaluate), ("publish", publish)):
+            run(step, module, cutoff)
+    reg = open_registry(settings.registry)
+    champion = reg.alias("cards", "champion")
+    assert champion["version"].startswith(str(C2)) and champion["previous"].startswith(str(C1))
+    return {"root": root, "conf": conf, "settings": settings, "params": params, "reg": reg,
+            "champion": champion["version"], "previous": champion["previous"]}
+
+
+def _score(lake, spec=None, ds=S):
+    ctx = context("score", spec or DatasetSpec.load("cards"), lake["settings"], ds.isoformat(), params=lake["params"])
+    score.run(ctx)
+    return ctx
+
+
+def _day(spark, lake, table, ds=S):
+    return spark.read.format("delta").load(f"{lake['settings'].lake}/cards/{table}").where(F.col("ds") == F.lit(ds))
+
+
+def _examples(spark, lake, ds=S, table="silver_transactions") -> int:
+    return _day(spark, lake, table, ds).count()
+
+
+def _event(spark, lake, ds=S, role="serving"):
+    [row] = _day(spark, lake, "scoring_events", ds).where(F.col("role") == role).collect()
+    return row
+
+
+def _served(spark, lake, ds=S) -> dict:
+    rows = _day(spark, lake, "predictions", ds).groupBy("served_by", "model_version", "reason").count().collect()
+    return {(r["served_by"], r["model_version"], r["reason"]): r["count"] for r in rows}
+
+
+def test_the_champion_scores_every_example_as_plain_xgboost_does_and_a_rerun_replaces(spark, cards, lake):
+    import numpy as np
+    _score(lake)
+    n = _examples(spark, lake)
+    assert n > 400
+    assert _served(spark, lake) == {("champion", lake["champion"], None): n}
+    preds = _day(spark, lake, "predictions")
+    assert preds.select("txn_id").distinct().count() == n
+    version = spark.sql(f"DESCRIBE HISTORY delta.`{lake['settings'].lake}/cards/predictions`").first()["version"]
+
+    # the same features, scored by plain xgboost in this process
+    model = from_registry(lake["reg"], "cards", lake["champion"])
+    silver = spark.read.format("delta").load(f"{lake['settings'].lake}/cards/silver_transactions")
+    feats = score.scoring_features(silver, cards, S).toPandas().set_index("txn_id")
+    import xgboost as xgb
+    dm = xgb.DMatrix(feats[model.feature_names].astype("float32"), feature_types=model.feature_types,
+                     enable_categorical=True, missing=np.nan)
+    expected = model.booster().predict(dm)
+    got = preds.select("txn_id", "score", "decision").toPandas().set_index("txn_id").loc[feats.index]
+    assert np.abs(got["score"].to_numpy() - expected).max() < 1e-6
+    assert (got["decision"] == (got["score"] >= lake["params"]["evaluate"]["threshold"])).all()
+
+    _score(lake)  # a rerun replaces the day: same rows, a new Delta version, no duplicate
+    again = _day(spark, lake, "predictions")
+    assert again.count() == n and again.select("txn_id").distinct().count() == n
+    assert spark.sql(f"DESCRIBE HISTORY delta.`{lake['settings'].lake}/cards/predictions`").first()["version"] > version
+    event = _event(spark, lake)
+    assert (event["served_by"], event["rows"], event["examples"], event["reason"]) == ("champion", n, n, None)
+
+
+def test_a_corrupt_champion_artifact_hands_every_row_to_the_previous_champion(spark, lake):
+    art = Path(lake["reg"].location("cards", lake["champion"])) / "model.ubj"
+    good = art.read_bytes()
+    try:
+        art.write_bytes(good[:-64] + b"\0" * 64)
+        ctx = _score(lake)
+    finally:
+        art.write_bytes(good)
+    n = _examples(spark, lake)
+    assert _served(spark, lake) == {("fallback:previous_champion", lake["previous"], "champion: checksum_mismatch"): n}
+    assert ctx.counts["served_by"] == "fallback:previous_champion"
+    event = _event(spark, lake)
+    attempts = json.loads(event["attempts"])
+    assert [(a["candidate"], a["reason"]) for a in attempts] == [("champion", "checksum_mismatch"), ("previous_champion", None)]
+    assert "sha256" in attempts[0]["detail"] and event["rows"] == n
+
+
+def test_a_feature_gone_from_the_day_hands_every_row_to_the_baseline(spark, lake, tmp_path):
+    doc = yaml.safe_load((REPO / "conf" / "datasets" / "cards.yaml").read_text())
+    del doc["features"]["derived"]["is_foreign"]  # the merchants' country is no longer there to derive it from
+    (tmp_path / "cards.yaml").write_text(yaml.safe_dump(doc))
+    _score(lake, DatasetSpec.load(str(tmp_path / "cards.yaml")))
+    n = _examples(spark, lake)
+    why = "champion: feature_missing:is_foreign; previous_champion: feature_missing:is_foreign"
+    assert _served(spark, lake) == {("fallback:baseline", lake["champion"], why): n}
+    scores = _day(spark, lake, "predictions").select("score").distinct().count()
+    assert 1 < scores <= 5  # the label rate of each channel (four, and the overall rate for any other)
+
+
+def test_a_day_that_failed_validation_is_scored_from_its_staged_rows_by_the_baseline(spark, cards, lake):
+    """Upstream starts sending a channel the GX suite does not know, and ETL (its rule dropped from the spec)
+    lets it through: the day fails its audit and never reaches silver, yet every staged row is scored."""
+    import dataclasses
+    part = lake["root"] / "landing" / "cards" / "transactions" / f"ds={BAD}" / "part-00000.csv"
+    part.write_text(part.read_text().replace(",chip,", ",teleport,"))
+    src = cards.sources["transactions"]
+    loose = dataclasses.replace(cards, sources={**cards.sources, "transactions": dataclasses.replace(
+        src, columns=tuple(dataclasses.replace(c, values=None) if c.name == "channel" else c for c in src.columns))})
+    ctx = lambda step: context(step, loose, lake["settings"], BAD.isoformat(), params=copy.deepcopy(lake["params"]))  # noqa: E731
+    etl.run(ctx("etl"))
+    with pytest.raises(ValidationFailed, match="expect_column_values_to_be_in_set on column 'channel'"):
+        validate.run(ctx("validate"))
+    assert _examples(spark, lake, BAD) == 0  # nothing of the day reached silver
+    staged = _examples(spark, lake, BAD, "staged_transactions")
+    _score(lake, ds=BAD)
+    assert _served(spark, lake, BAD) == {
+        ("fallback:baseline", lake["champion"], "champion: validation_failed; previous_champion: validation_failed"): staged}
+    assert _day(spark, lake, "predictions", BAD).select("txn_id").distinct().count() == staged > 200
+
+
+def test_with_nothing_able_to_serve_the_task_fails_in_one_line_and_writes_nothing(spark, lake, capsys):
+    reg_root = Path(lake["settings"].registry) / "cards" / "versions"
+    saved = {p: p.read_bytes() for p in reg_root.glob("*/*") if p.name in ("model.ubj", "baseline.json")}
+    version = spark.sql(f"DESCRIBE HISTORY delta.`{lake['settings'].lake}/cards/predictions`").first()["version"]
+    n = _day(spark, lake, "predictions").count()
+    try:
+        for p in saved:
+            p.write_bytes(b"corrupt")
+        with pytest.raises(SystemExit) as exit_:
+            score.main(["--ds", S.isoformat(), "--conf", str(lake["conf"]), "--dataset", "cards"])
+    finally:
+        for p, data in saved.items():
+            p.write_bytes(data)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert exit_.value.code == score.ScoringFailed.exit_code and len(err) == 1, err
+    assert err[0].startswith("trainyard score FAILED [ScoringFailed]: cards ds 2026-08-24: no model of the fallback chain")
+    assert "champion: checksum_mismatch; previous_champion: checksum_mismatch; baseline: checksum_mismatch" in err[0]
+    assert spark.sql(f"DESCRIBE HISTORY delta.`{lake['settings'].lake}/cards/predictions`").first()["version"] == version
+    assert _day(spark, lake, "predictions").count() == n  # the day keeps its last complete predictions
+    event = _event(spark, lake)
+    assert event["served_by"] is None and event["rows"] == 0
