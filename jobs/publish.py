@@ -124,8 +124,9 @@ def move_alias(reg, model: str, alias: str, version: str, ds: str, expect: str |
         doc = reg.set_alias(model, alias, version, reason=reason, expect=expect, event="publish")
     except AliasConflict:
         now = (reg.alias(model, alias) or {}).get("version")
-        raise IntegrityError(f"model '{model}': the {alias} is {now}, but this publish of {version} expected "
-                             f"{expect}; nothing moved: re-run evaluate for ds={ds}, then publish") from None
+        said = "the evaluation of {v} compared it against" if alias == "champion" else "this publish of {v} expected"
+        raise IntegrityError(f"model '{model}': the {alias} is {now}, but {said.format(v=version)} {expect}; nothing "
+                             f"moved: re-run evaluate for ds={ds}, then publish") from None
     return {"moved": True, "alias": alias, "version": doc["version"], "previous": doc["previous"], "why": doc["reason"]}
 
 

@@ -3,7 +3,7 @@ directory (default) or ``s3://bucket/prefix`` (boto3; any S3-compatible endpoint
 
 Layout (the same keys on both backends)::
 
-    <root>/<model>/versions/<version>/{model.ubj, blessing.json, evaluation.json, report.html, model_card.md, manifest.json}
+    <root>/<model>/versions/<version>/{model.ubj, baseline.json, blessing.json, evaluation.json, report.html, model_card.md, manifest.json}
     <root>/<model>/aliases/<alias>.json                {"version", "previous", "stack", "seq", "actor", "reason", ...}
     <root>/<model>/events/<alias>/<seq>.json           the event log: every alias move, write-once
 
@@ -13,8 +13,9 @@ manifest last with ``If-None-Match: *``, so of two publishers only one creates i
 compare-and-swap (S3: ``If-Match`` on the alias object's ETag, ``If-None-Match`` when new; locally: an
 exclusive lock and the same comparison), only to a complete version whose artifact matches the manifest's
 sha256. Every move is an event (who, what, why) in an append-only log, written right after the alias moves
-(a crash in between is repaired from the alias document, which carries the same event). Every load verifies
-the checksum.
+(a crash in between is repaired from the alias document, which carries the same event). A challenger
+that is retired or promoted is cleared (its alias document names no version). Every load of a model
+(``jobs.model.from_registry``) verifies the checksum.
 
 CLI: ``python -m jobs.registry list|show|history|promote|rollback [--model NAME] [--conf conf/local.yaml]``.
 """
@@ -136,7 +137,9 @@ class Registry:
         return (json.loads(got[0]), got[1]) if got else (None, None)
 
     def alias(self, model: str, name: str) -> dict[str, Any] | None:
-        return self._alias(model, name)[0]
+        """The alias document, or None when the alias does not exist or was cleared (a retired challenger)."""
+        doc = self._alias(model, name)[0]
+        return doc if doc and doc.get("version") else None
 
     def history(self, model: str, name: str | None = None) -> list[dict[str, Any]]:
         """The event log: every alias move (who, what, why, when), oldest first; ``name`` narrows it to one
@@ -147,7 +150,7 @@ class Registry:
         events = []
         for a in aliases:
             logged = [json.loads(self._get(k)[0]) for k in self._list(f"{model}/events/{a}/")]
-            current = self.alias(model, a)
+            current = self._alias(model, a)[0]  # a cleared alias too: its event may be the one a crash cut off
             if current and current.get("seq") and current["seq"] not in {e.get("seq") for e in logged}:
                 logged.append(current)
             events += logged
@@ -213,6 +216,20 @@ class Registry:
             raise AliasConflict(f"model '{model}': alias '{name}' was moved by another writer while this one "
                                 f"moved it to {version}; nothing changed here, re-read and retry")
         crash_point("alias_moved")
+        self._log(model, doc)
+        return doc
+
+    def clear_alias(self, model: str, name: str, reason: str, expect: str, event: str = "retire",
+                    actor: str | None = None) -> dict[str, Any]:
+        """Point ``name`` at nothing (a challenger retired or promoted), by compare-and-swap from ``expect``;
+        logged like every move. AliasConflict if it holds another version by now."""
+        current, etag = self._alias(model, name)
+        held = (current or {}).get("version")
+        if held != expect:
+            raise AliasConflict(f"model '{model}': alias '{name}' is at {held}, not at {expect} as expected; nothing changed")
+        doc = self._event_doc(name, None, held, [*_stack(current), held], reason, actor, event, current)
+        if not self._put_if(f"{model}/aliases/{name}.json", json.dumps(doc, indent=2).encode(), etag):
+            raise AliasConflict(f"model '{model}': alias '{name}' was moved by another writer while this one cleared it")
         self._log(model, doc)
         return doc
 
@@ -413,10 +430,11 @@ def main(argv: list[str] | None = None) -> None:
         reg = open_registry(Settings.load(a.conf).registry)
         if a.cmd == "list":
             champ = (reg.alias(a.model, "champion") or {}).get("version")
+            chall = (reg.alias(a.model, "challenger") or {}).get("version")
             for m in reg.versions(a.model):
-                mark = "*" if m["version"] == champ else " "
+                mark = "*" if m["version"] == champ else "~" if m["version"] == chall else " "
                 print(f"{mark} {m['version']}  ds={m.get('ds')}  auc={m.get('metrics', {}).get('auc')}  sha256={m['sha256'][:12]}")
-            print(f"champion: {champ}")
+            print(f"champion: {champ}  (*)\nchallenger: {chall}  (~, scored in the shadow until promote decides)")
         elif a.cmd == "show":
             version = a.version or (reg.alias(a.model, "champion") or {}).get("version")
             if not version:

@@ -22,7 +22,7 @@ import pytest
 import yaml
 from pyspark.sql import functions as F
 
-from jobs import etl, evaluate, features, publish, score, synth, train, validate
+from jobs import etl, evaluate, features, promote, publish, score, synth, train, validate
 from jobs.common.config import DatasetSpec, Settings, load_params
 from jobs.common.errors import ValidationFailed
 from jobs.model import from_registry
@@ -43,6 +43,7 @@ def _params() -> dict:
     p["evaluate"].update(bootstrap_replicates=0, shap_rows=200, slice_pairs=False)
     p["evaluate"]["gate"]["mode"] = "dry_run"  # tiny windows: the checks are reported, the models published
     p["publish"]["mode"] = "direct"
+    p["promote"]["min_days"] = 2
     return p
 
 
@@ -193,3 +194,92 @@ def test_with_nothing_able_to_serve_the_task_fails_in_one_line_and_writes_nothin
     assert _day(spark, lake, "predictions").count() == n  # the day keeps its last complete predictions
     event = _event(spark, lake)
     assert event["served_by"] is None and event["rows"] == 0
+
+
+# ---------------------------------------------------------------- shadow scoring and promotion
+SHADOW_DAYS = [dt.date(2026, 8, 12), dt.date(2026, 8, 13)]  # scored (again) with a challenger; promote.min_days: 2
+EARLY = dt.date(2026, 8, 20)  # by this cutoff no shadow day's labels have matured (10 days)
+
+
+def _promote(lake, ds, **gate):
+    params = copy.deepcopy(lake["params"])
+    params["evaluate"]["gate"].update(gate)
+    ctx = context("promote", DatasetSpec.load("cards"), lake["settings"], ds.isoformat(), params=params)
+    promote.run(ctx)
+    return ctx.counts
+
+
+def _shadow_days(spark, lake):
+    for d in SHADOW_DAYS:
+        ctx = _score(lake, ds=d)
+        assert ctx.counts["shadow"]["served_by"] == "challenger"
+        assert _day(spark, lake, "shadow_predictions", d).join(_day(spark, lake, "predictions", d), ["txn_id", "ds"]).count() \
+            == _day(spark, lake, "predictions", d).count() == _examples(spark, lake, d)
+
+
+@pytest.fixture(scope="module")
+def shuffled(spark, cards, lake):
+    """A model trained on shuffled labels at cutoff C2 (no signal left), evaluated and published in shadow
+    mode: the challenger of a champion trained on the real ones."""
+    import numpy as np
+    import xgboost as xgb
+
+    from jobs.common.files import sha256_file
+    from jobs.model import feature_types
+    run_dir = Path(lake["settings"].runs) / "cards" / f"ds={C2}"
+    ts = spark.read.format("delta").load(f"{lake['settings'].lake}/cards/training_set").where(
+        f"cutoff_ds = DATE'{C2}' AND split = 'train' AND is_fraud IS NOT NULL").toPandas()
+    y = np.random.default_rng(0).permutation(ts["is_fraud"].to_numpy())
+    dm = xgb.DMatrix(ts[cards.features.names].astype("float32"), label=y, feature_types=feature_types(cards),
+                     enable_categorical=True)
+    booster = xgb.train({"max_depth": 4, "seed": 1, "objective": "binary:logistic"}, dm, 30)
+    booster.feature_names, booster.feature_types = cards.features.names, feature_types(cards)
+    booster.save_model(str(run_dir / "model" / "model.ubj"))
+    doc = json.loads((run_dir / "model" / "train.json").read_text())
+    (run_dir / "model" / "train.json").write_text(json.dumps({**doc, "sha256": sha256_file(run_dir / "model" / "model.ubj")}))
+    params = copy.deepcopy(lake["params"])
+    params["publish"]["mode"] = "shadow"
+    for step, module in (("evaluate", evaluate), ("publish", publish)):
+        module.run(context(step, cards, lake["settings"], C2.isoformat(), params=params))
+    version = lake["reg"].alias("cards", "challenger")["version"]
+    assert version.startswith(str(C2)) and version != lake["champion"]
+    assert lake["reg"].alias("cards", "champion")["version"] == lake["champion"]  # shadow: the champion stays
+    return version
+
+
+def test_a_worse_challenger_waits_for_its_labels_then_is_retired(spark, lake, shuffled):
+    _shadow_days(spark, lake)
+    early = _promote(lake, EARLY)
+    assert early["decision"] == "wait" and "matured for 0 shadow day(s), 2 needed" in early["why"]
+    assert lake["reg"].alias("cards", "challenger")["version"] == shuffled
+    late = _promote(lake, S)
+    assert late["decision"] == "retire" and late["why"].startswith("worse: AUC challenger"), late["why"]
+    assert lake["reg"].alias("cards", "challenger") is None
+    assert lake["reg"].alias("cards", "champion")["version"] == lake["champion"]
+    [event] = [e for e in lake["reg"].history("cards", "challenger") if e["event"] == "retire"]
+    assert event["previous"] == shuffled and event["version"] is None and "worse" in event["reason"]
+    decisions = spark.read.format("delta").load(f"{lake['settings'].lake}/cards/shadow_decisions").collect()
+    assert {(str(r["ds"]), r["decision"], r["matured_days"]) for r in decisions} == {(str(EARLY), "wait", 0), (str(S), "retire", 2)}
+
+
+def test_a_better_challenger_is_promoted_and_an_unfair_one_retired_naming_the_check(spark, lake, shuffled):
+    reg = lake["reg"]  # a person put the shuffled model in charge; the real one returns as the challenger
+    reg.set_alias("cards", "champion", shuffled, reason="manual promote (a mistake)", event="promote")
+    reg.set_alias("cards", "challenger", lake["champion"], reason="shadow the model it replaced", event="promote")
+    _shadow_days(spark, lake)
+    # a bar on the spread of predicted-positive rates across genders that no model meets: blocking here
+    unfair = _promote(lake, S, max_demographic_parity_difference=0.0, warn_only=["min_disparate_impact_ratio"])
+    assert unfair["decision"] == "retire" and unfair["why"].startswith("fails the fairness check(s) "), unfair["why"]
+    assert "demographic_parity_difference[gender]" in unfair["why"]
+    assert reg.alias("cards", "challenger") is None and reg.alias("cards", "champion")["version"] == shuffled
+
+    reg.set_alias("cards", "challenger", lake["champion"], reason="shadow it again", event="promote")
+    better = _promote(lake, S)
+    assert better["decision"] == "promote" and better["why"].startswith("better: AUC challenger"), better["why"]
+    champion = reg.alias("cards", "champion")
+    assert champion["version"] == lake["champion"] and champion["previous"] == shuffled and champion["event"] == "promote"
+    assert reg.alias("cards", "challenger") is None
+    moves = [(e["alias"], e["event"]) for e in reg.history("cards")][-4:]
+    assert moves == [("challenger", "retire"), ("challenger", "promote"), ("champion", "promote"), ("challenger", "promoted")]
+    decision = json.loads((Path(lake["settings"].runs) / "cards" / f"ds={S}" / "promote" / "decision.json").read_text())
+    assert decision["difference"]["auc_ci"][0] > 0 and 0 <= decision["decision_agreement"] <= 1

@@ -1,0 +1,182 @@
+"""Promote: decide whether the challenger replaces the champion, from what both scored in the shadow.
+
+The scoring DAG scores the ``challenger`` beside the serving champion on the same rows of every day
+(``shadow_predictions`` next to ``predictions``). Once the labels of at least ``promote.min_days`` of those
+days have matured (every example of the day at least ``label.maturity_days`` old at this run's cutoff),
+this step compares the two on exactly the same labelled rows: the rows the champion itself served (not a
+fallback) and the challenger scored, of the matured days only. It measures
+
+- AUC and PR-AUC of both, and their differences with a paired bootstrap 95% interval (one resample of the
+  rows measures both models, ``metrics.paired_replicates``);
+- how often their decisions agree at the threshold;
+- the challenger's per-slice metrics and the evaluation gate's fairness checks on those rows (the same
+  thresholds, ``evaluate.gate``; ``warn_only`` ones recorded, not refusing).
+
+and decides, saying why:
+
+- ``retire`` when a blocking fairness check fails, when the AUC difference's interval lies below zero, or
+  when ``max_days`` matured days brought no clear gain: the challenger alias is cleared (logged);
+- ``promote`` when the AUC difference's interval lies above ``min_auc_gain`` and PR-AUC is not clearly
+  worse: the champion moves to the challenger by compare-and-swap from the champion it was compared with
+  (logged), and the challenger alias is cleared;
+- ``wait`` otherwise (too few matured days, or an interval across the bar).
+
+Each decision is a row of ``shadow_decisions`` (partition ds, replaced on rerun) and ``<run>/promote/
+decision.json``. No challenger: nothing to decide."""
+from __future__ import annotations
+
+import datetime as dt
+import json
+from typing import Any
+
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+
+from jobs.common import delta_io
+from jobs.common.cli import StepContext, run_step
+from jobs.common.files import write_json_atomic
+from jobs.evaluate import FAIRNESS_CHECKS, fairness_summary, gate, slice_metrics
+from jobs.features import attr_col, label_examples
+from jobs.metrics import binary_metrics, interval, paired_replicates
+
+DECISIONS = ("promote", "wait", "retire")
+SCORES = ("champion_score", "challenger_score")
+
+
+def shadow_rows(predictions: DataFrame, shadow: DataFrame, examples: DataFrame, spec, champion: str, challenger: str,
+                ds: dt.date) -> DataFrame:
+    """The rows both models scored up to ``ds``: served by ``champion`` itself and shadow-scored by
+    ``challenger``, with the example's slice columns (and inline label) from ``examples`` (silver)."""
+    key = spec.example_source.key
+    served = (predictions.where((F.col("served_by") == "champion") & (F.col("model_version") == champion)
+                                & (F.col("ds") <= F.lit(ds)))
+              .select(key, "ds", spec.example_source.event_time, F.col("score").alias("champion_score"),
+                      F.col("decision").alias("champion_decision")))
+    shadowed = (shadow.where((F.col("model_version") == challenger) & (F.col("serving_version") == champion)
+                             & (F.col("ds") <= F.lit(ds)))
+                .select(key, "ds", F.col("score").alias("challenger_score"), F.col("decision").alias("challenger_decision")))
+    attrs = [F.col(a).cast("string").alias(attr_col(a)) for a in dict.fromkeys([*spec.sensitive, *spec.slices])]
+    inline = [F.col(spec.label.column)] if spec.label.column else []
+    return served.join(shadowed, [key, "ds"]).join(examples.select(key, "ds", *attrs, *inline), [key, "ds"], "left")
+
+
+def matured(rows: DataFrame, spec, cutoff: dt.datetime, labels: DataFrame | None) -> tuple[DataFrame, list[dt.date], list[dt.date]]:
+    """(the rows of the days whose labels all matured by ``cutoff``, labelled; those days; every shadow day)."""
+    days = sorted(r["ds"] for r in rows.select("ds").distinct().collect())
+    last = (cutoff - dt.timedelta(days=spec.label.maturity_days + 1)).date()  # its examples are all old enough
+    done = [d for d in days if d <= last]
+    labelled = label_examples(rows.where(F.col("ds") <= F.lit(last)), spec, cutoff, labels, policy="exclude")
+    return labelled.where(F.col(spec.label.name).isNotNull()), done, days
+
+
+def compare(rows: DataFrame, label: str, threshold: float, p: dict[str, Any], ev: dict[str, Any], sensitive: list[str]
+            ) -> dict[str, Any]:
+    """Both models' metrics on ``rows`` (cached by the caller), their paired differences with intervals,
+    decision agreement, and the challenger's fairness checks (the gate's)."""
+    metrics = {}
+    for name in SCORES:
+        m = binary_metrics(rows.withColumn("score", F.col(name)), label, threshold)[0]
+        metrics[name.split("_")[0]] = {k: m.get(k) for k in ("n", "n_pos", "auc", "pr_auc", "recall", "precision", "fpr")}
+    reps = paired_replicates(rows, label, SCORES, replicates=int(p.get("bootstrap_replicates", 500)), seed=int(p.get("seed", 0)))
+    diff = {}
+    for m in ("auc", "pr_auc"):
+        a, b = metrics["champion"][m], metrics["challenger"][m]
+        diff[m] = None if a is None or b is None else b - a
+        diff[f"{m}_ci"] = interval(reps[m][1] - reps[m][0])
+    agree = rows.select(F.avg((F.col("champion_decision") == F.col("challenger_decision")).cast("double"))).first()[0]
+    chal = rows.withColumn("score", F.col("challenger_score")).withColumn("weight", F.lit(1.0))
+    min_size = int(ev.get("min_slice_size", 100))
+    slices, slice_reps = slice_metrics(chal, label, sensitive, threshold, min_size, pairs=False,
+                                       replicates=int(ev.get("bootstrap_replicates", 200)), seed=int(p.get("seed", 0)))
+    fairness = fairness_summary(slices, min_size, int(ev.get("min_slice_class_count", 10)), slice_reps)
+    gp = dict(ev.get("gate") or {})
+    fair_p = {k: gp[k] for k, _, _ in FAIRNESS_CHECKS if k in gp} | {"warn_only": gp.get("warn_only") or []}
+    checks = gate({}, None, fairness, fair_p)
+    return {"metrics": metrics, "difference": diff, "decision_agreement": agree, "fairness_checks": checks,
+            "slices": slices}
+
+
+def decide(days: int, result: dict[str, Any] | None, p: dict[str, Any]) -> tuple[str, str]:
+    """(decision, why) from the matured shadow days and the comparison (pure)."""
+    min_days, max_days, gain = int(p.get("min_days", 3)), int(p.get("max_days", 14)), float(p.get("min_auc_gain", 0.0))
+    if days < min_days or result is None:
+        return "wait", f"labels have matured for {days} shadow day(s), {min_days} needed"
+    failed = [c["name"] for c in result["fairness_checks"] if not c["passed"] and c["severity"] == "blocking"]
+    if failed:
+        return "retire", f"fails the fairness check(s) {', '.join(failed)} on the shadow rows"
+    d, ci, pr_ci = result["difference"]["auc"], result["difference"]["auc_ci"], result["difference"]["pr_auc_ci"]
+    if d is None or ci is None:
+        return "wait", "the AUC difference is not defined on these rows (one class only)"
+    said = (f"AUC challenger {result['metrics']['challenger']['auc']:.4f} vs champion "
+            f"{result['metrics']['champion']['auc']:.4f} on {result['metrics']['champion']['n']} rows of {days} day(s): "
+            f"difference {d:+.4f}, 95% interval [{ci[0]:+.4f}, {ci[1]:+.4f}]")
+    if ci[0] > gain and (pr_ci is None or pr_ci[1] >= 0):
+        return "promote", f"better: {said}, above {gain:+.4f}"
+    if ci[1] < 0:
+        return "retire", f"worse: {said}, below 0"
+    if days >= max_days:
+        return "retire", f"no clear gain after {days} matured shadow days (max_days {max_days}): {said}"
+    return "wait", f"not decided yet: {said}"
+
+
+def act(registry, name: str, decision: str, why: str, champion: str, challenger: str) -> None:
+    """The registry side of a decision: moves logged as events (compare-and-swap from what was compared)."""
+    if decision == "promote":
+        registry.set_alias(name, "champion", challenger, reason=f"promoted from the shadow: {why}", expect=champion,
+                           event="promote")
+        registry.clear_alias(name, "challenger", reason=f"promoted to champion: {why}", expect=challenger,
+                             event="promoted")
+    elif decision == "retire":
+        registry.clear_alias(name, "challenger", reason=f"retired: {why}", expect=challenger, event="retire")
+
+
+def run(ctx: StepContext) -> None:
+    from jobs.common.spark import get_spark
+    from jobs.registry import open_registry
+    spec, p = ctx.dataset, ctx.step_params()
+    registry = open_registry(ctx.settings.registry)
+    challenger, champion = registry.alias(spec.name, "challenger"), registry.alias(spec.name, "champion")
+    if not challenger or not champion:
+        print(f"promote {spec.name} ds {ctx.ds}: no challenger in the shadow; nothing to decide")
+        ctx.counts["decision"] = None
+        return
+    spark = get_spark(ctx.settings, "promote")
+    ev = ctx.params.get("evaluate", {})
+    chosen = ctx.params.get("score", {}).get("threshold")
+    threshold = float(chosen if chosen is not None else ev.get("threshold", 0.5))  # the one scoring decided at
+    tables = {n: delta_io.read_pinned(spark, ctx.table(n), ctx.reads, n)
+              for n in ("predictions", "shadow_predictions", f"silver_{spec.example_source.name}")}
+    labels = (delta_io.read_pinned(spark, ctx.table(f"silver_{spec.label.source}"), ctx.reads, f"silver_{spec.label.source}")
+              if spec.label.source else None)
+    rows = shadow_rows(tables["predictions"], tables["shadow_predictions"], tables[f"silver_{spec.example_source.name}"],
+                       spec, champion["version"], challenger["version"], ctx.ds)
+    labelled, done, days = matured(rows, spec, ctx.cutoff, labels)
+    labelled = labelled.cache()
+    result = compare(labelled, spec.label.name, threshold, p, ev, list(spec.sensitive)) \
+        if len(done) >= int(p.get("min_days", 3)) else None
+    decision, why = decide(len(done), result, p)
+    act(registry, spec.name, decision, why, champion["version"], challenger["version"])
+    labelled.unpersist()
+    doc = {"ds": ctx.ds.isoformat(), "decision": decision, "why": why, "champion": champion["version"],
+           "challenger": challenger["version"], "shadow_days": [d.isoformat() for d in days],
+           "matured_days": [d.isoformat() for d in done], **(result or {})}
+    write_json_atomic(ctx.run_dir / "promote" / "decision.json", doc)
+    record = spark.createDataFrame(
+        [(ctx.ds, ctx.run_id, spec.name, champion["version"], challenger["version"], decision, why, len(days), len(done),
+          json.dumps({k: doc.get(k) for k in ("metrics", "difference", "decision_agreement")}, default=str),
+          json.dumps([c["name"] for c in (result or {}).get("fairness_checks", []) if not c["passed"]]))],
+        "ds date, run_id string, model string, champion string, challenger string, decision string, why string, "
+        "shadow_days int, matured_days int, comparison string, failed_checks string")
+    delta_io.replace_partitions(record, ctx.table("shadow_decisions"), ctx.ds, ctx.ds, writes=ctx.writes,
+                                name="shadow_decisions")
+    ctx.counts.update({"decision": decision, "why": why, "challenger": challenger["version"]})
+    print(f"promote {spec.name} ds {ctx.ds}: {decision.upper()} challenger {challenger['version']} "
+          f"(champion {champion['version']}): {why}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    run_step("promote", run, argv, __doc__)
+
+
+if __name__ == "__main__":
+    main()
