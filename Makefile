@@ -25,7 +25,7 @@ export TRAINYARD_TRAINING_POOL ?= trainyard_training
 export TRAINYARD_TRAINING_SLOTS ?= 1
 POOL := $(AIRFLOW) pools set $$TRAINYARD_TRAINING_POOL $$TRAINYARD_TRAINING_SLOTS "train tasks of every dataset: the Spark cluster's task slots" > /dev/null
 
-.PHONY: help setup jvm run tune test lint bench airflow dvc-repro clean
+.PHONY: help setup jvm run score tune test lint bench airflow dvc-repro clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-10s %s\n", $$1, $$2}'
@@ -52,11 +52,20 @@ run: jvm ## land the dataset if absent, then run its whole train_pipeline__DATAS
 	$(POOL)
 	read START DS < <($(PY) -m jobs.land --dataset $(DATASET) --print-range); \
 	echo "airflow dags test train_pipeline__$(DATASET) $$DS (history from $$START)"; \
-	$(AIRFLOW) dags test train_pipeline__$(DATASET) $$DS -c "{\"start_ds\": \"$$START\", \"conf\": \"$(CONF)\", \"tune\": $(TUNE)}" \
+	$(AIRFLOW) dags test train_pipeline__$(DATASET) $$DS -c "{\"start_ds\": \"$$START\", \"conf\": \"$(CONF)\", \"tune\": $(TUNE), \"publish_mode\": \"direct\"}" \
 		> state/airflow-dags-test-$(DATASET).log 2>&1 || { grep -a -E "FAILED|ERROR|error" state/airflow-dags-test-$(DATASET).log | tail -20; \
 		echo "DAG run failed; full log: state/airflow-dags-test-$(DATASET).log"; exit 1; }; \
 	grep -a -E "(\] |^)(landed|etl|features|tune|train|evaluate|publish|validate)[: ]" state/airflow-dags-test-$(DATASET).log | sed -E 's/^[^ ]+ \[info +\] //; s/ \[airflow\.task.*//' || true; \
 	$(PY) -m jobs.summary --dataset $(DATASET) --ds $$DS --conf $(CONF)
+
+score: jvm ## score the last landed day with the champion through score_pipeline__DATASET (after make run): predictions, fallbacks, shadow
+	$(AIRFLOW) db migrate > state/airflow-migrate.log 2>&1 || { cat state/airflow-migrate.log; exit 1; }
+	read START DS < <($(PY) -m jobs.land --dataset $(DATASET) --print-range); \
+	echo "airflow dags test score_pipeline__$(DATASET) $$DS"; \
+	$(AIRFLOW) dags test score_pipeline__$(DATASET) $$DS -c "{\"conf\": \"$(CONF)\"}" > state/airflow-score-$(DATASET).log 2>&1 \
+		|| { grep -a -E "FAILED|ERROR|error" state/airflow-score-$(DATASET).log | tail -20; \
+		echo "DAG run failed; full log: state/airflow-score-$(DATASET).log"; exit 1; }; \
+	grep -a -E "(\] |^)(trainyard (etl|validate)|score|promote)[: ]" state/airflow-score-$(DATASET).log | sed -E 's/^[^ ]+ \[info +\] //; s/ \[airflow\.task.*//' || true
 
 tune: ## `make run` with the Optuna search before training (persistent study: an interrupted search resumes)
 	$(MAKE) run TUNE=true
@@ -65,7 +74,7 @@ test: jvm ## run the test suite: unit, DAG integrity, a real dag.test() and dvc 
 	$(PY) -m pytest tests
 
 lint: setup ## pyflakes on the code and check the DAG imports cleanly
-	$(PY) -m pyflakes jobs dags tests bench
+	$(PY) -m pyflakes jobs dags plugins tests bench
 	$(PY) -c "from airflow.dag_processing.dagbag import DagBag; b = DagBag('dags'); assert not b.import_errors, b.import_errors; print('dags ok:', list(b.dags))"
 
 bench: setup ## run the benchmarks in bench/ (not part of the tests)

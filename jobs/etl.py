@@ -354,7 +354,8 @@ def run(ctx: StepContext) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    run_step("etl", run, argv, __doc__)
+    from jobs.validate import day_published
+    run_step("etl", run, argv, __doc__, done=day_published)
 
 
 if __name__ == "__main__":

@@ -172,20 +172,26 @@ def day_features(spark, ctx: StepContext, validated: bool) -> DataFrame:
         return staged.select(*[F.col(c) for c in ids(spec) if c in staged.columns], *attrs)
 
 
-def check_not_unpublished(spark, ctx: StepContext) -> None:
-    """A day with no example in silver is scored as empty only if etl staged nothing for it either."""
-    name = f"staged_{ctx.dataset.example_source.name}"
-    if delta_io.is_delta(spark, ctx.table(name)) and \
-            spark.read.format("delta").load(ctx.table(name)).where(delta_io.ds_predicate(ctx.ds, ctx.ds)).limit(1).count():
-        raise DataError(f"ds {ctx.ds}: etl staged rows for {name} that are not in silver and no validation result "
-                        f"says why: run python -m jobs.validate --ds {ctx.ds} first")
+def check_day_processed(spark, ctx: StepContext) -> None:
+    """A day with no example in silver is scored as empty only if etl processed it (its ledger has the day)
+    and staged nothing that validate has not decided on: no rows is then what the day held."""
+    src = ctx.dataset.example_source.name
+    staged, ledger = ctx.table(f"staged_{src}"), ctx.table("etl_ledger")
+    day = delta_io.ds_predicate(ctx.ds, ctx.ds)
+    if not delta_io.is_delta(spark, ledger) or not spark.read.format("delta").load(ledger).where(
+            day).where(F.col("source") == src).limit(1).count():
+        raise ScoringFailed(f"ds {ctx.ds}: etl has not processed {src} for the day (no etl_ledger row): nothing "
+                            f"to score; land the day and run python -m jobs.etl --ds {ctx.ds} first")
+    if delta_io.is_delta(spark, staged) and spark.read.format("delta").load(staged).where(day).limit(1).count():
+        raise ScoringFailed(f"ds {ctx.ds}: etl staged rows for staged_{src} that are not in silver and no "
+                            f"validation result says why: run python -m jobs.validate --ds {ctx.ds} first")
 
 
 # ---------------------------------------------------------------- serving
 def serve(feats: DataFrame, keep: list[str], links, validated: bool, threshold: float, role: str = "serving"
           ) -> tuple[DataFrame | None, dict[str, Any]]:
-    """The first link of ``links`` that can score ``feats`` (cached by the caller): (its scored rows, cached:
-    the ``keep`` columns and OUT; the event) or (None, the event) when none can. The event lists every
+    """The first link of ``links`` that can score ``feats`` (cached by the caller): (its scored rows, cached,
+    with the ``keep`` columns and OUT; the event) or (None, the event) when none can. The event lists every
     attempt."""
     nonnull = feats.select([F.count(F.col(c)).alias(c) for c in feats.columns]).first().asDict()
     attempts: list[dict[str, Any]] = []
@@ -195,18 +201,17 @@ def serve(feats: DataFrame, keep: list[str], links, validated: bool, threshold: 
             reason = input_reason(model, nonnull, validated)
             detail = reason
         if reason is None:
-            scored = predict(feats, model).cache()
+            served_by = name if role == "shadow" or (i == 0 and name == "champion") else f"fallback:{name}"
+            why = "; ".join(f"{a['candidate']}: {a['reason']}" for a in attempts) or None
+            scored = predict(feats, model).select(
+                *keep, "score", (F.col("score") >= F.lit(threshold)).alias("decision"),
+                F.lit(model.version).alias("model_version"), F.lit(served_by).alias("served_by"),
+                F.lit(why).cast("string").alias("reason")).cache()
             bad = invalid_scores(scored)
             if not bad:
-                served_by = name if role == "shadow" or (i == 0 and name == "champion") else f"fallback:{name}"
-                why = "; ".join(f"{a['candidate']}: {a['reason']}" for a in attempts) or None
                 attempts.append({"candidate": name, "version": model.version, "reason": None})
-                out = scored.select(*keep, "score",
-                                    (F.col("score") >= F.lit(threshold)).alias("decision"),
-                                    F.lit(model.version).alias("model_version"), F.lit(served_by).alias("served_by"),
-                                    F.lit(why).cast("string").alias("reason"))
-                return out, {"role": role, "served_by": served_by, "model_version": model.version, "reason": why,
-                             "attempts": attempts}
+                return scored, {"role": role, "served_by": served_by, "model_version": model.version, "reason": why,
+                                "attempts": attempts}
             scored.unpersist()
             reason, detail = "scores_invalid", f"{bad} NaN or out-of-range score(s)"
         attempts.append({"candidate": name, "version": model.version if model else None, "reason": reason,
@@ -229,7 +234,7 @@ def run(ctx: StepContext) -> None:
     feats = day_features(spark, ctx, validated).cache()
     n = feats.count()
     if n == 0 and validated:
-        check_not_unpublished(spark, ctx)
+        check_day_processed(spark, ctx)
     keep = [c for c in ids(spec) if c in feats.columns]
     served, event = serve(feats, keep, candidates(registry, spec.name, list(p.get("fallback") or CHAIN)), validated,
                           threshold)

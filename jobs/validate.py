@@ -151,6 +151,20 @@ def publish_source(spark, ctx: StepContext, source) -> dict[str, int]:
     return {"rows_published": commit.rows, "superseded_rows_removed": removed}
 
 
+def day_published(ctx: StepContext) -> str | None:
+    """Why the run's day needs no etl or validate again (it was validated and published to silver, by a run
+    of this very ds), or None. The run folder tells: validate's lineage (written once its publish finished)
+    and a passed result for every source it audited."""
+    lineage = ctx.run_dir / "lineage" / "validate.json"
+    if ctx.start_ds != ctx.ds or not lineage.exists():
+        return None
+    doc = json.loads(lineage.read_text())
+    results = [json.loads(p.read_text()) for p in sorted((ctx.run_dir / "validation").glob("silver_*.json"))]
+    if doc.get("ds") != ctx.ds.isoformat() or not all(r["success"] for r in results):  # a range ending at ds: fine
+        return None
+    return f"ds {ctx.ds} was validated and published to silver by run {doc.get('run_id')}"
+
+
 def run(ctx: StepContext) -> None:
     from jobs.common.spark import get_spark
     from jobs.etl import SUPERSEDES
@@ -196,7 +210,7 @@ def run(ctx: StepContext) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    run_step("validate", run, argv, __doc__)
+    run_step("validate", run, argv, __doc__, done=day_published)
 
 
 if __name__ == "__main__":

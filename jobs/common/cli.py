@@ -17,7 +17,7 @@ from typing import Any, Callable
 
 from jobs.common import storage
 from jobs.common.config import DatasetSpec, Settings, load_params, parse_ds
-from jobs.common.errors import ConfigError, TrainyardError
+from jobs.common.errors import AlreadyDone, ConfigError, TrainyardError
 from jobs.common.files import write_json_atomic
 
 
@@ -80,6 +80,8 @@ def parser(step: str, doc: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("--dataset", default=os.environ.get("TRAINYARD_DATASET", "cards"),
                    help="dataset spec name (conf/datasets/NAME.yaml) or path")
     p.add_argument("--params", default=os.environ.get("TRAINYARD_PARAMS", "params.yaml"), help="experiment knobs")
+    p.add_argument("--unless-done", action="store_true",
+                   help="exit 98 without doing anything when this ds is already done (steps that can tell: etl, validate)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
                    help="override one param for this run, dotted key and YAML value (e.g. tune.enabled=true); repeatable")
     return p
@@ -115,17 +117,28 @@ def build_context(step: str, args: argparse.Namespace) -> StepContext:
 
 
 def run_step(step: str, body: Callable[[StepContext], Any], argv: list[str] | None = None,
-             doc: str | None = None, record: bool = True) -> None:
+             doc: str | None = None, record: bool = True, done: Callable[[StepContext], str | None] | None = None) -> None:
+    """Run ``body`` as the step's CLI. ``done`` tells whether the ds is already done (why, or None): with
+    ``--unless-done`` such a ds is skipped (AlreadyDone)."""
     args = parser(step, doc).parse_args(argv)
     try:
         ctx = build_context(step, args)
         remote = storage.is_remote(ctx.settings.runs)
         pulled = storage.pull(ctx.run_uri, ctx.run_dir) if remote else {}
+        if args.unless_done:
+            if done is None:
+                raise ConfigError(f"--unless-done: {step} cannot tell whether a ds is done; run it without the flag")
+            why = done(ctx)
+            if why:
+                raise AlreadyDone(why)
         body(ctx)
         if record:
             ctx.record()
         if remote:
             storage.push(ctx.run_dir, ctx.run_uri, pulled)
+    except AlreadyDone as e:
+        print(f"trainyard {step}: nothing to do, skipped: {e}")
+        sys.exit(e.exit_code)
     except TrainyardError as e:
         print(f"trainyard {step} FAILED [{type(e).__name__}]: {e}", file=sys.stderr)
         if os.environ.get("TRAINYARD_DEBUG"):

@@ -32,5 +32,12 @@ class NotBlessed(TrainyardError):
     exit_code = 99  # the DAG maps this exit code to "skipped"
 
 
+class AlreadyDone(TrainyardError):
+    """``--unless-done``: what the step would write for this ds is already there; nothing to do. Not a
+    failure: the DAG maps this exit code to "skipped"."""
+
+    exit_code = 98
+
+
 class LeakageError(TrainyardError):
     """A feature would use information not available at the example's time."""

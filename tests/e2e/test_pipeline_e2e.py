@@ -35,20 +35,21 @@ def run(tmp_path_factory):
         subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], check=True, capture_output=True, cwd=REPO)
         from airflow.dag_processing.dagbag import DagBag
         dag = DagBag(str(REPO / "dags")).get_dag(f"train_pipeline__{NAME}")
-        dagrun = dag.test(logical_date=pendulum.datetime(DS.year, DS.month, DS.day, tz="UTC"),
-                          run_conf={"start_ds": START.isoformat()})
-        yield root, conf, dagrun
+        day = pendulum.datetime(DS.year, DS.month, DS.day, tz="UTC")
+        dagrun = dag.test(logical_date=day, run_conf={"start_ds": START.isoformat()})
+        scored = DagBag(str(REPO / "dags")).get_dag(f"score_pipeline__{NAME}").test(logical_date=day)
+        yield root, conf, dagrun, scored
 
 
 def test_dag_run_succeeds_with_every_task(run):
-    _, _, dagrun = run
+    dagrun = run[2]
     states = {ti.task_id: str(ti.state) for ti in dagrun.get_task_instances()}
     assert states == {t: "success" for t in ("landed", "etl", "validate", "features", "tune", "train", "evaluate", "publish")}, states
     assert str(dagrun.state) == "success"
 
 
 def test_tables_written_and_counts_reconcile(run, spark):
-    root, _, _ = run
+    root = run[0]
     lake = root / "lake" / NAME
     for t in ("bronze_transactions", "staged_transactions", "silver_transactions", "quarantine_transactions", "silver_chargebacks",
               "etl_ledger", "features", "training_set"):
@@ -63,7 +64,7 @@ def test_tables_written_and_counts_reconcile(run, spark):
 
 
 def test_validation_result_and_data_docs(run):
-    root, _, _ = run
+    root = run[0]
     res = json.loads((root / "runs" / NAME / f"ds={DS}" / "validation" / "silver_transactions.json").read_text())
     assert res["success"] and res["failed_critical"] == []
     assert any(c["expectation"] == "expect_column_values_to_be_unique" for c in res["checks"])
@@ -71,7 +72,7 @@ def test_validation_result_and_data_docs(run):
 
 
 def test_report_and_published_model_with_lineage(run):
-    root, conf, _ = run
+    root, conf = run[:2]
     ev = root / "runs" / NAME / f"ds={DS}" / "evaluation"
     blessing = json.loads((ev / "blessing.json").read_text())
     assert blessing["blessed"] and {c["name"] for c in blessing["checks"]} >= {"auc", "pr_auc"}
@@ -88,6 +89,9 @@ def test_report_and_published_model_with_lineage(run):
     manifest = json.loads((vdir / "manifest.json").read_text())
     from jobs.common.files import sha256_file
     assert manifest["sha256"] == sha256_file(vdir / "model.ubj") == blessing["artifact_sha256"]
+    baseline = json.loads((vdir / "baseline.json").read_text())  # the fallback chain's last model, published with it
+    assert manifest["baseline"]["sha256"] == sha256_file(vdir / "baseline.json") and baseline["column"] == "attr_channel"
+    assert set(baseline["rates"]) == {"chip", "contactless", "swipe", "online"} and 0 < baseline["overall"] < 0.1
     reads = manifest["lineage"]["delta_versions_read"]
     assert set(reads["features"]) == {"silver_transactions", "silver_chargebacks", "features"}
     assert isinstance(reads["train"]["training_set"], int)
@@ -101,7 +105,7 @@ def test_report_and_published_model_with_lineage(run):
 
 
 def test_loading_the_published_model_scores(run):
-    root, _, _ = run
+    root = run[0]
     import numpy as np
     import xgboost as xgb
 
@@ -118,7 +122,7 @@ def test_loading_the_published_model_scores(run):
 
 
 def test_golden_set_pins_rows_and_gates_on_them(run):
-    root, conf, _ = run
+    root, conf = run[:2]
     out = subprocess.run([sys.executable, "-m", "jobs.golden", "--ds", DS.isoformat(), "--conf", str(conf)],
                          cwd=REPO, capture_output=True, text=True)
     assert out.returncode == 0, out.stderr[-2000:]
@@ -140,18 +144,23 @@ def test_golden_set_pins_rows_and_gates_on_them(run):
     assert lineage["reads"]["golden_set@0"] == 0
 
 
-def test_batch_scoring_with_the_champion(run, spark):
-    root, conf, _ = run
-    out = subprocess.run([sys.executable, "-m", "jobs.score", "--ds", DS.isoformat(), "--conf", str(conf)],
-                         cwd=REPO, capture_output=True, text=True)
-    assert out.returncode == 0, out.stderr[-2000:]
+def test_the_score_dag_serves_the_day_with_the_champion_and_reuses_its_validated_rows(run, spark):
+    root, scored = run[0], run[3]
+    states = {ti.task_id: str(ti.state) for ti in scored.get_task_instances()}
+    # the training run validated the day: the scoring run skips etl and validate, then scores and (no
+    # challenger in the shadow yet) has nothing to promote
+    assert states == {"landed": "success", "etl": "skipped", "validate": "skipped", "score": "success",
+                      "promote": "success"}, states
+    assert str(scored.state) == "success"
     lake = root / "lake" / NAME
     preds = spark.read.format("delta").load(str(lake / "predictions"))
     silver = spark.read.format("delta").load(str(lake / "silver_transactions")).where(f"ds = DATE'{DS}'")
     champ = json.loads((root / "registry" / NAME / "aliases" / "champion.json").read_text())["version"]
-    assert preds.count() == silver.count()
-    assert {r["model_version"] for r in preds.select("model_version").distinct().collect()} == {champ}
+    assert preds.count() == silver.count() == preds.select("txn_id").distinct().count()
+    assert {tuple(r) for r in preds.select("model_version", "served_by", "reason").distinct().collect()} == {(champ, "champion", None)}
     assert preds.where("score < 0 OR score > 1 OR score IS NULL").count() == 0
+    [event] = spark.read.format("delta").load(str(lake / "scoring_events")).collect()
+    assert (event["served_by"], event["rows"], str(event["ds"])) == ("champion", silver.count(), str(DS))
 
 
 def _evaluate_and_publish(conf, *overrides):
@@ -159,7 +168,8 @@ def _evaluate_and_publish(conf, *overrides):
     ev = subprocess.run([sys.executable, "-m", "jobs.evaluate", "--ds", DS.isoformat(), "--conf", str(conf), *sets],
                         cwd=REPO, capture_output=True, text=True)
     assert ev.returncode == 0, ev.stderr[-2000:]
-    pub = subprocess.run([sys.executable, "-m", "jobs.publish", "--ds", DS.isoformat(), "--conf", str(conf)],
+    pub = subprocess.run([sys.executable, "-m", "jobs.publish", "--ds", DS.isoformat(), "--conf", str(conf),
+                          "--set", "publish.mode=direct"],
                          cwd=REPO, capture_output=True, text=True)
     return ev, pub
 
@@ -169,7 +179,7 @@ def _champion(root) -> str:
 
 
 def test_unfair_challenger_is_refused_naming_the_fairness_metric(run):
-    root, conf, _ = run
+    root, conf = run[:2]
     before = _champion(root)
     ev, pub = _evaluate_and_publish(conf, "evaluate.gate.max_equal_opportunity_difference=0.0")
     blessing = json.loads((root / "runs" / NAME / f"ds={DS}" / "evaluation" / "blessing.json").read_text())
@@ -184,7 +194,7 @@ def test_shuffled_label_challenger_is_refused_and_dry_run_moves_the_champion(run
 
     from jobs import train
     from jobs.common.files import sha256_file
-    root, conf, _ = run
+    root, conf = run[:2]
     before = _champion(root)
     model_dir = root / "runs" / NAME / f"ds={DS}" / "model"
     ts = spark.read.format("delta").load(str(root / "lake" / NAME / "training_set")).where(

@@ -1,6 +1,6 @@
-"""DAG integrity: one train_pipeline DAG per dataset spec, imports cleanly, wiring only, the expected edges,
-a data-interval schedule whose run processes the day that ended, params that refuse anything but their
-choices, retries, catchup off for the nightly DAG."""
+"""DAG integrity: one train_pipeline and one score_pipeline DAG per dataset spec, imports cleanly, wiring
+only, the expected edges, a data-interval schedule whose run processes the day that ended, params that
+refuse anything but their choices, retries, catchup off for the nightly DAG."""
 from __future__ import annotations
 
 import subprocess
@@ -23,7 +23,8 @@ def dagbag():
 def test_one_dag_per_dataset_spec_without_import_errors(dagbag):
     assert dagbag.import_errors == {}
     specs = sorted(p.stem for p in (REPO / "conf" / "datasets").glob("*.yaml"))
-    assert sorted(dagbag.dags) == [f"train_pipeline__{s}" for s in specs] and "cards" in specs
+    assert sorted(dagbag.dags) == sorted(f"{kind}__{s}" for s in specs for kind in ("train_pipeline", "score_pipeline"))
+    assert "cards" in specs
 
 
 def test_edges_are_the_pipeline(dagbag):
@@ -55,11 +56,13 @@ def test_each_task_is_one_step_cli_fed_by_environment_variables(dagbag):
     dag = dagbag.dags["train_pipeline__cards"]
     for t in dag.tasks[1:]:
         assert t.bash_command.startswith("exec ") and f"-m jobs.{t.task_id}" in t.bash_command
-        assert "params." not in t.bash_command.replace("params.tune", "")  # no user value in the command line
+        # no user value in the command line: only flags chosen by a validated boolean or enum param
+        assert "params." not in t.bash_command.replace("params.tune", "").replace("params.publish_mode", "")
         assert t.env["TRAINYARD_DS"].startswith("{{ (dag_run.logical_date or dag_run.data_interval_start)")
         assert t.env["TRAINYARD_DATASET"].endswith("conf/datasets/cards.yaml") and t.append_env
         assert t.do_xcom_push is False
     assert dag.get_task("publish").skip_on_exit_code == [99]
+    assert dag.params.validate()["publish_mode"] == ""  # params.yaml's publish.mode unless a run says otherwise
     landed = dag.get_task("landed")
     assert landed.mode == "reschedule" and landed.timeout > landed.op_kwargs["timeout_s"]
 
@@ -76,11 +79,26 @@ def test_params_refuse_anything_but_their_choices(dagbag, conf):
         params.validate()
 
 
-def test_dag_file_imports_no_heavy_library_at_parse_time():
-    code = ("import runpy, sys; runpy.run_path('dags/train_pipeline.py'); "
+@pytest.mark.parametrize("dag_file", ["train_pipeline", "score_pipeline"])
+def test_dag_file_imports_no_heavy_library_at_parse_time(dag_file):
+    code = (f"import runpy, sys; runpy.run_path('dags/{dag_file}.py'); "
             "heavy = [m for m in ('pyspark', 'xgboost', 'great_expectations', 'jobs') if m in sys.modules]; "
             "assert not heavy, heavy")
     subprocess.run([sys.executable, "-c", code], cwd=REPO, check=True)
+
+
+def test_the_score_dag_prepares_the_day_once_and_scores_whatever_validation_said(dagbag):
+    dag = dagbag.dags["score_pipeline__cards"]
+    steps = ["landed", "etl", "validate", "score", "promote"]
+    assert sorted((t.task_id, d) for t in dag.tasks for d in t.downstream_task_ids) == sorted(zip(steps, steps[1:]))
+    for step in ("etl", "validate"):  # done by the training DAG's run of the day: skipped
+        task = dag.get_task(step)
+        assert task.bash_command.endswith(f"-m jobs.{step} --unless-done") and task.skip_on_exit_code == [98]
+    assert dag.get_task("score").trigger_rule == "all_done"  # a failed validation is served by the baseline
+    assert dag.get_task("promote").trigger_rule == "all_success"
+    assert dag.get_task("landed").mode == "reschedule"
+    assert all(t.env["TRAINYARD_START_DS"] == "" for t in dag.tasks[1:])  # one day, never a range
+    assert type(dag.timetable).__name__ == "CronDataIntervalTimetable" and "score_pipeline__cards" in dag.doc_md
 
 
 @pytest.mark.parametrize("slots, workers, expected", [("1", "auto", 1), ("4", "auto", 4), ("4", 2, 2), ("4", 9, 4)])
@@ -96,7 +114,7 @@ def test_every_datasets_train_task_takes_its_workers_slots_in_the_one_training_p
     monkeypatch.setenv("TRAINYARD_PARAMS", str(tmp_path / "params.yaml"))
     monkeypatch.setenv("TRAINYARD_TRAINING_SLOTS", slots)
     monkeypatch.setenv("TRAINYARD_TRAINING_POOL", "cluster_slots")
-    dags = DagBag(str(REPO / "dags")).dags
+    dags = {k: v for k, v in DagBag(str(REPO / "dags")).dags.items() if k.startswith("train_pipeline__")}
     assert len(dags) >= 2
     for dag in dags.values():
         train = dag.get_task("train")
