@@ -199,10 +199,11 @@ def prior_column(prior: dict[str, Any], columns: list[str]):
 
 
 def fit_prior(df: DataFrame, label: str, column: str | None, smoothing: float = 100.0) -> dict[str, Any]:
-    """The ``segment_prior`` of ``df``'s labelled rows (column ``weight`` weighs them): per value of
+    """The ``segment_prior`` of ``df``'s labelled rows (a ``weight`` column, if any, weighs them): per value of
     ``column``, (positives + smoothing x overall) / (rows + smoothing), so a small segment stays near the
     overall rate. One aggregation pass."""
-    w, y = F.coalesce(F.col("weight"), F.lit(1.0)), F.col(label).cast("double")
+    w = F.coalesce(F.col("weight"), F.lit(1.0)) if "weight" in df.columns else F.lit(1.0)
+    y = F.col(label).cast("double")
     rows = (df.where(F.col(label).isNotNull())
             .groupBy(F.col(column).cast("string").alias("segment") if column else F.lit(None).alias("segment"))
             .agg(F.sum(w * y).alias("pos"), F.sum(w).alias("n"), F.count(F.lit(1)).alias("rows")).collect())

@@ -1,0 +1,132 @@
+"""The model module and the decisions around it, on tiny inputs: verified loads (missing, altered), Spark
+scoring equal to XGBoost's own, the segment-prior baseline, the paired bootstrap, publish's shadow and
+direct modes, and promote's decision rule."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from jobs import model, promote, publish
+from jobs.common.files import sha256_file, write_json_atomic
+from jobs.metrics import paired_replicates
+from jobs.registry import LocalRegistry
+
+
+def _booster(n: int = 400, seed: int = 0):
+    import xgboost as xgb
+    rng = np.random.default_rng(seed)
+    x = np.column_stack([rng.normal(size=n), rng.integers(0, 3, n).astype(float)])
+    x[::9, 0] = np.nan
+    y = ((np.nan_to_num(x[:, 0]) + (x[:, 1] == 2) + rng.normal(size=n)) > 0.8).astype(int)
+    dm = xgb.DMatrix(x, label=y, feature_names=["a", "c"], feature_types=["q", "c"], enable_categorical=True)
+    return xgb.train({"max_depth": 3, "objective": "binary:logistic", "seed": seed}, dm, 20), x
+
+
+def _run_folder(tmp_path, booster):
+    run = tmp_path / "run"
+    (run / "model").mkdir(parents=True)
+    booster.save_model(str(run / "model" / model.MODEL_FILE))
+    write_json_atomic(run / "model" / "train.json", {"artifact": model.MODEL_FILE, "sha256": sha256_file(run / "model" / model.MODEL_FILE),
+                                                     "feature_names": ["a", "c"], "feature_types": ["q", "c"]})
+    return run
+
+
+def test_a_verified_model_scores_on_spark_exactly_as_xgboost_and_an_altered_one_is_refused(spark, tmp_path):
+    import xgboost as xgb
+    booster, x = _booster()
+    run = _run_folder(tmp_path, booster)
+    m = model.from_run(run)
+    assert (m.kind, m.required_columns()) == ("xgboost", ["a", "c"])
+    df = spark.createDataFrame([(i, None if np.isnan(a) else float(a), int(c)) for i, (a, c) in enumerate(x)], "id int, a double, c int")
+    got = {r["id"]: r["score"] for r in model.predict(df, m).collect()}
+    want = booster.predict(xgb.DMatrix(x, feature_names=["a", "c"], feature_types=["q", "c"], enable_categorical=True))
+    assert len(got) == len(x) and max(abs(got[i] - want[i]) for i in got) < 1e-6
+
+    art = run / "model" / model.MODEL_FILE
+    art.write_bytes(art.read_bytes()[:-8] + b"\0" * 8)
+    with pytest.raises(model.ArtifactError, match="has sha256 .*, its manifest recorded") as e:
+        model.from_run(run)
+    assert e.value.reason == "checksum_mismatch"
+    art.unlink()
+    with pytest.raises(model.ArtifactError, match="is missing") as e:
+        model.from_run(run)
+    assert e.value.reason == "artifact_missing"
+
+
+def test_the_segment_prior_is_the_smoothed_label_rate_per_segment_and_the_overall_rate_elsewhere(spark):
+    rows = [("chip", 1)] * 3 + [("chip", 0)] * 7 + [("online", 1)] * 1 + [("online", 0)] * 29 + [(None, 0)] * 10
+    df = spark.createDataFrame(rows, "attr_channel string, y int")
+    prior = model.fit_prior(df, "y", "attr_channel", smoothing=10)
+    overall = 4 / 50
+    assert prior["overall"] == pytest.approx(overall)
+    assert prior["rates"] == pytest.approx({"chip": (3 + 10 * overall) / 20, "online": (1 + 10 * overall) / 40})
+    m = model.Model("segment_prior", json.dumps(prior).encode(), "x", [], [])
+    assert m.required_columns() == []  # it can serve a day whose features cannot be trusted
+    scored = model.predict(spark.createDataFrame([("chip",), ("swipe",), (None,)], "attr_channel string"), m).collect()
+    assert [r["score"] for r in scored] == pytest.approx([prior["rates"]["chip"], overall, overall])
+    bare = model.predict(spark.createDataFrame([(1,)], "id int"), m).first()  # the segment column is gone: one rate
+    assert bare["score"] == pytest.approx(overall)
+
+
+def test_paired_replicates_measure_both_models_on_one_resample(spark):
+    from sklearn.metrics import roc_auc_score
+    rng = np.random.default_rng(3)
+    y = (rng.random(3000) < 0.2).astype(int)
+    a = np.clip(0.2 + 0.3 * y + rng.normal(scale=0.2, size=3000), 0.001, 0.999)
+    rows = [(int(t), float(s), float(s)) for t, s in zip(y, a)]
+    df = spark.createDataFrame(rows, "y int, s1 double, s2 double")
+    reps = paired_replicates(df, "y", ("s1", "s2"), replicates=200, seed=1)
+    assert np.array_equal(reps["auc"][0], reps["auc"][1])  # the same scores: a difference of exactly 0, always
+    assert abs(np.median(reps["auc"][0]) - roc_auc_score(y, a)) < 0.01  # binned on the log-odds scale: close
+    assert np.all(np.isfinite(reps["pr_auc"][0])) and 0 < np.median(reps["pr_auc"][0]) < 1
+
+
+def _published(reg, tmp_path, version: str, ds: str):
+    art = tmp_path / f"{version}.ubj"
+    art.write_bytes(version.encode())
+    reg.publish("m", version, {"model.ubj": art}, {"version": version, "ds": ds, "artifact": "model.ubj",
+                                                   "sha256": sha256_file(art)})
+
+
+def test_shadow_publishing_makes_a_challenger_direct_a_champion_and_never_moves_back(tmp_path):
+    reg = LocalRegistry(tmp_path / "reg")
+    for v, ds in (("v1", "2026-10-01"), ("v2", "2026-10-02"), ("v0", "2026-09-30"), ("v3", "2026-10-03")):
+        _published(reg, tmp_path, v, ds)
+    first = publish.publish_alias(reg, "m", "shadow", "v1", "2026-10-01", None, "r1")
+    assert (first["alias"], first["moved"]) == ("champion", True) and "no champion to shadow" in first["why"]
+    second = publish.publish_alias(reg, "m", "shadow", "v2", "2026-10-02", "v1", "r2")
+    assert (second["alias"], second["moved"]) == ("challenger", True)
+    assert reg.alias("m", "champion")["version"] == "v1" and reg.alias("m", "challenger")["version"] == "v2"
+    older = publish.publish_alias(reg, "m", "shadow", "v0", "2026-09-30", "v1", "r0")  # a backfill
+    assert not older["moved"] and "newer ds" in older["why"] and reg.alias("m", "challenger")["version"] == "v2"
+    direct = publish.publish_alias(reg, "m", "direct", "v3", "2026-10-03", "v1", "r3")
+    assert (direct["alias"], direct["version"]) == ("champion", "v3")
+    with pytest.raises(Exception, match="publish.mode"):
+        publish.publish_alias(reg, "m", "nightly", "v3", "2026-10-03", "v1", "r3")
+    reg.clear_alias("m", "challenger", reason="retired: worse", expect="v2")
+    assert reg.alias("m", "challenger") is None
+    assert [(e["alias"], e["event"], e["version"]) for e in reg.history("m", "challenger")] == [
+        ("challenger", "publish", "v2"), ("challenger", "retire", None)]
+
+
+def _result(diff: float, ci: tuple[float, float], failed: tuple[str, ...] = ()) -> dict:
+    return {"metrics": {"champion": {"auc": 0.8, "n": 1000}, "challenger": {"auc": 0.8 + diff, "n": 1000}},
+            "difference": {"auc": diff, "auc_ci": list(ci), "pr_auc_ci": [-0.01, 0.05]},
+            "fairness_checks": [{"name": f, "passed": False, "severity": "blocking"} for f in failed]
+            + [{"name": "demographic_parity_difference[gender]", "passed": False, "severity": "warning"}]}
+
+
+@pytest.mark.parametrize("days, result, decision, said", [
+    (1, None, "wait", "matured for 1 shadow day(s), 3 needed"),
+    (3, _result(0.03, (0.01, 0.05)), "promote", "better: AUC challenger 0.8300"),
+    (3, _result(-0.03, (-0.05, -0.01)), "retire", "worse:"),
+    (3, _result(0.01, (-0.01, 0.03)), "wait", "not decided yet"),
+    (14, _result(0.01, (-0.01, 0.03)), "retire", "no clear gain after 14 matured shadow days"),
+    (3, _result(0.05, (0.03, 0.07), ("equal_opportunity_difference[age_band]",)), "retire",
+     "fails the fairness check(s) equal_opportunity_difference[age_band]"),
+])
+def test_promote_decides_from_matured_days_the_auc_interval_and_blocking_fairness_checks(days, result, decision, said):
+    got, why = promote.decide(days, result, {"min_days": 3, "max_days": 14, "min_auc_gain": 0.0})
+    assert got == decision and said in why, why
