@@ -25,7 +25,7 @@ export TRAINYARD_TRAINING_POOL ?= trainyard_training
 export TRAINYARD_TRAINING_SLOTS ?= 1
 POOL := $(AIRFLOW) pools set $$TRAINYARD_TRAINING_POOL $$TRAINYARD_TRAINING_SLOTS "train tasks of every dataset: the Spark cluster's task slots" > /dev/null
 
-.PHONY: help setup jvm run score tune test lint bench airflow dvc-repro clean
+.PHONY: help setup jvm run score status tune test lint bench airflow dvc-repro clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-10s %s\n", $$1, $$2}'
@@ -66,6 +66,9 @@ score: jvm ## score the last landed day with the champion through score_pipeline
 		|| { grep -a -E "FAILED|ERROR|error" state/airflow-score-$(DATASET).log | tail -20; \
 		echo "DAG run failed; full log: state/airflow-score-$(DATASET).log"; exit 1; }; \
 	grep -a -E "(\] |^)(trainyard (etl|validate)|score|promote)[: ]" state/airflow-score-$(DATASET).log | sed -E 's/^[^ ]+ \[info +\] //; s/ \[airflow\.task.*//' || true
+
+status: setup ## per dataset: champion and challenger, the last scored day, fallback days, the last shadow decision
+	$(PY) -m jobs.status --conf $(CONF)
 
 tune: ## `make run` with the Optuna search before training (persistent study: an interrupted search resumes)
 	$(MAKE) run TUNE=true

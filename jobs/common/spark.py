@@ -25,6 +25,8 @@ def spark_conf(settings: Settings, app_name: str) -> dict[str, str]:
         "spark.sql.sources.partitionOverwriteMode": "static",
         "spark.sql.legacy.parquet.nanosAsLong": "true",  # pandas writes ns timestamps; etl converts them
     }
+    if settings.spark_master.startswith("local"):  # one process: its RPC and block manager listen on loopback only
+        conf.update({"spark.driver.host": "127.0.0.1", "spark.driver.bindAddress": "127.0.0.1"})
     if settings.spark_packages:
         conf["spark.jars.packages"] = ",".join(settings.spark_packages)
     if any(p.startswith("s3") for p in (settings.landing, settings.lake)):

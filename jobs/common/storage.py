@@ -80,6 +80,16 @@ def names(uri: str) -> list[str]:
     return sorted(p.name for p in path.iterdir() if p.is_file()) if path.is_dir() else []
 
 
+def folders(uri: str) -> list[str]:
+    """The sorted names of the folders directly in the folder ``uri`` (none if it does not exist)."""
+    if is_remote(uri):
+        bucket, prefix = split_uri(uri)
+        pages = s3_client().get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix + "/", Delimiter="/")
+        return sorted(c["Prefix"][len(prefix) + 1:].rstrip("/") for page in pages for c in page.get("CommonPrefixes", []))
+    path = Path(uri)
+    return sorted(p.name for p in path.iterdir() if p.is_dir()) if path.is_dir() else []
+
+
 def remove_tree(uri: str) -> None:
     if is_remote(uri):
         bucket, prefix = split_uri(uri)

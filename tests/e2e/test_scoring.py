@@ -72,6 +72,7 @@ def lake(spark, cards, tmp_path_factory):
 def _score(lake, spec=None, ds=S):
     ctx = context("score", spec or DatasetSpec.load("cards"), lake["settings"], ds.isoformat(), params=lake["params"])
     score.run(ctx)
+    ctx.record()  # what the CLI shell does after the step: the day's lineage/score.json
     return ctx
 
 
@@ -283,3 +284,13 @@ def test_a_better_challenger_is_promoted_and_an_unfair_one_retired_naming_the_ch
     assert moves == [("challenger", "retire"), ("challenger", "promote"), ("champion", "promote"), ("challenger", "promoted")]
     decision = json.loads((Path(lake["settings"].runs) / "cards" / f"ds={S}" / "promote" / "decision.json").read_text())
     assert decision["difference"]["auc_ci"][0] > 0 and 0 <= decision["decision_agreement"] <= 1
+
+
+def test_status_shows_both_models_the_last_scored_day_the_fallback_days_and_the_last_decision(lake):
+    from jobs.status import report
+    lines = "\n".join(report(lake["settings"], "cards", days=7))
+    assert f"champion   {lake['champion']}" in lines and "challenger none" in lines
+    assert "scoring    last day 2026-08-25" in lines and "fallback days among the last 4 scored: 2" in lines
+    assert "FALLBACK 2026-08-24: fallback:baseline" in lines and "feature_missing:is_foreign" in lines
+    assert "FALLBACK 2026-08-25: fallback:baseline" in lines and "validation_failed" in lines
+    assert f"promote    {S}: PROMOTE challenger {lake['champion']}" in lines

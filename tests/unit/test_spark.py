@@ -1,5 +1,5 @@
-"""The shared session's Python path: the jars that spark.jars.packages resolves stay off it unless they
-carry Python code, on the driver and in the Python workers."""
+"""The shared session: the jars that spark.jars.packages resolves stay off its Python path unless they carry
+Python code, on the driver and in the Python workers; a local session listens on loopback only."""
 from __future__ import annotations
 
 import os
@@ -41,3 +41,8 @@ def test_the_package_archive_holds_the_code_and_imports_from_the_zip_alone(tmp_p
     out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == f"{first}/jobs/common/xgb_spark.py"
     assert ship_code(type("LocalContext", (), {"master": "local[2]"})()) is None  # a local master: nothing to send
+
+
+def test_a_local_session_listens_on_loopback_only(spark):
+    conf = spark.sparkContext.getConf()
+    assert conf.get("spark.driver.host") == conf.get("spark.driver.bindAddress") == "127.0.0.1"
