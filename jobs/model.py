@@ -1,5 +1,5 @@
 """Model: the one place a model artifact is saved, loaded and verified, its feature matrix built and its
-scores computed. Train, tune, evaluate, score and promote use it; nothing else opens a model file.
+scores computed. Train, tune, evaluate and score use it; nothing else opens a model file.
 
 Two kinds of model share one contract (``Model``: verified bytes, the columns it needs, ``predict``):
 

@@ -130,3 +130,21 @@ def _result(diff: float, ci: tuple[float, float], failed: tuple[str, ...] = ()) 
 def test_promote_decides_from_matured_days_the_auc_interval_and_blocking_fairness_checks(days, result, decision, said):
     got, why = promote.decide(days, result, {"min_days": 3, "max_days": 14, "min_auc_gain": 0.0})
     assert got == decision and said in why, why
+
+
+def test_a_model_whose_scores_are_out_of_range_or_whose_feature_is_all_null_hands_the_day_on(spark):
+    from jobs import score
+    prior = lambda rates, overall: model.Model("segment_prior", json.dumps(  # noqa: E731
+        {"kind": "segment_prior", "column": "attr_channel", "rates": rates, "overall": overall}).encode(), "x", [], [], "v")
+    feats = spark.createDataFrame([("t1", "chip"), ("t2", "online"), ("t3", None)], "txn_id string, attr_channel string").cache()
+    links = [("champion", lambda: prior({"chip": 1.5}, 0.1)), ("baseline", lambda: prior({"chip": 0.3}, 0.1))]
+    served, event = score.serve(feats, ["txn_id"], links, validated=True, threshold=0.5)
+    rows = {r["txn_id"]: (r["score"], r["served_by"], r["reason"]) for r in served.collect()}
+    assert rows == {"t1": (0.3, "fallback:baseline", "champion: scores_invalid"), "t2": (0.1, "fallback:baseline", "champion: scores_invalid"),
+                    "t3": (0.1, "fallback:baseline", "champion: scores_invalid")}
+    assert [a["reason"] for a in event["attempts"]] == ["scores_invalid", None]
+    xgb_model = model.Model("xgboost", b"", "x", ["a", "c"], ["q", "c"])
+    assert score.input_reason(xgb_model, {"a": 3, "c": 0}, validated=True) == "feature_all_null:c"
+    assert score.input_reason(xgb_model, {"a": 3}, validated=True) == "feature_missing:c"
+    assert score.input_reason(xgb_model, {"a": 3, "c": 3}, validated=False) == "validation_failed"
+    assert score.input_reason(prior({}, 0.1), {}, validated=False) is None  # the baseline reads no feature
