@@ -4,7 +4,8 @@ The scoring DAG scores the ``challenger`` beside the serving champion on the sam
 (``shadow_predictions`` next to ``predictions``). Once the labels of at least ``promote.min_days`` of those
 days have matured (every example of the day at least ``label.maturity_days`` old at this run's cutoff),
 this step compares the two on exactly the same labelled rows: the rows the champion itself served (not a
-fallback) and the challenger scored, of the matured days only. It measures
+fallback) and the challenger scored, of the matured days only, and only of days after either model's
+valid window (a day a model was fitted or early-stopped on would flatter it). It measures
 
 - AUC and PR-AUC of both, and their differences with a paired bootstrap 95% interval (one resample of the
   rows measures both models, ``metrics.paired_replicates``);
@@ -43,17 +44,28 @@ DECISIONS = ("promote", "wait", "retire")
 SCORES = ("champion_score", "challenger_score")
 
 
+def fitted_until(registry, name: str, versions: list[str]) -> dt.date | None:
+    """The last day any of ``versions`` was fitted or early-stopped on (the end of its valid window, from the
+    evaluation published with it): rows of that day or before would flatter it, so they are not compared."""
+    ends = []
+    for version in versions:
+        path = registry.artifact_file(name, version, "evaluation.json")
+        windows = json.loads(path.read_text()).get("windows") if path else None
+        if windows and windows.get("valid"):
+            ends.append(dt.date.fromisoformat(windows["valid"][1]))
+    return max(ends) if ends else None
+
+
 def shadow_rows(predictions: DataFrame, shadow: DataFrame, examples: DataFrame, spec, champion: str, challenger: str,
-                ds: dt.date) -> DataFrame:
-    """The rows both models scored up to ``ds``: served by ``champion`` itself and shadow-scored by
-    ``challenger``, with the example's slice columns (and inline label) from ``examples`` (silver)."""
+                ds: dt.date, after: dt.date | None = None) -> DataFrame:
+    """The rows both models scored up to ``ds`` (and after ``after``): served by ``champion`` itself and
+    shadow-scored by ``challenger``, with the example's slice columns (and inline label) from ``examples``."""
     key = spec.example_source.key
-    served = (predictions.where((F.col("served_by") == "champion") & (F.col("model_version") == champion)
-                                & (F.col("ds") <= F.lit(ds)))
+    days = (F.col("ds") <= F.lit(ds)) & ((F.col("ds") > F.lit(after)) if after else F.lit(True))
+    served = (predictions.where((F.col("served_by") == "champion") & (F.col("model_version") == champion) & days)
               .select(key, "ds", spec.example_source.event_time, F.col("score").alias("champion_score"),
                       F.col("decision").alias("champion_decision")))
-    shadowed = (shadow.where((F.col("model_version") == challenger) & (F.col("serving_version") == champion)
-                             & (F.col("ds") <= F.lit(ds)))
+    shadowed = (shadow.where((F.col("model_version") == challenger) & (F.col("serving_version") == champion) & days)
                 .select(key, "ds", F.col("score").alias("challenger_score"), F.col("decision").alias("challenger_decision")))
     attrs = [F.col(a).cast("string").alias(attr_col(a)) for a in dict.fromkeys([*spec.sensitive, *spec.slices])]
     inline = [F.col(spec.label.column)] if spec.label.column else []
@@ -148,8 +160,9 @@ def run(ctx: StepContext) -> None:
               for n in ("predictions", "shadow_predictions", f"silver_{spec.example_source.name}")}
     labels = (delta_io.read_pinned(spark, ctx.table(f"silver_{spec.label.source}"), ctx.reads, f"silver_{spec.label.source}")
               if spec.label.source else None)
+    after = fitted_until(registry, spec.name, [champion["version"], challenger["version"]])
     rows = shadow_rows(tables["predictions"], tables["shadow_predictions"], tables[f"silver_{spec.example_source.name}"],
-                       spec, champion["version"], challenger["version"], ctx.ds)
+                       spec, champion["version"], challenger["version"], ctx.ds, after)
     labelled, done, days = matured(rows, spec, ctx.cutoff, labels)
     labelled = labelled.cache()
     result = compare(labelled, spec.label.name, threshold, p, ev, list(spec.sensitive)) \
@@ -158,7 +171,8 @@ def run(ctx: StepContext) -> None:
     act(registry, spec.name, decision, why, champion["version"], challenger["version"])
     labelled.unpersist()
     doc = {"ds": ctx.ds.isoformat(), "decision": decision, "why": why, "champion": champion["version"],
-           "challenger": challenger["version"], "shadow_days": [d.isoformat() for d in days],
+           "challenger": challenger["version"], "compared_after": after and after.isoformat(),
+           "shadow_days": [d.isoformat() for d in days],
            "matured_days": [d.isoformat() for d in done], **(result or {})}
     write_json_atomic(ctx.run_dir / "promote" / "decision.json", doc)
     record = spark.createDataFrame(

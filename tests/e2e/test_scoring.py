@@ -54,8 +54,11 @@ def lake(spark, cards, tmp_path_factory):
     settings = Settings.load(conf)
     synth.generate(synth.SynthConfig(start=START, days=DAYS, rows_per_day=600, seed=17), root / "landing" / "cards")
     params = _params()
-    run = lambda step, module, ds, start=None: module.run(context(step, cards, settings, ds.isoformat(),  # noqa: E731
-                                                                   start and start.isoformat(), params=params))
+
+    def run(step, module, ds, start=None):  # as the step's CLI does: the step, then its lineage record
+        ctx = context(step, cards, settings, ds.isoformat(), start and start.isoformat(), params=params)
+        module.run(ctx)
+        ctx.record()
     run("etl", etl, S, START)
     run("validate", validate, S, START)
     for cutoff in (C1, C2):
@@ -241,7 +244,9 @@ def shuffled(spark, cards, lake):
     params = copy.deepcopy(lake["params"])
     params["publish"]["mode"] = "shadow"
     for step, module in (("evaluate", evaluate), ("publish", publish)):
-        module.run(context(step, cards, lake["settings"], C2.isoformat(), params=params))
+        ctx = context(step, cards, lake["settings"], C2.isoformat(), params=params)
+        module.run(ctx)
+        ctx.record()
     version = lake["reg"].alias("cards", "challenger")["version"]
     assert version.startswith(str(C2)) and version != lake["champion"]
     assert lake["reg"].alias("cards", "champion")["version"] == lake["champion"]  # shadow: the champion stays
@@ -284,6 +289,7 @@ def test_a_better_challenger_is_promoted_and_an_unfair_one_retired_naming_the_ch
     assert moves == [("challenger", "retire"), ("challenger", "promote"), ("champion", "promote"), ("challenger", "promoted")]
     decision = json.loads((Path(lake["settings"].runs) / "cards" / f"ds={S}" / "promote" / "decision.json").read_text())
     assert decision["difference"]["auc_ci"][0] > 0 and 0 <= decision["decision_agreement"] <= 1
+    assert decision["compared_after"] == "2026-08-11"  # both models' valid window ends there: later days only
 
 
 def test_status_shows_both_models_the_last_scored_day_the_fallback_days_and_the_last_decision(lake):

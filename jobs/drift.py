@@ -1,0 +1,162 @@
+"""Drift: a reference profile of a frame (a model's training window, its holdout scores) and the distance of
+another frame (a scored day) from it, bin by bin. Pure transforms over DataFrames and small dicts; the
+monitoring step and the train step's profile (issue 23) build on them.
+
+A **profile** holds, per column, fixed bins and their counts:
+
+- numeric: ``bins`` quantile bins of the reference (edges from Spark's ``percentile_approx``; the outer bins
+  are open, so a new day's values below or above the reference range still land in a bin), with the
+  reference's min and max;
+- categorical: one bin per value seen (the integer codes of the spec's vocabularies, or strings);
+
+plus the row count and the null count. Computing it takes two aggregations over the frame: the edges, then
+every column's bin counts at once. A day's counts over the same bins are one aggregation.
+
+**Distances** between the reference's bin shares p and the day's q (both from counts):
+
+- PSI = sum (q - p) ln(q / p), shares floored at ``EPS`` (an empty bin would make it infinite): the usual
+  reading is < 0.1 stable, 0.1-0.25 moderate, > 0.25 a major shift;
+- Jensen-Shannon distance (base 2, in [0, 1]): sqrt of the mean KL divergence of p and q from their
+  midpoint, scipy's ``jensenshannon`` on the same shares;
+- Wasserstein-1 of the binned numeric distributions (uniform within each bin, the outer bins bounded by
+  the reference's min and max), in units of the reference's spread (its 5-95% quantile range), so one bar
+  fits every feature."""
+from __future__ import annotations
+
+from typing import Any
+
+from pyspark.sql import Column, DataFrame
+from pyspark.sql import functions as F
+
+EPS = 1e-4
+
+
+# ---------------------------------------------------------------- profiles
+def _bin_index(col: Column, edges: list[float]) -> Column:
+    """0..len(edges) for a value below the first edge .. at or above the last; null for null."""
+    idx = F.lit(len(edges))
+    for i in reversed(range(len(edges))):
+        idx = F.when(col < F.lit(float(edges[i])), F.lit(i)).otherwise(idx)
+    return F.when(col.isNull(), F.lit(None)).otherwise(idx)
+
+
+def numeric_edges(df: DataFrame, columns: list[str], bins: int = 10, accuracy: int = 10_000) -> dict[str, dict[str, Any]]:
+    """Quantile edges (distinct, increasing), min and max of each numeric column: one aggregation."""
+    probs = [i / bins for i in range(1, bins)] + [0.05, 0.95]
+    aggs = []
+    for c in columns:
+        x = F.col(c).cast("double")
+        aggs += [F.percentile_approx(x, probs, accuracy).alias(f"{c}__q"), F.min(x).alias(f"{c}__min"), F.max(x).alias(f"{c}__max")]
+    row = df.agg(*aggs).first() if aggs else None
+    out = {}
+    for c in columns:
+        qs = list(row[f"{c}__q"] or [])
+        edges = sorted(set(qs[: bins - 1]))
+        out[c] = {"edges": edges, "min": row[f"{c}__min"], "max": row[f"{c}__max"],
+                  "spread": (qs[-1] - qs[-2]) if len(qs) == bins + 1 else None}
+    return out
+
+
+def bin_counts(df: DataFrame, spec: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Counts per bin (numeric: by the edges; categorical: per listed value, the rest as ``__other__``),
+    nulls and rows of every column of ``spec`` ({column: {"kind": "numeric", "edges": [...]} or
+    {"kind": "categorical", "values": [...]}}): one aggregation."""
+    aggs = [F.count(F.lit(1)).alias("__rows")]
+    for c, s in spec.items():
+        aggs.append(F.sum(F.col(c).isNull().cast("long")).alias(f"{c}__nulls"))
+        if s["kind"] == "numeric":
+            b = _bin_index(F.col(c).cast("double"), s["edges"])
+            aggs += [F.sum((b == F.lit(i)).cast("long")).alias(f"{c}__{i}") for i in range(len(s["edges"]) + 1)]
+        else:
+            v = F.col(c).cast("string")
+            values = [str(x) for x in s["values"]]
+            aggs += [F.sum((v == F.lit(x)).cast("long")).alias(f"{c}__{i}") for i, x in enumerate(values)]
+            aggs.append(F.sum((v.isNotNull() & ~v.isin(*values)).cast("long") if values else v.isNotNull().cast("long"))
+                        .alias(f"{c}__other"))
+    row = df.agg(*aggs).first().asDict()
+    out = {}
+    for c, s in spec.items():
+        n = len(s["edges"]) + 1 if s["kind"] == "numeric" else len(s["values"])
+        counts = [int(row[f"{c}__{i}"] or 0) for i in range(n)]
+        if s["kind"] != "numeric":
+            counts.append(int(row[f"{c}__other"] or 0))
+        out[c] = {"counts": counts, "nulls": int(row[f"{c}__nulls"] or 0), "rows": int(row["__rows"])}
+    return out
+
+
+def profile(df: DataFrame, numeric: list[str], categorical: list[str], bins: int = 10) -> dict[str, dict[str, Any]]:
+    """The reference profile of ``df``: every column's bins, counts, nulls and rows (two aggregations; the
+    categorical values are the distinct ones seen, at most 1,000 per column)."""
+    edges = numeric_edges(df, numeric, bins)
+    seen = df.agg(*[F.slice(F.array_sort(F.collect_set(F.col(c).cast("string"))), 1, 1000).alias(c) for c in categorical]
+                  ).first() if categorical else {}
+    spec = {**{c: {"kind": "numeric", **edges[c]} for c in numeric},
+            **{c: {"kind": "categorical", "values": list(seen[c] or [])} for c in categorical}}
+    counts = bin_counts(df, spec)
+    return {c: {**spec[c], **counts[c]} for c in spec}
+
+
+# ---------------------------------------------------------------- distances
+def shares(counts: list[int] | list[float]):
+    """Counts as shares of their total (a uniform share when there is no count at all)."""
+    import numpy as np
+    c = np.asarray(counts, dtype="float64")
+    total = c.sum()
+    return np.full(len(c), 1.0 / len(c)) if total == 0 else c / total
+
+
+def psi(reference: list, current: list, eps: float = EPS) -> float:
+    """Population stability index of the current counts against the reference's, same bins."""
+    import numpy as np
+    p, q = np.maximum(shares(reference), eps), np.maximum(shares(current), eps)
+    return float(np.sum((q - p) * np.log(q / p)))
+
+
+def js_distance(reference: list, current: list) -> float:
+    """Jensen-Shannon distance, base 2 (0: the same shares, 1: disjoint bins)."""
+    import numpy as np
+    p, q = shares(reference), shares(current)
+    m = (p + q) / 2
+
+    def kl(a):
+        nz = a > 0
+        return float(np.sum(a[nz] * np.log2(a[nz] / m[nz])))
+    return float(np.sqrt(max((kl(p) + kl(q)) / 2, 0.0)))
+
+
+def wasserstein(reference: dict[str, Any], current: list) -> float | None:
+    """Wasserstein-1 distance between the reference's and the current binned numeric distributions (each
+    uniform within a bin; the outer bins end at the reference's min and max), divided by the reference's
+    5-95% spread. None when the reference has no spread."""
+    import numpy as np
+    lo, hi, spread = reference.get("min"), reference.get("max"), reference.get("spread")
+    if lo is None or hi is None or not spread:
+        return None
+    bounds = np.array([lo, *reference["edges"], hi], dtype="float64")
+    p, q = shares(reference["counts"]), shares(current)
+    # both CDFs are linear within a bin: integrate |F_p - F_q| exactly, bin by bin
+    fp, fq = np.concatenate([[0], np.cumsum(p)]), np.concatenate([[0], np.cumsum(q)])
+    total = 0.0
+    for i in range(len(p)):
+        w = bounds[i + 1] - bounds[i]
+        a, b = fp[i] - fq[i], fp[i + 1] - fq[i + 1]
+        if w <= 0:
+            continue
+        if a * b >= 0:
+            total += w * (abs(a) + abs(b)) / 2
+        else:  # the difference crosses zero inside the bin
+            total += w * (a * a + b * b) / (2 * (abs(a) + abs(b)))
+    return float(total / spread)
+
+
+def distances(reference: dict[str, Any], current: dict[str, Any]) -> dict[str, float | None]:
+    """Every distance of one column's current counts from its reference: PSI, then Jensen-Shannon for a
+    categorical column or Wasserstein for a numeric one; and both null rates."""
+    out = {"psi": psi(reference["counts"], current["counts"]),
+           "null_rate_reference": reference["nulls"] / reference["rows"] if reference["rows"] else None,
+           "null_rate": current["nulls"] / current["rows"] if current["rows"] else None}
+    if reference["kind"] == "numeric":
+        out["wasserstein"] = wasserstein(reference, current["counts"])
+    else:
+        out["js_distance"] = js_distance(reference["counts"], current["counts"])
+    return out

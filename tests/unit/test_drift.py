@@ -1,0 +1,57 @@
+"""Drift measures on the same bins as a direct numpy/scipy computation, and the profile's bins from Spark."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from jobs import drift
+
+
+def test_psi_and_js_equal_a_direct_computation_on_the_same_bins():
+    from scipy.spatial.distance import jensenshannon
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        ref, cur = rng.integers(0, 500, 10), rng.integers(0, 500, 10)
+        cur[rng.integers(0, 10)] = 0  # an empty bin: floored, not infinite
+        p, q = ref / ref.sum(), cur / cur.sum()
+        pe, qe = np.maximum(p, drift.EPS), np.maximum(q, drift.EPS)
+        assert drift.psi(ref, cur) == pytest.approx(np.sum((qe - pe) * np.log(qe / pe)), abs=1e-9)
+        assert drift.js_distance(ref, cur) == pytest.approx(jensenshannon(p, q, base=2), abs=1e-9)
+    assert drift.psi([5, 5], [5, 5]) == 0 and drift.js_distance([1, 0], [0, 1]) == pytest.approx(1.0)
+
+
+def test_wasserstein_of_binned_distributions_in_reference_spreads():
+    ref = {"edges": [1.0, 2.0], "min": 0.0, "max": 3.0, "spread": 2.0, "counts": [0, 10, 0]}
+    assert drift.wasserstein(ref, [0, 10, 0]) == 0
+    assert drift.wasserstein(ref, [0, 0, 10]) == pytest.approx(0.5)   # all mass one bin (1.0) up, in spreads of 2
+    assert drift.wasserstein(ref, [5, 0, 5]) == pytest.approx(0.375)  # half spread down, half up: 0.75 / 2 (CDFs cross)
+    assert drift.wasserstein({**ref, "spread": 0}, [0, 0, 10]) is None
+
+
+def test_a_profile_bins_the_reference_and_a_shifted_day_drifts_on_that_column_only(spark):
+    rng = np.random.default_rng(1)
+    n = 4000
+    amount, channel = rng.lognormal(3, 1, n), rng.choice(["chip", "online", "swipe"], n, p=[0.5, 0.3, 0.2])
+    rows = [(None if i % 50 == 0 else float(a), str(c), float(rng.normal())) for i, (a, c) in enumerate(zip(amount, channel))]
+    ref_df = spark.createDataFrame(rows, "amount double, channel string, z double")
+    prof = drift.profile(ref_df, ["amount", "z"], ["channel"], bins=10)
+    a = prof["amount"]
+    assert a["edges"] == sorted(a["edges"]) and len(a["edges"]) == 9 and a["nulls"] == n // 50 and a["rows"] == n
+    assert sum(a["counts"]) + a["nulls"] == n
+    values = np.array([r[0] for r in rows if r[0] is not None])
+    direct = np.bincount(np.searchsorted(a["edges"], values, side="right"), minlength=10)
+    assert a["counts"] == direct.tolist()  # the same bins as numpy's, value for value
+    assert prof["channel"]["values"] == ["chip", "online", "swipe"] and prof["channel"]["counts"][-1] == 0
+
+    def day(shift: float, new_channel: bool):
+        r = [(None if v is None else v * shift, "crypto" if new_channel and i % 4 == 0 else c, z)
+             for i, (v, c, z) in enumerate(rows)]
+        counts = drift.bin_counts(spark.createDataFrame(r, "amount double, channel string, z double"), prof)
+        return {c: drift.distances(prof[c], counts[c]) for c in prof}
+
+    same = day(1.0, False)
+    assert all(d["psi"] == 0 for d in same.values()) and same["amount"]["wasserstein"] == 0
+    shifted = day(3.0, True)
+    assert shifted["amount"]["psi"] > 0.25 and shifted["amount"]["wasserstein"] > 0.1
+    assert shifted["channel"]["psi"] > 0.25 and shifted["channel"]["js_distance"] > 0.1  # a category never seen
+    assert shifted["z"]["psi"] == 0
