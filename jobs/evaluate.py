@@ -19,6 +19,7 @@ from jobs.common import delta_io
 from jobs.common.cli import StepContext, run_step
 from jobs.common.errors import ConfigError, DataError
 from jobs.common.files import write_json_atomic
+from jobs.drift import profile
 from jobs.features import attr_col
 from jobs.metrics import binary_metrics, bootstrap_replicates, curve_points, interval, replicate_intervals
 from jobs.model import Model, feature_matrix, from_registry, from_run, predict
@@ -288,7 +289,7 @@ def run(ctx: StepContext) -> None:
     doc = {"dataset": spec.name, "ds": ctx.ds.isoformat(), "overall": _headline(overall), "threshold": threshold,
            "fpr_target": fpr_target, "slices": slices, "fairness": fairness, "blessing": blessing, "importance": importance,
            "shap": shap_summary(scored, overall["n"], booster, names, types, int(p.get("shap_rows", 2000)), seed),
-           "windows": windows,
+           "windows": windows, "score_profile": profile(scored.select("score"), ["score"], [])["score"],
            "curves": {"challenger": curve_points(scored, label, weight="weight"), "champion": champion.get("curves")},
            "champion": {k: v for k, v in champion.items() if k != "curves"}, "golden": golden, "lineage": lineage,
            "model": {k: train_doc.get(k) for k in ("sha256", "params", "counts", "num_workers", "trained_on",

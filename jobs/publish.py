@@ -67,7 +67,7 @@ def build_manifest(ctx: StepContext, train_doc: dict, blessing: dict, metrics: d
     return {
         "model": ctx.dataset.name, "version": version_id(ctx.ds.isoformat(), train_doc["sha256"]), "ds": ctx.ds.isoformat(),
         "artifact": MODEL_FILE, "format": "xgboost-ubj", "sha256": train_doc["sha256"],
-        "baseline": {k: v for k, v in train_doc["baseline"].items()} if train_doc.get("baseline") else None,
+        "baseline": train_doc.get("baseline"), "profile": train_doc.get("profile"),
         "feature_names": train_doc["feature_names"], "feature_types": train_doc["feature_types"], "label": train_doc["label"],
         "metrics": metrics, "blessing": {k: blessing[k] for k in ("blessed", "mode", "failed", "reasons")},
         "lineage": {"delta_versions_read": {step: doc.get("reads", {}) for step, doc in lineage.items()},
@@ -153,8 +153,9 @@ def run(ctx: StepContext) -> None:
     manifest = build_manifest(ctx, train_doc, blessing, metrics, lineage)
     ev = run_dir / "evaluation"
     files = {MODEL_FILE: art, "blessing.json": ev / "blessing.json", "evaluation.json": ev / "evaluation.json"}
-    if manifest["baseline"]:
-        files[manifest["baseline"]["artifact"]] = run_dir / "model" / manifest["baseline"]["artifact"]
+    for part in ("baseline", "profile"):  # published beside the model, each checksummed in the manifest
+        if manifest[part]:
+            files[manifest[part]["artifact"]] = run_dir / "model" / manifest[part]["artifact"]
     files.update({n: ev / n for n in ("report.html", "model_card.md") if (ev / n).exists()})  # older runs lack a card
     reg = open_registry(ctx.settings.registry)
     created = reg.publish(ctx.dataset.name, manifest["version"], files, manifest)

@@ -3,7 +3,7 @@ directory (default) or ``s3://bucket/prefix`` (boto3; any S3-compatible endpoint
 
 Layout (the same keys on both backends)::
 
-    <root>/<model>/versions/<version>/{model.ubj, baseline.json, blessing.json, evaluation.json, report.html, model_card.md, manifest.json}
+    <root>/<model>/versions/<version>/{model.ubj, baseline.json, profile.json, blessing.json, evaluation.json, report.html, model_card.md, manifest.json}
     <root>/<model>/aliases/<alias>.json                {"version", "previous", "stack", "seq", "actor", "reason", ...}
     <root>/<model>/events/<alias>/<seq>.json           the event log: every alias move, write-once
 
@@ -157,10 +157,10 @@ class Registry:
         return sorted(events, key=lambda e: (e["at"], e.get("seq", 0)))
 
     def verify(self, model: str, version: str) -> dict[str, Any]:
-        """The manifest of a complete version whose files (the model and its baseline) are there and hash to
-        the manifest's sha256; RegistryError naming the file otherwise."""
+        """The manifest of a complete version whose files (the model, its baseline and reference profile) are
+        there and hash to the manifest's sha256; RegistryError naming the file otherwise."""
         m = self.manifest(model, version)
-        for entry in (m, m.get("baseline") or {}):
+        for entry in (m, m.get("baseline") or {}, m.get("profile") or {}):
             if not entry:
                 continue
             art = self.artifact_file(model, version, entry["artifact"])

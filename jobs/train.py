@@ -28,6 +28,7 @@ from jobs.common.errors import ConfigError, DataError
 from jobs.model import booster_from_bytes, feature_types, fit_prior, save_booster, save_prior
 
 VALID_COL = "is_valid"
+PROFILE_FILE = "profile.json"  # the train window's reference profile (jobs.drift), published with the model
 
 
 def training_frame(training_set: DataFrame, spec: DatasetSpec) -> DataFrame:
@@ -345,14 +346,16 @@ def run(ctx: StepContext) -> None:
         device = trained_on(model.get_booster())
     path, booster = save_booster(model, spec, ctx.run_dir / "model")
     storage.remove_tree(ckpt_dir)
-    baseline = fit_baseline(spark, ctx, p)
+    window = train_window(spark, ctx).cache()
+    baseline, profile = fit_baseline(window, ctx, p), fit_profile(window, ctx, p)
+    window.unpersist()
     best = booster.attr("best_iteration")
     doc = {"artifact": path.name, "sha256": sha256_file(path), "format": "ubj", "engine": engine, "num_workers": workers,
            "trained_on": device, "params": params, "counts": counts, "feature_names": spec.features.names,
            "feature_types": feature_types(spec),
            "best_iteration": int(best) if best is not None else None, "best_score": booster.attr("best_score"),
            "num_boosted_rounds": booster.num_boosted_rounds(), "resumed_from_round": done, "label": spec.label.name,
-           "tuned": tuned, "baseline": baseline}
+           "tuned": tuned, "baseline": baseline, "profile": profile}
     write_json_atomic(ctx.run_dir / "model" / "train.json", doc)
     ctx.counts.update({"rows": counts, "sha256": doc["sha256"], "best_iteration": doc["best_iteration"],
                        "num_boosted_rounds": doc["num_boosted_rounds"]})
@@ -376,19 +379,35 @@ def baseline_segment(spec: DatasetSpec, value: Any) -> str | None:
     return str(value)
 
 
-def fit_baseline(spark, ctx: StepContext, p: dict[str, Any]) -> dict[str, Any]:
-    """The baseline published with the model (``jobs.model``'s ``segment_prior``): the label rate of this
-    cutoff's train window per segment, from the training-set version train read. Returns its train.json entry."""
+def train_window(spark, ctx: StepContext):
+    """This cutoff's train-window rows of the training-set version train read (the baseline's and the
+    reference profile's input)."""
+    return (delta_io.read_pinned(spark, ctx.table("training_set"), version=ctx.reads["training_set"])
+            .where((F.col("cutoff_ds") == F.lit(ctx.ds)) & (F.col("split") == "train")))
+
+
+def fit_baseline(rows, ctx: StepContext, p: dict[str, Any]) -> dict[str, Any]:
+    """The baseline published with the model (``jobs.model``'s ``segment_prior``): the label rate of the
+    train window ``rows`` per segment. Returns its train.json entry."""
     from jobs.features import attr_col
     spec, cfg = ctx.dataset, dict(p.get("baseline") or {})
     segment = baseline_segment(spec, cfg.get("segment", "auto"))
-    rows = (delta_io.read_pinned(spark, ctx.table("training_set"), version=ctx.reads["training_set"])
-            .where((F.col("cutoff_ds") == F.lit(ctx.ds)) & (F.col("split") == "train")))
-    prior = fit_prior(rows, spec.label.name, attr_col(segment) if segment else None,
-                               float(cfg.get("smoothing", 100)))
+    prior = fit_prior(rows, spec.label.name, attr_col(segment) if segment else None, float(cfg.get("smoothing", 100)))
     path = save_prior(prior, ctx.run_dir / "model")
     return {"artifact": path.name, "sha256": sha256_file(path), "kind": prior["kind"], "segment": segment,
             "overall": prior["overall"]}
+
+
+def fit_profile(rows, ctx: StepContext, p: dict[str, Any]) -> dict[str, Any]:
+    """The reference profile of the train window ``rows`` (``jobs.drift``: every feature's bins, counts and
+    nulls), published with the model for the monitoring of later days. Returns its train.json entry."""
+    from jobs.drift import profile
+    spec = ctx.dataset
+    numeric = [n for n in spec.features.names if n not in spec.features.categorical]
+    prof = profile(rows, numeric, list(spec.features.categorical), bins=int(p.get("profile_bins", 10)))
+    path = ctx.run_dir / "model" / PROFILE_FILE
+    write_json_atomic(path, prof)
+    return {"artifact": path.name, "sha256": sha256_file(path), "rows": next(iter(prof.values()))["rows"] if prof else 0}
 
 
 class _BoosterModel:

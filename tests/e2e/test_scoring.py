@@ -300,3 +300,16 @@ def test_status_shows_both_models_the_last_scored_day_the_fallback_days_and_the_
     assert "FALLBACK 2026-08-24: fallback:baseline" in lines and "feature_missing:is_foreign" in lines
     assert "FALLBACK 2026-08-25: fallback:baseline" in lines and "validation_failed" in lines
     assert f"promote    {S}: PROMOTE challenger {lake['champion']}" in lines
+
+
+def test_each_version_holds_the_reference_profile_of_its_train_window_and_its_holdout_scores(cards, lake):
+    reg = lake["reg"]
+    manifest = reg.verify("cards", lake["previous"])  # the profile is checksummed like the model and the baseline
+    prof = json.loads(reg.artifact_file("cards", lake["previous"], manifest["profile"]["artifact"]).read_text())
+    assert set(prof) == set(cards.features.names) and manifest["profile"]["rows"] > 2000
+    for name, col in prof.items():
+        assert sum(col["counts"]) + col["nulls"] == col["rows"] == manifest["profile"]["rows"], name
+        assert col["kind"] == ("categorical" if name in cards.features.categorical else "numeric")
+    assert prof["amount"]["edges"] == sorted(prof["amount"]["edges"]) and len(prof["amount"]["edges"]) >= 5
+    scores = json.loads(reg.artifact_file("cards", lake["previous"], "evaluation.json").read_text())["score_profile"]
+    assert scores["kind"] == "numeric" and sum(scores["counts"]) == scores["rows"] > 0
