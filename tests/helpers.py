@@ -47,6 +47,7 @@ def write_training_set(spark, spec: DatasetSpec, n: int, path: str, ds: dt.date)
     from pyspark.sql import functions as F
 
     from jobs.common import delta_io
+    from jobs.features import attr_col
     rng = np.random.default_rng(0)
     names = spec.features.names
     x = rng.normal(size=(n, len(names)))
@@ -58,6 +59,8 @@ def write_training_set(spark, spec: DatasetSpec, n: int, path: str, ds: dt.date)
     cols = ", ".join(f"`{c}` double" for c in names)
     df = (spark.createDataFrame(rows, f"txn_id string, {cols}, is_fraud int, weight double, split string")
           .withColumn("label_status", F.lit("known")).withColumn("cutoff_ds", F.lit(ds)))
+    for i, a in enumerate(dict.fromkeys([*spec.sensitive, *spec.slices])):  # the slice columns features keeps
+        df = df.withColumn(attr_col(a), F.concat(F.lit(f"{a}-"), (F.abs(F.hash("txn_id", F.lit(i))) % 3).cast("string")))
     for c in spec.features.categorical:
         df = df.withColumn(c, F.col(c).cast("int"))
     delta_io.replace_partitions(df, path, ds, ds, col="cutoff_ds")

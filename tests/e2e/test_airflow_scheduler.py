@@ -8,10 +8,12 @@ AIRFLOW_HOME) running a dataset's train_pipeline DAG as it runs in production:
   its own partitions;
 - a trigger whose params would inject a shell command is refused before any task runs.
 
-The history before those days is loaded first with the step CLIs, as `make run` does with `start_ds`."""
+The history before those days is loaded first by the steps themselves (in this process, its shared Spark
+session), as `make run` does with `start_ds`."""
 from __future__ import annotations
 
 import datetime as dt
+import importlib
 import json
 import os
 import sqlite3
@@ -23,8 +25,9 @@ from pathlib import Path
 import pytest
 
 from jobs import synth
+from jobs.common.config import DatasetSpec, Settings, load_params
 from tests.conftest import REPO, _free_port, write_conf
-from tests.helpers import derived_cards_spec, stop_processes
+from tests.helpers import context, derived_cards_spec, stop_processes
 
 NAME = "nightly"
 DAG_ID = f"train_pipeline__{NAME}"
@@ -62,11 +65,12 @@ def airflow(tmp_path_factory, spark):
            "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True", "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "1",
            "TRAINYARD_DATASETS_DIR": str(root / "datasets"), "TRAINYARD_CONF": str(conf), "TRAINYARD_DATASET": NAME}
     env.pop("TRAINYARD_DS", None)
-    for step in ("etl", "validate", "features", "train", "evaluate", "publish"):  # history and a champion
-        out = subprocess.run([sys.executable, "-m", f"jobs.{step}", "--ds", str(CHAMPION),
-                              *(["--start-ds", str(FIRST)] if step in ("etl", "validate", "features") else [])],
-                             cwd=REPO, env=env, capture_output=True, text=True)
-        assert out.returncode == 0, (step, out.stderr[-2000:])
+    # history and a champion, as the step CLIs would make them, in this process (its shared Spark session)
+    spec, settings, params = DatasetSpec.load(str(root / "datasets" / f"{NAME}.yaml")), Settings.load(conf), load_params(REPO / "params.yaml")
+    for step in ("etl", "validate", "features", "train", "evaluate", "publish"):
+        ctx = context(step, spec, settings, str(CHAMPION), str(FIRST) if step in ("etl", "validate", "features") else None, params)
+        importlib.import_module(f"jobs.{step}").run(ctx)
+        ctx.record()
     marker = root / "injected"
     backfill = ["backfill", "create", "--dag-id", DAG_ID, "--from-date", str(BACKFILL[0]), "--to-date", str(BACKFILL[-1]),
                 "--max-active-runs", "2"]
