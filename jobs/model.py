@@ -14,6 +14,7 @@ Every load checks the artifact's sha256 against the one its manifest (or train.j
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import os
 from pathlib import Path
@@ -113,7 +114,6 @@ def read_verified(path: Path | None, sha256: str, what: str) -> bytes:
     if path is None or not Path(path).exists():
         raise ArtifactError(f"{what}: artifact {path or ''} is missing", "artifact_missing")
     data = Path(path).read_bytes()
-    import hashlib
     actual = hashlib.sha256(data).hexdigest()
     if actual != sha256:
         raise ArtifactError(f"{what}: {path} has sha256 {actual[:12]}, its manifest recorded {sha256[:12]}",

@@ -72,7 +72,7 @@ def default_actor() -> str:
         return "user:unknown"
 
 
-def _stack(alias: dict[str, Any] | None) -> list[str]:
+def held_before(alias: dict[str, Any] | None) -> list[str]:
     """The versions an alias held before its current one, oldest first (documents written before the stack
     existed name only their ``previous``)."""
     if not alias:
@@ -208,7 +208,7 @@ class Registry:
         if expect is not ANY and held != expect:
             raise AliasConflict(f"model '{model}': alias '{name}' is at {held}, not at {expect} as expected "
                                 f"(it moved since that was read); nothing changed")
-        before = _stack(current)
+        before = held_before(current)
         stack = before[:-1] if event == "rollback" else [*before, held] if held else before
         doc = self._event_doc(name, version, held, stack, reason, actor, event, current)
         crash_point("alias_event_prepared")
@@ -227,7 +227,7 @@ class Registry:
         held = (current or {}).get("version")
         if held != expect:
             raise AliasConflict(f"model '{model}': alias '{name}' is at {held}, not at {expect} as expected; nothing changed")
-        doc = self._event_doc(name, None, held, [*_stack(current), held], reason, actor, event, current)
+        doc = self._event_doc(name, None, held, [*held_before(current), held], reason, actor, event, current)
         if not self._put_if(f"{model}/aliases/{name}.json", json.dumps(doc, indent=2).encode(), etag):
             raise AliasConflict(f"model '{model}': alias '{name}' was moved by another writer while this one cleared it")
         self._log(model, doc)
@@ -247,7 +247,7 @@ class Registry:
         """Walk the alias one move back along its history: the version it held before its current one, and
         a second rollback the one before that (not back and forth between the last two)."""
         current = self.alias(model, name)
-        stack = _stack(current)
+        stack = held_before(current)
         if not stack:
             raise RegistryError(f"model '{model}': alias '{name}' has no earlier version to roll back to")
         return self.set_alias(model, name, stack[-1], reason=f"rollback from {current['version']}", actor=actor,

@@ -42,7 +42,6 @@ from jobs.features import attr_col, compute_features, lookback_days
 from jobs.model import Model, from_registry, predict
 
 CHAIN = ("champion", "previous_champion", "baseline")
-OUT = ("score", "decision", "model_version", "served_by", "reason")
 
 
 class ScoringFailed(TrainyardError):
@@ -66,10 +65,9 @@ def candidates(registry, name: str, chain: list[str]):
     """(name, load) per link of the chain, in order; ``load()`` returns a verified Model or raises. The
     previous champion is the version the champion alias held before its current one; the baseline is the
     champion's, else that of each version the alias held before, newest first."""
-    from jobs.registry import RegistryError
+    from jobs.registry import RegistryError, held_before
     alias = registry.alias(name, "champion")
-    held = ([alias["version"]] + list(reversed(alias.get("stack") or ([alias["previous"]] if alias.get("previous") else []))))\
-        if alias else []
+    held = [alias["version"], *reversed(held_before(alias))] if alias else []  # newest first
 
     def model(i: int):
         def load():
@@ -109,9 +107,7 @@ def load_reason(load) -> tuple[Model | None, str | None, str | None]:
     from jobs.registry import RegistryError
     try:
         return load(), None, None
-    except _Unavailable as e:
-        return None, e.reason, str(e)
-    except ArtifactError as e:
+    except (_Unavailable, ArtifactError) as e:  # both carry their reason code
         return None, e.reason, str(e)
     except RegistryError as e:
         return None, "artifact_missing", str(e)
@@ -140,9 +136,10 @@ def validation_state(ctx: StepContext) -> tuple[bool, list[str]]:
     """(passed, records) of the day's validation: the records validate wrote in the day's run folder, one per
     source; one failure and validate published none of the day's rows. No record (a day validated within a
     range run of a later ds): the day is read from silver, where only validated rows are."""
-    records = sorted((ctx.run_dir / "validation").glob("silver_*.json"))
-    failed = [str(r) for r in records if not json.loads(r.read_text())["success"]]
-    return not failed, failed or [str(r) for r in records]
+    from jobs.validate import validation_results
+    results = validation_results(ctx.run_dir)
+    failed = [path for path, passed in results.items() if not passed]
+    return not failed, failed or list(results)
 
 
 def day_features(spark, ctx: StepContext, validated: bool) -> DataFrame:
@@ -188,12 +185,18 @@ def check_day_processed(spark, ctx: StepContext) -> None:
 
 
 # ---------------------------------------------------------------- serving
-def serve(feats: DataFrame, keep: list[str], links, validated: bool, threshold: float, role: str = "serving"
-          ) -> tuple[DataFrame | None, dict[str, Any]]:
+def nonnull_counts(feats: DataFrame) -> dict[str, int]:
+    """Non-null count of every column of the day's features (one aggregation)."""
+    return feats.select([F.count(F.col(c)).alias(c) for c in feats.columns]).first().asDict()
+
+
+def serve(feats: DataFrame, keep: list[str], links, validated: bool, threshold: float, role: str = "serving",
+          nonnull: dict[str, int] | None = None) -> tuple[DataFrame | None, dict[str, Any]]:
     """The first link of ``links`` that can score ``feats`` (cached by the caller): (its scored rows, cached,
-    with the ``keep`` columns and OUT; the event) or (None, the event) when none can. The event lists every
-    attempt."""
-    nonnull = feats.select([F.count(F.col(c)).alias(c) for c in feats.columns]).first().asDict()
+    with the ``keep`` columns, score, decision, model_version, served_by and reason; the event) or (None, the
+    event) when none can. The event lists every attempt. ``nonnull``: ``nonnull_counts(feats)``, when the
+    caller has it already."""
+    nonnull = nonnull_counts(feats) if nonnull is None else nonnull
     attempts: list[dict[str, Any]] = []
     for i, (name, load) in enumerate(links):
         model, reason, detail = load_reason(load)
@@ -236,20 +239,21 @@ def run(ctx: StepContext) -> None:
     if n == 0 and validated:
         check_day_processed(spark, ctx)
     keep = [c for c in ids(spec) if c in feats.columns]
+    nonnull = nonnull_counts(feats)
     served, event = serve(feats, keep, candidates(registry, spec.name, list(p.get("fallback") or CHAIN)), validated,
-                          threshold)
+                          threshold, nonnull=nonnull)
     events = [event]
     if served is None:
         _write_events(spark, ctx, events, n)
         raise ScoringFailed(f"{spec.name} ds {ctx.ds}: no model of the fallback chain could score the day's {n} "
                             f"example(s), nothing written: {event['reason']}")
-    commit = delta_io.replace_partitions(served.select(*keep, *OUT), ctx.table("predictions"), ctx.ds, ctx.ds,
+    commit = delta_io.replace_partitions(served, ctx.table("predictions"), ctx.ds, ctx.ds,
                                          writes=ctx.writes, name="predictions")
     if commit.rows is not None and commit.rows != n:
         raise DataError(f"predictions for ds {ctx.ds}: {commit.rows} rows written for {n} examples")
     event["rows"] = n
-    shadow = shadow_score(feats, keep, registry, spec.name, validated, threshold,
-                          event["model_version"]) if p.get("shadow", True) else None
+    shadow = shadow_score(feats, keep, registry, spec.name, validated, threshold, event["model_version"],
+                          nonnull) if p.get("shadow", True) else None
     if shadow is not None:
         scored, sev = shadow
         rows = delta_io.replace_partitions(scored if scored is not None else _empty_shadow(spark, served, keep),
@@ -271,13 +275,13 @@ def run(ctx: StepContext) -> None:
 
 
 def shadow_score(feats: DataFrame, keep: list[str], registry, name: str, validated: bool, threshold: float,
-                 serving_version: str | None):
+                 serving_version: str | None, nonnull: dict[str, int]):
     """(scored rows or None, event) of the challenger on the served rows; None when there is no challenger."""
     alias = registry.alias(name, "challenger")
     if not alias:
         return None
     link = ("challenger", lambda: from_registry(registry, name, alias["version"]))
-    scored, event = serve(feats, keep, [link], validated, threshold, role="shadow")
+    scored, event = serve(feats, keep, [link], validated, threshold, role="shadow", nonnull=nonnull)
     if scored is not None:
         scored = scored.drop("served_by", "reason").withColumn("serving_version", F.lit(serving_version))
         event["reason"] = None

@@ -151,6 +151,11 @@ def publish_source(spark, ctx: StepContext, source) -> dict[str, int]:
     return {"rows_published": commit.rows, "superseded_rows_removed": removed}
 
 
+def validation_results(run_dir: Path) -> dict[str, bool]:
+    """The validation results stored in a run folder, one per silver table: path -> passed."""
+    return {str(p): bool(json.loads(p.read_text())["success"]) for p in sorted((run_dir / "validation").glob("silver_*.json"))}
+
+
 def day_published(ctx: StepContext) -> str | None:
     """Why the run's day needs no etl or validate again (it was validated and published to silver, by a run
     of this very ds), or None. The run folder tells: validate's lineage (written once its publish finished)
@@ -159,8 +164,7 @@ def day_published(ctx: StepContext) -> str | None:
     if ctx.start_ds != ctx.ds or not lineage.exists():
         return None
     doc = json.loads(lineage.read_text())
-    results = [json.loads(p.read_text()) for p in sorted((ctx.run_dir / "validation").glob("silver_*.json"))]
-    if doc.get("ds") != ctx.ds.isoformat() or not all(r["success"] for r in results):  # a range ending at ds: fine
+    if doc.get("ds") != ctx.ds.isoformat() or not all(validation_results(ctx.run_dir).values()):  # a range ending at ds: fine
         return None
     return f"ds {ctx.ds} was validated and published to silver by run {doc.get('run_id')}"
 
