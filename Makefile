@@ -58,16 +58,18 @@ run: jvm ## land the dataset if absent, then run its whole train_pipeline__DATAS
 	grep -a -E "(\] |^)(landed|etl|features|tune|train|evaluate|publish|validate)[: ]" state/airflow-dags-test-$(DATASET).log | sed -E 's/^[^ ]+ \[info +\] //; s/ \[airflow\.task.*//' || true; \
 	$(PY) -m jobs.summary --dataset $(DATASET) --ds $$DS --conf $(CONF)
 
-score: jvm ## score the last landed day with the champion through score_pipeline__DATASET (after make run): predictions, fallbacks, shadow
+score: jvm ## score the last landed day through score_pipeline__DATASET, then monitor it through monitor_pipeline__DATASET (after make run)
 	$(AIRFLOW) db migrate > state/airflow-migrate.log 2>&1 || { cat state/airflow-migrate.log; exit 1; }
 	read START DS < <($(PY) -m jobs.land --dataset $(DATASET) --print-range); \
-	echo "airflow dags test score_pipeline__$(DATASET) $$DS"; \
-	$(AIRFLOW) dags test score_pipeline__$(DATASET) $$DS -c "{\"conf\": \"$(CONF)\"}" > state/airflow-score-$(DATASET).log 2>&1 \
-		|| { grep -a -E "FAILED|ERROR|error" state/airflow-score-$(DATASET).log | tail -20; \
-		echo "DAG run failed; full log: state/airflow-score-$(DATASET).log"; exit 1; }; \
-	grep -a -E "(\] |^)(trainyard (etl|validate)|score|promote)[: ]" state/airflow-score-$(DATASET).log | sed -E 's/^[^ ]+ \[info +\] //; s/ \[airflow\.task.*//' || true
+	for DAG in score monitor; do \
+		echo "airflow dags test $${DAG}_pipeline__$(DATASET) $$DS"; \
+		$(AIRFLOW) dags test $${DAG}_pipeline__$(DATASET) $$DS -c "{\"conf\": \"$(CONF)\"}" > state/airflow-$$DAG-$(DATASET).log 2>&1 \
+			|| { grep -a -E "FAILED|ERROR|error" state/airflow-$$DAG-$(DATASET).log | tail -20; \
+			echo "DAG run failed; full log: state/airflow-$$DAG-$(DATASET).log"; exit 1; }; \
+		grep -a -E "(\] |^)(trainyard (etl|validate)|score|promote|monitor)[: ]" state/airflow-$$DAG-$(DATASET).log | sed -E 's/^[^ ]+ \[info +\] //; s/ \[airflow\.task.*//' || true; \
+	done
 
-status: setup ## per dataset: champion and challenger, the last scored day, fallback days, the last shadow decision
+status: setup ## per dataset: champion and challenger, the last scored day, fallback days, the last shadow decision, the last monitoring verdict and its drift report
 	$(PY) -m jobs.status --conf $(CONF)
 
 tune: ## `make run` with the Optuna search before training (persistent study: an interrupted search resumes)

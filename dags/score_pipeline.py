@@ -4,7 +4,7 @@
 Daily predictions of the `{dataset}` model for one landing day (`ds`), available first, and the shadow
 comparison that decides whether the challenger replaces the champion. Generated from `{spec}`:
 
-`landed` → `etl` → `validate` → `score` → `promote`
+`landed` → `etl` → `validate` → `score` → `promote` → `monitor`
 
 **Which day, and when.** The same data-interval schedule (`{cron}`, {timezone}) and landing markers as
 `train_pipeline__{dataset}`: the run for day D waits (every {poke}, at most {timeout}) for D's
@@ -25,7 +25,10 @@ the task fail, in one line naming each model's reason.
 `promote.min_days` shadow days have matured, and promotes it, keeps waiting, or retires it, saying why
 (`shadow_decisions`, the registry's event log). No challenger: `promote` has nothing to decide.
 
-Every task runs one step CLI (`python -m jobs.<step>`), fed by environment variables; a rerun of a day
+**Monitoring.** `monitor` starts `monitor_pipeline__{dataset}` for the day (whatever scoring and promotion
+concluded): drift, realized performance and the retraining trigger.
+
+Every other task runs one step CLI (`python -m jobs.<step>`), fed by environment variables; a rerun of a day
 replaces that day's partitions.
 """
 from __future__ import annotations
@@ -33,8 +36,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from airflow.sdk import chain, dag
-from trainyard_dags import ALREADY_DONE_EXIT, common_params, dataset_specs, landed_sensor, schedule_kwargs, spec_label, \
-    step_env, step_task
+from trainyard_dags import ALREADY_DONE_EXIT, DS, common_params, dataset_specs, landed_sensor, schedule_kwargs, spec_label, \
+    step_env, step_task, trigger_dag
 
 
 def build(name: str, spec_path: Path, schedule: dict) -> None:
@@ -48,7 +51,9 @@ def build(name: str, spec_path: Path, schedule: dict) -> None:
         landed = landed_sensor(env, schedule)
         prepare = [step_task(step, env, "--unless-done", skip_on_exit_code=ALREADY_DONE_EXIT) for step in ("etl", "validate")]
         score = step_task("score", env, trigger_rule="all_done")  # a failed validation is scored by the baseline
-        chain(landed, *prepare, score, step_task("promote", env))
+        monitor = trigger_dag("monitor", f"monitor_pipeline__{name}", "scored__" + DS, conf={"conf": "{{ params.conf }}"},
+                              reset_dag_run=True, trigger_rule="all_done")  # a rerun of the day monitors it again
+        chain(landed, *prepare, score, step_task("promote", env), monitor)
 
     score_pipeline()
 

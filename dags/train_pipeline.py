@@ -6,7 +6,9 @@ Retraining of the `{dataset}` model, one landing day (`ds`) per run, generated f
 
 `landed` → `etl` → `validate` → `features` → `tune` → `train` → `evaluate` → `publish`
 
-**Which day.** The schedule is a data-interval timetable (`{cron}`, {timezone}): the run for day D starts once
+**When.** {when}
+
+**Which day.** The timetable is a data-interval one (`{cron}`, {timezone}): the run for day D starts once
 D has ended, and `ds` is D, the start of its interval. A manual trigger processes the day of its logical date
 (no logical date: the last complete day); a backfill makes one run per day. Any date of the dataset's history
 can run, however old (the DAG's start date, {start_date}, only bounds the scheduler's own runs; catchup is
@@ -37,6 +39,8 @@ choices or pattern refuses the run before any task starts:
   else `conf/local.yaml`).
 - `tune`: run the Optuna search before training; off: the `tune` task only records that training uses
   params.yaml as is.
+- `reason`: why this run was started; `monitor_pipeline__{dataset}` sets it when it starts the run (the
+  signals that made retraining due). It is recorded in the published version's manifest (`trigger`).
 - `publish_mode`: `shadow` (a blessed model becomes the challenger, scored beside the champion by
   `score_pipeline__{dataset}` until its `promote` step decides), `direct` (it becomes the champion at once;
   `make run`), or empty: params.yaml's `publish.mode` ({publish_mode}).
@@ -56,9 +60,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import yaml
 from airflow.sdk import Param, chain, dag
-from trainyard_dags import REPO, common_params, dataset_specs, landed_sensor, schedule_kwargs, spec_label, step_env, step_task
+from trainyard_dags import common_params, dataset_specs, landed_sensor, params_file, schedule_kwargs, spec_label, step_env, \
+    step_task
 
 STEPS = ("etl", "validate", "features", "tune", "train", "evaluate", "publish")
 NOT_BLESSED_EXIT = 99  # jobs.common.errors.NotBlessed.exit_code
@@ -66,18 +70,24 @@ NOT_BLESSED_EXIT = 99  # jobs.common.errors.NotBlessed.exit_code
 TRAINING_POOL = os.environ.get("TRAINYARD_TRAINING_POOL", "trainyard_training")
 
 
-def _params() -> dict:
-    """params.yaml, or the file named by TRAINYARD_PARAMS (as the step CLIs read it)."""
-    path = Path(os.environ.get("TRAINYARD_PARAMS", "params.yaml"))
-    return yaml.safe_load((path if path.is_absolute() else REPO / path).read_text()) or {}
-
-
 def training_pool_slots() -> int:
     """The train task's slots in ``TRAINING_POOL``: one per XGBoost worker (params' ``train.num_workers``),
     every slot (``TRAINYARD_TRAINING_SLOTS``) for ``auto``."""
     slots = int(os.environ.get("TRAINYARD_TRAINING_SLOTS", "1"))
-    workers = (_params().get("train") or {}).get("num_workers", "auto")
+    workers = (params_file().get("train") or {}).get("num_workers", "auto")
     return slots if workers in (None, "auto", 0) else max(1, min(int(workers), slots))
+
+
+NIGHTLY = "Every night, on the schedule below, and when `monitor_pipeline__{dataset}` finds retraining due."
+ON_TRIGGER = ("When `monitor_pipeline__{dataset}` finds retraining due (drift, realized performance or fairness "
+              "over several days; params.yaml `monitor.trigger`), or by hand. Not on a clock: "
+              "`monitor.trigger.nightly_training: true` schedules it every night as well.")
+
+
+def nightly_training() -> bool:
+    """params.yaml ``monitor.trigger.nightly_training``: the DAG also runs on its schedule (default: only when
+    the monitor or a person starts it)."""
+    return bool(((params_file().get("monitor") or {}).get("trigger") or {}).get("nightly_training", False))
 
 
 def build(name: str, spec_path: Path, schedule: dict) -> None:
@@ -85,13 +95,17 @@ def build(name: str, spec_path: Path, schedule: dict) -> None:
                          start_date=schedule["start_date"], catchup="on" if schedule["catchup"] else "off",
                          poke=schedule["landing_poke"], timeout=schedule["landing_timeout"],
                          max_active_runs=schedule["max_active_runs"], pool=TRAINING_POOL, pool_slots=training_pool_slots(),
-                         publish_mode=(_params().get("publish") or {}).get("mode", "direct"))
+                         publish_mode=(params_file().get("publish") or {}).get("mode", "direct"),
+                         when=(NIGHTLY if nightly_training() else ON_TRIGGER).format(dataset=name))
+    timing = schedule_kwargs(schedule)
+    if not nightly_training():
+        timing["schedule"] = None
 
     @dag(
         dag_id=f"train_pipeline__{name}",
         # one run at a time by default: each evaluates against the champion the run before it left (two side by
         # side would race for it, and the later publish would fail); a backfill sets its own --max-active-runs
-        **schedule_kwargs(schedule),
+        **timing,
         doc_md=doc,
         tags=["trainyard", name],
         params={
@@ -99,13 +113,15 @@ def build(name: str, spec_path: Path, schedule: dict) -> None:
             "start_ds": Param("", type="string", pattern=r"^(\d{4}-\d{2}-\d{2})?$",
                               description="first day of a range to (re)process in this run; empty: ds alone"),
             "tune": Param(False, type="boolean", description="run the hyperparameter search before training"),
+            "reason": Param("", type="string", maxLength=4000,
+                            description="why this run was started (the monitor's retraining reason); recorded in the manifest"),
             "publish_mode": Param("", enum=["", "shadow", "direct"],
                                   description="shadow: the model becomes the challenger; direct: the champion; "
                                               "empty: params.yaml's publish.mode"),
         },
     )
     def train_pipeline():
-        env = step_env(spec_path, start_ds=True)
+        env = {**step_env(spec_path, start_ds=True), "TRAINYARD_RUN_REASON": "{{ params.reason }}"}
         landed = landed_sensor(env, schedule)
         args = {"tune": "{% if params.tune %}--set tune.enabled=true{% endif %}",
                 "publish": "{% if params.publish_mode %}--set publish.mode={{ params.publish_mode }}{% endif %}"}

@@ -14,6 +14,7 @@ from typing import Any
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
+from jobs import golden as golden_set
 from jobs import report
 from jobs.common import delta_io
 from jobs.common.cli import StepContext, run_step
@@ -201,6 +202,21 @@ def slice_metrics(scored: DataFrame, label: str, attrs: list[str], threshold: fl
     return sorted(rows, key=lambda r: (" & " in r["attribute"], r["attribute"], str(r["value"]))), reps
 
 
+def fairness_checks(scored: DataFrame, label: str, threshold: float, sensitive: list[str], ev: dict[str, Any],
+                    seed: int = 0) -> tuple[list[dict], list[dict]]:
+    """The gate's fairness checks alone, with its bars (``ev``: the evaluate params, ``warn_only`` ones
+    recorded, not refusing), on rows other than a holdout (``scored``: score, label, weight, ``attr_``
+    columns), per sensitive attribute: (slices, checks). Promote and monitor judge shadow and served days
+    by it."""
+    min_size = int(ev.get("min_slice_size", 100))
+    slices, reps = slice_metrics(scored, label, sensitive, threshold, min_size, pairs=False,
+                                 replicates=int(ev.get("bootstrap_replicates", 200)), seed=seed)
+    fairness = fairness_summary(slices, min_size, int(ev.get("min_slice_class_count", 10)), reps)
+    gp = dict(ev.get("gate") or {})
+    fair_p = {k: gp[k] for k, _, _ in FAIRNESS_CHECKS if k in gp} | {"warn_only": gp.get("warn_only") or []}
+    return slices, gate({}, None, fairness, fair_p)
+
+
 def _headline(m: dict[str, Any]) -> dict[str, Any]:
     return {k: m.get(k) for k in HEADLINE}
 
@@ -275,9 +291,8 @@ def run(ctx: StepContext) -> None:
                                 int(p.get("min_slice_class_count", 10)), reps)
     champion, champ_model = champion_metrics(holdout, open_registry(ctx.settings.registry), spec, names, label,
                                              threshold, fpr_target)
-    golden = None
-    if p.get("golden_version") is not None:
-        golden = golden_metrics(spark, ctx, int(p["golden_version"]), model, champ_model, threshold)
+    golden_version = golden_set.version(spark, ctx)
+    golden = golden_metrics(spark, ctx, golden_version, model, champ_model, threshold) if golden_version is not None else None
     booster = model.booster()
     importance = {k: float(v) for k, v in booster.get_score(importance_type="total_gain").items()}
     checks = gate(overall, champion, fairness, gp, importance, golden)
@@ -312,7 +327,7 @@ def run(ctx: StepContext) -> None:
 
 def golden_metrics(spark, ctx: StepContext, version: int, model: Model, champion: Model | None,
                    threshold: float) -> dict[str, Any]:
-    """Challenger (and champion) on the golden set pinned at a Delta version (made by ``jobs.golden``)."""
+    """Challenger (and champion) on the golden set at a Delta version (``jobs.golden``)."""
     label = ctx.dataset.label.name
     path = ctx.table("golden_set")
     if delta_io.latest_version(spark, path) is None:

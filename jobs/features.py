@@ -18,6 +18,7 @@ from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 from pyspark.sql.window import WindowSpec
 
+from jobs import golden
 from jobs.common import delta_io
 from jobs.common.cli import StepContext, run_step
 from jobs.common.config import Aggregate, DatasetSpec
@@ -294,6 +295,9 @@ def run(ctx: StepContext) -> None:
     cdf = label_delay_cdf(table, labels, spec, ctx.cutoff) if policy == "weight" and labels is not None else None
     ts = label_examples(table, spec, ctx.cutoff, labels, policy, cdf)
     ts = split_by_time(ts, ctx.ds, gap, train_days, valid_days, holdout_days)
+    golden_path = ctx.table("golden_set")
+    golden_rows = delta_io.read_pinned(spark, golden_path, ctx.reads, "golden_set") if delta_io.is_delta(spark, golden_path) else None
+    ts = golden.exclude(ts, golden_rows, src.key)  # never fitted on: moved to split "golden"
     ts = ts.withColumn("cutoff_ds", F.lit(ctx.ds)).cache()
     counts = {(r["split"], r[spec.label.name]): r["count"] for r in ts.groupBy("split", spec.label.name).count().collect()}
     for needed in ("train", "valid", "holdout"):
@@ -306,6 +310,11 @@ def run(ctx: StepContext) -> None:
     ctx.counts["training_set"] = {f"{s}/{'unknown' if lab is None else lab}": n for (s, lab), n in sorted(counts.items(), key=str)}
     ctx.counts["windows"] = split_windows(ctx.ds, gap, train_days, valid_days, holdout_days)
     ctx.counts["young_labels"] = {"policy": policy, "label_delay_cdf": cdf}
+    if golden_rows is None and ctx.params.get("evaluate", {}).get("golden_version", "auto") == "auto":
+        version, n = golden.pin(ctx, ts)  # the first training set pins its holdout: every evaluation scores it
+        ctx.counts["golden_pinned"] = {"version": version, "rows": n}
+        print(f"features {spec.name} cutoff {ctx.ds}: no golden set yet; its {n} labelled holdout rows pinned as "
+              f"golden_set version {version}")
     print(f"features {spec.name} cutoff {ctx.ds}: {ctx.counts['training_set']}")
 
 

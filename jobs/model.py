@@ -156,6 +156,18 @@ def from_registry(registry, name: str, version: str, which: str = "model") -> Mo
     return Model(entry["kind"], data, entry["sha256"], names, types, version)
 
 
+def profile_from_registry(registry, name: str, version: str) -> dict[str, Any]:
+    """The reference profile published with a registry version (``jobs.drift``: the train window's bins and
+    counts per feature), verified against the manifest. ArtifactError when the file is missing or altered;
+    RegistryError when the version was published without one."""
+    from jobs.registry import RegistryError
+    entry = registry.manifest(name, version).get("profile")
+    if not entry:
+        raise RegistryError(f"{name}/{version} was published without a reference profile")
+    return json.loads(read_verified(registry.artifact_file(name, version, entry["artifact"]), entry["sha256"],
+                                    f"model '{name}' version {version} (reference profile)"))
+
+
 # ---------------------------------------------------------------- predicting
 def predict(df: DataFrame, model: Model, out: str = "score") -> DataFrame:
     """``df`` with the model's probability added as ``out`` (a double). XGBoost scores on the executors (the

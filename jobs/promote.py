@@ -36,7 +36,7 @@ from pyspark.sql import functions as F
 from jobs.common import delta_io
 from jobs.common.cli import StepContext, run_step
 from jobs.common.files import write_json_atomic
-from jobs.evaluate import FAIRNESS_CHECKS, fairness_summary, gate, slice_metrics
+from jobs.evaluate import fairness_checks
 from jobs.features import attr_col, label_examples
 from jobs.metrics import binary_metrics, interval, paired_replicates
 
@@ -97,13 +97,7 @@ def compare(rows: DataFrame, label: str, threshold: float, p: dict[str, Any], ev
         diff[f"{m}_ci"] = interval(reps[m][1] - reps[m][0])
     agree = rows.select(F.avg((F.col("champion_decision") == F.col("challenger_decision")).cast("double"))).first()[0]
     chal = rows.withColumn("score", F.col("challenger_score")).withColumn("weight", F.lit(1.0))
-    min_size = int(ev.get("min_slice_size", 100))
-    slices, slice_reps = slice_metrics(chal, label, sensitive, threshold, min_size, pairs=False,
-                                       replicates=int(ev.get("bootstrap_replicates", 200)), seed=int(p.get("seed", 0)))
-    fairness = fairness_summary(slices, min_size, int(ev.get("min_slice_class_count", 10)), slice_reps)
-    gp = dict(ev.get("gate") or {})
-    fair_p = {k: gp[k] for k, _, _ in FAIRNESS_CHECKS if k in gp} | {"warn_only": gp.get("warn_only") or []}
-    checks = gate({}, None, fairness, fair_p)
+    slices, checks = fairness_checks(chal, label, threshold, sensitive, ev, seed=int(p.get("seed", 0)))
     return {"metrics": metrics, "difference": diff, "decision_agreement": agree, "fairness_checks": checks,
             "slices": slices}
 

@@ -78,6 +78,7 @@ def build_manifest(ctx: StepContext, train_doc: dict, blessing: dict, metrics: d
         "train": {**{k: train_doc[k] for k in ("params", "counts", "num_workers", "best_iteration", "num_boosted_rounds")},
                   "trained_on": train_doc.get("trained_on")},  # absent from train.json written before the field
         "published_by": ctx.run_id,
+        "trigger": {"run_id": ctx.run_id, "reason": ctx.reason or None},  # why the run was started (monitor)
     }
 
 

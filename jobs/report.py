@@ -1,4 +1,5 @@
-"""A self-contained HTML evaluation report: inline SVG plots, no scripts, no external assets."""
+"""Self-contained HTML pages: the evaluation report and the daily drift report. Inline SVG plots, no scripts,
+no external assets."""
 from __future__ import annotations
 
 import html
@@ -59,6 +60,68 @@ def bar_chart(items: list[tuple], title: str, vmax: float = 1.0, w: int = 420) -
                          f'<line x1="{hi:.1f}" y1="{y + 4}" x2="{hi:.1f}" y2="{y + 12}" stroke="#222"/>')
             bw = max(bw, hi - pad_l)
         parts.append(f'<text x="{pad_l + bw + 4:.1f}" y="{y + 12}" font-size="10">{_fmt(v)}</text>')
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def histogram(labels: list[str], series: dict[str, list[float]], title: str, w: int = 440, h: int = 230) -> str:
+    """Grouped bars: the share of each series per bin (a reference and a day), bins named by ``labels``."""
+    pad_l, pad_b, pad_t = 40, 46, 34
+    colors = ["#9db4cf", "#d62728"]
+    n, k = max(len(labels), 1), max(len(series), 1)
+    vmax = max([v for vals in series.values() for v in vals] or [1.0]) or 1.0
+    slot = (w - pad_l - 10) / n
+    bw = max(slot / (k + 1), 1.0)
+    sy = lambda v: (h - pad_b) - v / vmax * (h - pad_b - pad_t)  # noqa: E731
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" role="img" aria-label="{html.escape(title)}">',
+             f'<text x="{w / 2}" y="16" text-anchor="middle" font-size="13" font-weight="bold">{html.escape(title)}</text>',
+             f'<line x1="{pad_l}" y1="{h - pad_b}" x2="{w - 10}" y2="{h - pad_b}" stroke="#999"/>',
+             f'<text x="{pad_l - 4}" y="{sy(vmax) + 4:.1f}" text-anchor="end" font-size="10">{vmax:.2f}</text>',
+             f'<text x="{pad_l - 4}" y="{h - pad_b}" text-anchor="end" font-size="10">0</text>']
+    for j, (name, vals) in enumerate(series.items()):
+        c = colors[j % len(colors)]
+        for i, v in enumerate(vals):
+            x = pad_l + i * slot + (j + 0.5) * bw
+            parts.append(f'<rect x="{x:.1f}" y="{sy(v):.1f}" width="{bw:.1f}" height="{(h - pad_b) - sy(v):.1f}" fill="{c}">'
+                         f'<title>{html.escape(name)} {html.escape(labels[i] if i < len(labels) else "")}: {v:.4f}</title></rect>')
+        parts.append(f'<text x="{w - 12}" y="{32 + 13 * j}" text-anchor="end" font-size="11" fill="{c}">{html.escape(name)}</text>')
+    for i, lab in enumerate(labels):
+        x = pad_l + (i + 0.5) * slot
+        parts.append(f'<text x="{x:.1f}" y="{h - pad_b + 12}" text-anchor="end" font-size="9" '
+                     f'transform="rotate(-35 {x:.1f} {h - pad_b + 12})">{html.escape(lab[:14])}</text>')
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def time_chart(series: dict[str, list[tuple[str, float]]], title: str, ylabel: str, bar: float | None = None,
+               w: int = 620, h: int = 260) -> str:
+    """Lines over days (ISO dates on x, one point per day that has a value), with an optional horizontal
+    ``bar`` (a threshold), y from 0 to 1."""
+    pad = 44
+    colors = ["#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd"]
+    days = sorted({d for pts in series.values() for d, _ in pts})
+    pos = {d: i for i, d in enumerate(days)}
+    sx = lambda d: pad + (pos[d] / max(len(days) - 1, 1)) * (w - 2 * pad)  # noqa: E731
+    sy = lambda y: h - pad - min(max(y, 0.0), 1.0) * (h - 2 * pad)  # noqa: E731
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" role="img" aria-label="{html.escape(title)}">',
+             f'<rect x="{pad}" y="{pad}" width="{w - 2 * pad}" height="{h - 2 * pad}" fill="none" stroke="#999"/>',
+             f'<text x="{w / 2}" y="18" text-anchor="middle" font-size="13" font-weight="bold">{html.escape(title)}</text>',
+             f'<text x="12" y="{h / 2}" text-anchor="middle" font-size="11" transform="rotate(-90 12 {h / 2})">{html.escape(ylabel)}</text>']
+    for t in (0, 0.5, 1):
+        parts.append(f'<text x="{pad - 4}" y="{sy(t) + 3}" text-anchor="end" font-size="10">{t}</text>')
+    if days:
+        parts += [f'<text x="{sx(d):.1f}" y="{h - pad + 14}" text-anchor="middle" font-size="10">{html.escape(d)}</text>'
+                  for d in {days[0], days[-1]}]
+    if bar is not None:
+        parts.append(f'<line x1="{pad}" y1="{sy(bar):.1f}" x2="{w - pad}" y2="{sy(bar):.1f}" stroke="#d62728" stroke-dasharray="4"/>'
+                     f'<text x="{w - pad - 2}" y="{sy(bar) - 3:.1f}" text-anchor="end" font-size="10" fill="#d62728">bar {bar}</text>')
+    for i, (name, pts) in enumerate(series.items()):
+        c = colors[i % len(colors)]
+        xy = " ".join(f"{sx(d):.1f},{sy(v):.1f}" for d, v in sorted(pts))
+        parts.append(f'<polyline fill="none" stroke="{c}" stroke-width="2" points="{xy}"/>')
+        parts += [f'<circle cx="{sx(d):.1f}" cy="{sy(v):.1f}" r="2.5" fill="{c}"><title>{html.escape(name)} {d}: {v:.4f}</title></circle>'
+                  for d, v in pts]
+        parts.append(f'<text x="{pad + 8}" y="{pad + 16 + 14 * i}" font-size="11" fill="{c}">{html.escape(name)}</text>')
     parts.append("</svg>")
     return "".join(parts)
 
@@ -153,6 +216,47 @@ def render(doc: dict[str, Any]) -> str:
              "td,th{border:1px solid #ddd;padding:3px 8px;font-size:12px;text-align:right}th{background:#f3f3f3}"
              ".plots{display:flex;flex-wrap:wrap;gap:12px}.verdict{font-size:20px;font-weight:bold}pre{font-size:11px}")
     return f"<!doctype html><html><head><meta charset='utf-8'><title>trainyard evaluation</title><style>{style}</style></head><body>{''.join(sections)}</body></html>"
+
+
+def _page(title: str, sections: list[str]) -> str:
+    style = ("body{font-family:system-ui,sans-serif;margin:24px;color:#222}table{border-collapse:collapse;margin:8px 0}"
+             "td,th{border:1px solid #ddd;padding:3px 8px;font-size:12px;text-align:right}th{background:#f3f3f3}"
+             ".plots{display:flex;flex-wrap:wrap;gap:12px}.verdict{font-size:20px;font-weight:bold}pre{font-size:11px}")
+    return (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title><style>{style}</style>"
+            f"</head><body>{''.join(sections)}</body></html>")
+
+
+def render_drift(doc: dict[str, Any]) -> str:
+    """The drift report of one monitored day. ``doc``: ``jobs.monitor``'s verdict (dataset, ds, model_version,
+    retrain, reason, signals) plus ``top`` (the most drifted features: feature, kind, labels, reference and
+    day shares, psi, second distance), ``score`` (the same for the scores, or None), ``realized`` (metric ->
+    [(subject day, value)]) and ``bars`` (metric -> its bar)."""
+    retrain = doc["retrain"]
+    color = "#d62728" if retrain else "#2ca02c"
+    verdict = "RETRAINING TRIGGERED" if retrain else "no retraining"
+    sig_rows = [{"signal": k, **v} for k, v in doc["signals"].items()]
+    sections = [
+        f"<h1>trainyard drift report — {html.escape(doc['dataset'])} · ds {html.escape(doc['ds'])}</h1>",
+        f'<p class="verdict" style="color:{color}">{verdict}</p><p>{html.escape(doc["reason"])}</p>',
+        f"<p>model version {html.escape(str(doc.get('model_version')))} (its reference: the train window's profile, "
+        f"the holdout's scores); {doc.get('rows')} example(s) of the day.</p>",
+        "<h2>Signals of the day</h2>", table(sig_rows, ["signal", "on", "value", "detail"]),
+        f"<h2>Most drifted features (top {len(doc['top'])})</h2>",
+        '<div class="plots">' + "".join(
+            histogram(t["labels"], {"reference (train window)": t["reference"], f"ds {doc['ds']}": t["day"]},
+                      f"{t['feature']}: psi {_fmt(t['psi'])}, {t['second']} {_fmt(t['distance'])}")
+            for t in doc["top"]) + "</div>",
+        "<h2>Score distribution</h2>",
+        (histogram(doc["score"]["labels"], {"reference (holdout)": doc["score"]["reference"], f"ds {doc['ds']}": doc["score"]["day"]},
+                   f"scores: psi {_fmt(doc['score']['psi'])}") if doc.get("score") else
+         "<p>not compared: the day was not served by a model with a score reference (a baseline served, or nothing)</p>"),
+        "<h2>Realized performance over time</h2><p>Per day whose labels had matured, what served it; dashed: the bar.</p>",
+        '<div class="plots">' + "".join(time_chart({m: pts}, f"realized {m}", m, bar=doc.get("bars", {}).get(m))
+                                        for m, pts in doc.get("realized", {}).items() if pts) + "</div>",
+        "<h2>Every drift figure of the day</h2>",
+        table(doc.get("rows_table", []), ["kind", "metric", "feature", "slice", "value", "threshold", "breached"]),
+    ]
+    return _page("trainyard drift report", sections)
 
 
 def model_card(doc: dict[str, Any]) -> str:

@@ -23,6 +23,9 @@ chain can serve, it fails with one line naming each candidate's reason.
 ``shadow_predictions`` (same keys, ``serving_version`` beside its own), which ``jobs.promote`` compares with
 the served ones once labels mature. A challenger that cannot score is logged; it never blocks serving.
 
+A validated day's features are written to the ``features`` table (partition ds, the rows training's
+``features`` step computes for it): ``jobs.monitor`` measures their drift.
+
 Every scoring of a day is a row per role (``serving``, ``shadow``) in ``scoring_events`` (replaced on rerun):
 who served, why, how many rows, every candidate tried."""
 from __future__ import annotations
@@ -238,6 +241,9 @@ def run(ctx: StepContext) -> None:
     n = feats.count()
     if n == 0 and validated:
         check_day_processed(spark, ctx)
+    if validated:  # the day's features, the same as training's features step computes: what monitor reads
+        delta_io.replace_partitions(feats, ctx.table("features"), ctx.ds, ctx.ds, writes=ctx.writes, name="features",
+                                    evolve=True)
     keep = [c for c in ids(spec) if c in feats.columns]
     nonnull = nonnull_counts(feats)
     served, event = serve(feats, keep, candidates(registry, spec.name, list(p.get("fallback") or CHAIN)), validated,

@@ -4,8 +4,9 @@
 
 Per dataset: the champion and the challenger (version, ds, holdout AUC, since when and why), the last scored
 day (rows, who served) and every fallback day among the last ``--days`` scored ones (who served instead and
-why), and the last shadow decision of ``promote``. It reads the registry and the run folders' records (each
-scoring's ``lineage/score.json``, each decision's ``promote/decision.json``), not the Delta tables."""
+why), the last shadow decision of ``promote``, and the last monitored day's verdict with its drift report. It
+reads the registry and the run folders' records (each scoring's ``lineage/score.json``, each decision's
+``promote/decision.json``, each monitored day's ``monitor/verdict.json``), not the Delta tables."""
 from __future__ import annotations
 
 import argparse
@@ -35,11 +36,13 @@ def scoring_days(runs: str, dataset: str) -> list[dict[str, Any]]:
     return out
 
 
-def last_decision(runs: str, dataset: str) -> dict[str, Any] | None:
+def newest(runs: str, dataset: str, sub: str, name: str) -> tuple[dict[str, Any], str] | None:
+    """(the document, its folder) of the newest run folder holding ``<sub>/<name>``, or None."""
     for folder in reversed(storage.folders(storage.join(runs, dataset))):
-        doc = _read(storage.join(runs, dataset, folder, "promote"), "decision.json")
+        where = storage.join(runs, dataset, folder, sub)
+        doc = _read(where, name)
         if doc:
-            return doc
+            return doc, where
     return None
 
 
@@ -69,10 +72,18 @@ def report(settings: Settings, name: str, days: int) -> list[str]:
         lines.append(f"             fallback days among the last {len(recent)} scored: {len(fallbacks)}")
         lines += [f"             FALLBACK {d['ds']}: {d['served_by']} {d.get('model_version')} because {d.get('reason')}"
                   for d in fallbacks]
-    decision = last_decision(settings.runs, name)
-    if decision:
+    found = newest(settings.runs, name, "promote", "decision.json")
+    if found:
+        decision = found[0]
         lines.append(f"  promote    {decision['ds']}: {decision['decision'].upper()} challenger {decision['challenger']} "
                      f"({decision['why'][:160]})")
+    found = newest(settings.runs, name, "monitor", "verdict.json")
+    if found:
+        verdict, where = found
+        signals = [s for s, v in verdict["signals"].items() if v["on"]]
+        lines.append(f"  monitor    {verdict['ds']}: {'RETRAINING TRIGGERED' if verdict['retrain'] else 'no retraining'} "
+                     f"(signals on: {', '.join(signals) or 'none'}): {verdict['reason'][:200]}")
+        lines.append(f"             drift report {storage.join(where, 'report.html')}")
     return lines
 
 

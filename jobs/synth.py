@@ -57,6 +57,11 @@ class SynthConfig:
     duplicate_rate: float = 0.002
     malformed_ts_rate: float = 0.001
     late_rate: float = 0.0    # share of transactions that land 1-3 days after their event day (late arrivals)
+    # drift injected from day index ``drift_from`` on (the days before are byte-identical to a run without it)
+    drift_from: int | None = None
+    amount_shift: float = 1.0     # every amount multiplied by this
+    fraud_change: bool = False    # fraud stops looking like fraud: single transactions, at the customer's usual
+                                  # merchants, hours, channels and amounts (only the labels tell, once they arrive)
     chunk_rows: int = 250_000
 
     @property
@@ -123,8 +128,12 @@ def generate_chunk(cfg: SynthConfig, day_index: int, chunk_index: int, n_rows: i
     """Transactions and their chargebacks for one chunk: a pure function of its arguments."""
     rng = np.random.default_rng([cfg.seed, day_index, chunk_index])
     day = cfg.start + dt.timedelta(days=day_index)
+    drifted = cfg.drift_from is not None and day_index >= cfg.drift_from
+    changed = drifted and cfg.fraud_change
     n_fraud_target = rng.binomial(n_rows, cfg.fraud_rate)
     lens = rng.geometric(1 / 3.0, size=max(n_fraud_target, 1))  # burst sizes, mean 3
+    if changed:
+        lens = np.ones_like(lens)
     burst_len = lens[np.cumsum(lens) <= n_fraud_target]
     n_fraud = int(burst_len.sum())
     n_norm = n_rows - n_fraud
@@ -164,8 +173,11 @@ def generate_chunk(cfg: SynthConfig, day_index: int, chunk_index: int, n_rows: i
         m_cat = merchant_attrs(risky_m, cfg.seed)["category"]
     f_amount = f_attrs["mean_amount"] * rng.uniform(2, 8, n_fraud)
     f_channel = np.where(rng.random(n_fraud) < 0.7, 3, _choice(rng.random(n_fraud), np.array([.5, .3, .2, 0])))
-    # ~10% of frauds look entirely ordinary: the part no model can learn
+    # ~10% of frauds look entirely ordinary: the part no model can learn (all of them after a fraud change)
     plain = rng.random(n_fraud) < 0.10
+    if changed:
+        plain = np.ones(n_fraud, bool)
+        f_channel = _choice(rng.random(n_fraud), np.array([.35, .3, .1, .25]))
     f_fav = favourite_merchants(f_cust, rng.integers(0, 5, n_fraud), cfg.seed, cfg.n_merchants)
     risky_m = np.where(plain, f_fav, risky_m)
     f_amount = np.where(plain, f_attrs["mean_amount"] * rng.lognormal(0, 0.6, n_fraud), f_amount)
@@ -176,7 +188,7 @@ def generate_chunk(cfg: SynthConfig, day_index: int, chunk_index: int, n_rows: i
     all_card = np.concatenate([card, rng.integers(0, f_attrs["n_cards"])])
     all_merch = np.concatenate([merchant, risky_m])
     all_secs = np.concatenate([secs, f_secs])
-    all_amount = np.round(np.concatenate([amount, f_amount]), 2)
+    all_amount = np.round(np.concatenate([amount, f_amount]) * (cfg.amount_shift if drifted else 1.0), 2)
     all_channel = np.concatenate([channel, f_channel])
     order = rng.permutation(n_rows)
     all_cust, all_card, all_merch, all_secs, all_amount, all_channel, is_fraud = (
@@ -240,6 +252,18 @@ def _write_dimensions(cfg: SynthConfig, out: Path) -> None:
     b = merchant_attrs(m, cfg.seed)
     pd.DataFrame({"merchant_id": np.char.add("m", m.astype(str)), "merchant_category": CATEGORIES[b["category"]],
                   "merchant_country": COUNTRIES[b["country"]]}).to_csv(out / "merchants.csv", index=False)
+
+
+def recategorize_merchants(out: Path, share: float, category: str = "crypto_exchange", seed: int = 0) -> int:
+    """A new merchant category: the merchants snapshot (``merchants.csv``) moves ``share`` of its merchants
+    into ``category``, as an upstream re-classification would; days processed after it see the new value.
+    Returns how many merchants moved."""
+    path = out / "merchants.csv"
+    m = pd.read_csv(path)
+    moved = _unif(np.arange(len(m)), seed * 101 + 99) < share
+    m.loc[moved, "merchant_category"] = category
+    _atomic_csv(m, path)
+    return int(moved.sum())
 
 
 def generate(cfg: SynthConfig, out: Path) -> dict[str, int]:
@@ -315,11 +339,15 @@ def parse_args(argv: list[str] | None = None) -> tuple[SynthConfig, Path]:
     for fault, default in (("missing-merchant", .002), ("negative-amount", .001), ("duplicate", .002),
                            ("malformed-ts", .001)):
         p.add_argument(f"--{fault}-rate", type=float, default=default, help="injected data fault rate")
+    p.add_argument("--drift-from", type=int, default=None, help="day index from which the drift below is injected")
+    p.add_argument("--amount-shift", type=float, default=1.0, help="drift: amounts multiplied by this")
+    p.add_argument("--fraud-change", action="store_true", help="drift: fraud stops looking like fraud")
     a = p.parse_args(argv)
     cfg = SynthConfig(start=a.start, days=a.days, rows_per_day=a.rows_per_day, seed=a.seed, customers=a.customers,
                       fraud_rate=a.fraud_rate, missing_merchant_rate=a.missing_merchant_rate,
                       negative_amount_rate=a.negative_amount_rate, duplicate_rate=a.duplicate_rate,
-                      malformed_ts_rate=a.malformed_ts_rate, late_rate=a.late_rate)
+                      malformed_ts_rate=a.malformed_ts_rate, late_rate=a.late_rate, drift_from=a.drift_from,
+                      amount_shift=a.amount_shift, fraud_change=a.fraud_change)
     return cfg, a.out
 
 

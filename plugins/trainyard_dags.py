@@ -1,6 +1,6 @@
-"""What every trainyard DAG file shares (dags/train_pipeline.py, dags/score_pipeline.py): the dataset specs
-they are generated from, the schedule keys of a spec, the step task (one ``python -m jobs.<step>`` CLI fed by
-environment variables) and the landing sensor. Airflow puts this folder on the path of every process that
+"""What every trainyard DAG file shares (dags/train_pipeline.py, score_pipeline.py, monitor_pipeline.py): the
+dataset specs they are generated from, the schedule keys of a spec, the step task (one ``python -m
+jobs.<step>`` CLI fed by environment variables), the landing sensor and the task that starts another DAG. Airflow puts this folder on the path of every process that
 parses DAGs (``[core] plugins_folder``). No pyspark, xgboost or GX here: DAG files are parsed often."""
 from __future__ import annotations
 
@@ -89,14 +89,28 @@ def step_env(dataset_path: Path, start_ds: bool = False) -> dict[str, str]:
             "PYSPARK_PYTHON": sys.executable, "PYSPARK_DRIVER_PYTHON": sys.executable}
 
 
-def step_task(step: str, env: dict[str, str], args: str = "", **kwargs):
+def step_task(step: str, env: dict[str, str], args: str = "", task_id: str | None = None, xcom: bool = False, **kwargs):
     """One step CLI, ``python -m jobs.<step>``: the run's values reach it as environment variables, never
-    spliced into the command line (``args`` are fixed flags, or a template of a validated param)."""
+    spliced into the command line (``args`` are fixed flags, or a template of a validated param). Steps hand
+    over Delta tables and files, never XCom values; ``xcom`` pushes the last line the step prints (a short
+    text another task's arguments name, e.g. a retraining reason)."""
     from airflow.providers.standard.operators.bash import BashOperator
-    return BashOperator(task_id=step, cwd=str(REPO), env=env, append_env=True,
+    return BashOperator(task_id=task_id or step, cwd=str(REPO), env=env, append_env=True,
                         bash_command=f"exec {shlex.quote(sys.executable)} -m jobs.{step}" + (f" {args}" if args else ""),
-                        do_xcom_push=False,  # steps hand over Delta tables and files, never XCom values
-                        **kwargs)
+                        do_xcom_push=xcom, **kwargs)
+
+
+def params_file() -> dict:
+    """params.yaml, or the file named by TRAINYARD_PARAMS (as the step CLIs read it)."""
+    path = Path(os.environ.get("TRAINYARD_PARAMS", "params.yaml"))
+    return yaml.safe_load((path if path.is_absolute() else REPO / path).read_text()) or {}
+
+
+def trigger_dag(task_id: str, dag_id: str, run_id: str, conf: dict, **kwargs):
+    """Starts ``dag_id`` for this run's day (its logical date: ``ds``, midnight UTC), as run ``run_id``."""
+    from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
+    return TriggerDagRunOperator(task_id=task_id, trigger_dag_id=dag_id, trigger_run_id=run_id, conf=conf,
+                                 logical_date=DS + "T00:00:00+00:00", **kwargs)
 
 
 def landing_complete(env: dict[str, str], timeout_s: float, **context) -> bool:

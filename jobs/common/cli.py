@@ -33,6 +33,7 @@ class StepContext:
     reads: dict[str, int] = field(default_factory=dict)
     writes: dict[str, int] = field(default_factory=dict)
     counts: dict[str, Any] = field(default_factory=dict)
+    reason: str = ""  # why the run was started (the monitor's retraining reason); the manifest records it
 
     def table(self, name: str) -> str:
         return f"{self.settings.lake}/{self.dataset.name}/{name}"
@@ -80,6 +81,8 @@ def parser(step: str, doc: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("--dataset", default=os.environ.get("TRAINYARD_DATASET", "cards"),
                    help="dataset spec name (conf/datasets/NAME.yaml) or path")
     p.add_argument("--params", default=os.environ.get("TRAINYARD_PARAMS", "params.yaml"), help="experiment knobs")
+    p.add_argument("--reason", default=os.environ.get("TRAINYARD_RUN_REASON", ""),
+                   help="why this run was started (recorded in a published model's manifest)")
     p.add_argument("--unless-done", action="store_true",
                    help="exit 98 without doing anything when this ds is already done (steps that can tell: etl, validate)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
@@ -113,7 +116,7 @@ def build_context(step: str, args: argparse.Namespace) -> StepContext:
     run_id = os.environ.get("AIRFLOW_CTX_DAG_RUN_ID") or f"cli__{ds.isoformat()}"
     return StepContext(step=step, ds=ds, start_ds=start, dataset=DatasetSpec.load(args.dataset),
                        settings=Settings.load(args.conf), params=apply_overrides(load_params(args.params), args.overrides),
-                       run_id=run_id)
+                       run_id=run_id, reason=args.reason or "")
 
 
 def run_step(step: str, body: Callable[[StepContext], Any], argv: list[str] | None = None,

@@ -23,7 +23,8 @@ def dagbag():
 def test_one_dag_per_dataset_spec_without_import_errors(dagbag):
     assert dagbag.import_errors == {}
     specs = sorted(p.stem for p in (REPO / "conf" / "datasets").glob("*.yaml"))
-    assert sorted(dagbag.dags) == sorted(f"{kind}__{s}" for s in specs for kind in ("train_pipeline", "score_pipeline"))
+    assert sorted(dagbag.dags) == sorted(f"{kind}__{s}" for s in specs
+                                         for kind in ("train_pipeline", "score_pipeline", "monitor_pipeline"))
     assert "cards" in specs
 
 
@@ -33,10 +34,30 @@ def test_edges_are_the_pipeline(dagbag):
     assert edges == sorted(zip(STEPS, STEPS[1:]))
 
 
-def test_schedule_is_a_data_interval_and_the_nightly_run_processes_the_day_that_ended(dagbag):
+@pytest.fixture(scope="module")
+def nightly(tmp_path_factory):
+    """The DAGs parsed with ``monitor.trigger.nightly_training: true``."""
+    import yaml
+    from airflow.dag_processing.dagbag import DagBag
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params["monitor"]["trigger"]["nightly_training"] = True
+    path = tmp_path_factory.mktemp("nightly") / "params.yaml"
+    path.write_text(yaml.safe_dump(params))
+    with pytest.MonkeyPatch.context() as m:
+        m.setenv("TRAINYARD_PARAMS", str(path))
+        return DagBag(str(REPO / "dags"))
+
+
+def test_training_runs_when_the_monitor_starts_it_and_nightly_only_if_params_say_so(dagbag, nightly):
+    assert type(dagbag.dags["train_pipeline__cards"].timetable).__name__ == "NullTimetable"  # the default: triggered
+    assert "monitor_pipeline__cards" in dagbag.dags["train_pipeline__cards"].doc_md
+    assert type(nightly.dags["train_pipeline__cards"].timetable).__name__ == "CronDataIntervalTimetable"
+
+
+def test_schedule_is_a_data_interval_and_the_nightly_run_processes_the_day_that_ended(nightly):
     from airflow.serialization.encoders import coerce_to_core_timetable
     from airflow.timetables.base import TimeRestriction
-    dag = dagbag.dags["train_pipeline__cards"]
+    dag = nightly.dags["train_pipeline__cards"]
     timetable = coerce_to_core_timetable(dag.timetable)  # the scheduler's own implementation of it
     assert type(dag.timetable).__name__ == "CronDataIntervalTimetable" and dag.catchup is False
     assert dag.start_date.tzinfo is not None and dag.start_date.year == 1970  # no start date blocks old data
@@ -58,6 +79,7 @@ def test_each_task_is_one_step_cli_fed_by_environment_variables(dagbag):
         assert t.bash_command.startswith("exec ") and f"-m jobs.{t.task_id}" in t.bash_command
         # no user value in the command line: only flags chosen by a validated boolean or enum param
         assert "params." not in t.bash_command.replace("params.tune", "").replace("params.publish_mode", "")
+        assert t.env["TRAINYARD_RUN_REASON"] == "{{ params.reason }}"  # free text: an environment variable only
         assert t.env["TRAINYARD_DS"].startswith("{{ (dag_run.logical_date or dag_run.data_interval_start)")
         assert t.env["TRAINYARD_DATASET"].endswith("conf/datasets/cards.yaml") and t.append_env
         assert t.do_xcom_push is False
@@ -79,7 +101,7 @@ def test_params_refuse_anything_but_their_choices(dagbag, conf):
         params.validate()
 
 
-@pytest.mark.parametrize("dag_file", ["train_pipeline", "score_pipeline"])
+@pytest.mark.parametrize("dag_file", ["train_pipeline", "score_pipeline", "monitor_pipeline"])
 def test_dag_file_imports_no_heavy_library_at_parse_time(dag_file):
     code = (f"import runpy, sys; runpy.run_path('dags/{dag_file}.py'); "
             "heavy = [m for m in ('pyspark', 'xgboost', 'great_expectations', 'jobs') if m in sys.modules]; "
@@ -89,7 +111,7 @@ def test_dag_file_imports_no_heavy_library_at_parse_time(dag_file):
 
 def test_the_score_dag_prepares_the_day_once_and_scores_whatever_validation_said(dagbag):
     dag = dagbag.dags["score_pipeline__cards"]
-    steps = ["landed", "etl", "validate", "score", "promote"]
+    steps = ["landed", "etl", "validate", "score", "promote", "monitor"]
     assert sorted((t.task_id, d) for t in dag.tasks for d in t.downstream_task_ids) == sorted(zip(steps, steps[1:]))
     for step in ("etl", "validate"):  # done by the training DAG's run of the day: skipped
         task = dag.get_task(step)
@@ -97,8 +119,24 @@ def test_the_score_dag_prepares_the_day_once_and_scores_whatever_validation_said
     assert dag.get_task("score").trigger_rule == "all_done"  # a failed validation is served by the baseline
     assert dag.get_task("promote").trigger_rule == "all_success"
     assert dag.get_task("landed").mode == "reschedule"
-    assert all(t.env["TRAINYARD_START_DS"] == "" for t in dag.tasks[1:])  # one day, never a range
+    assert all(dag.get_task(t).env["TRAINYARD_START_DS"] == "" for t in steps[1:-1])  # one day, never a range
     assert type(dag.timetable).__name__ == "CronDataIntervalTimetable" and "score_pipeline__cards" in dag.doc_md
+    monitor = dag.get_task("monitor")  # whatever scoring concluded, the day is monitored; a rerun monitors it again
+    assert (monitor.trigger_dag_id, monitor.trigger_rule, monitor.reset_dag_run) == ("monitor_pipeline__cards", "all_done", True)
+    assert monitor.trigger_run_id.startswith("scored__{{") and monitor.logical_date.endswith("T00:00:00+00:00")
+
+
+def test_the_monitor_dag_measures_the_day_then_starts_training_only_when_the_verdict_says_so(dagbag):
+    dag = dagbag.dags["monitor_pipeline__cards"]
+    assert sorted((t.task_id, d) for t in dag.tasks for d in t.downstream_task_ids) == [("decide", "retrain"), ("monitor", "decide")]
+    assert type(dag.timetable).__name__ == "NullTimetable" and dag.max_active_runs == 1  # started by the score DAG
+    assert dag.get_task("monitor").bash_command.endswith("-m jobs.monitor") and not dag.get_task("monitor").do_xcom_push
+    decide = dag.get_task("decide")
+    assert decide.bash_command.endswith("-m jobs.monitor --verdict") and decide.skip_on_exit_code == [97] and decide.do_xcom_push
+    retrain = dag.get_task("retrain")
+    assert retrain.trigger_dag_id == "train_pipeline__cards" and retrain.skip_when_already_exists  # once per day
+    assert retrain.conf["reason"] == "{{ ti.xcom_pull(task_ids='decide') }}" and retrain.trigger_run_id.startswith("retrain__")
+    assert "train_pipeline__cards" in dag.doc_md
 
 
 @pytest.mark.parametrize("slots, workers, expected", [("1", "auto", 1), ("4", "auto", 4), ("4", 2, 2), ("4", 9, 4)])

@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 
 from jobs import synth
 from jobs.common.config import DatasetSpec, Settings, load_params
@@ -63,10 +64,14 @@ def airflow(tmp_path_factory, spark):
            "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{port}/execution/",
            "AIRFLOW__API__HOST": "127.0.0.1", "AIRFLOW__API_AUTH__JWT_SECRET": "trainyard-test-secret",
            "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True", "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "1",
-           "TRAINYARD_DATASETS_DIR": str(root / "datasets"), "TRAINYARD_CONF": str(conf), "TRAINYARD_DATASET": NAME}
+           "TRAINYARD_DATASETS_DIR": str(root / "datasets"), "TRAINYARD_CONF": str(conf), "TRAINYARD_DATASET": NAME,
+           "TRAINYARD_PARAMS": str(root / "params.yaml")}
     env.pop("TRAINYARD_DS", None)
+    params = load_params(REPO / "params.yaml")
+    params["monitor"]["trigger"]["nightly_training"] = True  # training on the clock too, not only when triggered
+    (root / "params.yaml").write_text(yaml.safe_dump(params))
     # history and a champion, as the step CLIs would make them, in this process (its shared Spark session)
-    spec, settings, params = DatasetSpec.load(str(root / "datasets" / f"{NAME}.yaml")), Settings.load(conf), load_params(REPO / "params.yaml")
+    spec, settings = DatasetSpec.load(str(root / "datasets" / f"{NAME}.yaml")), Settings.load(conf)
     for step in ("etl", "validate", "features", "train", "evaluate", "publish"):
         ctx = context(step, spec, settings, str(CHAMPION), str(FIRST) if step in ("etl", "validate", "features") else None, params)
         importlib.import_module(f"jobs.{step}").run(ctx)
