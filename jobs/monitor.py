@@ -7,7 +7,8 @@ For day D (after D was scored), against the reference published with the version
 - **data drift** of every feature over D's examples (the ``features`` table, which scoring writes for a
   validated day): PSI on the reference's bins, and the Jensen-Shannon distance (categorical) or the
   Wasserstein distance in units of the reference's 5-95% spread (numeric); a feature has *drifted* when
-  either is above its threshold; and the change of its null rate;
+  either is above its threshold; and the change of its null rate (a calendar feature holding one value all
+  day, like the day of the week, is not judged: one day is never the week of the reference);
 - **prediction drift**: the PSI of D's served scores on the holdout's score bins (when a model served D,
   not the baseline);
 - **volume**: D's examples against the reference's examples per day;
@@ -74,10 +75,20 @@ def bins(reference: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
             for c, r in reference.items()}
 
 
-def drift_rows(reference: dict[str, dict[str, Any]], current: dict[str, dict[str, Any]], p: dict[str, Any]) -> list[dict]:
+def calendar_features(spec) -> set[str]:
+    """Derived features computed from the examples' event time alone (day of week, hour, ...)."""
+    from jobs.features import referenced_columns
+    columns = [c.name for c in spec.example_source.columns]
+    return {name for name, expr in spec.features.derived.items()
+            if referenced_columns(expr, columns) == [spec.example_source.event_time]}
+
+
+def drift_rows(reference: dict[str, dict[str, Any]], current: dict[str, dict[str, Any]], p: dict[str, Any],
+               calendar: set[str] = frozenset()) -> list[dict]:
     """Per reference column: PSI, then Jensen-Shannon (categorical) or Wasserstein (numeric), each against its
     threshold; the null-rate change; and ``drifted`` (1 when either distance is over its threshold). A column
-    the day lacks has drifted; a day with fewer than ``min_rows`` rows is not judged (value null)."""
+    the day lacks has drifted; a day with fewer than ``min_rows`` rows is not judged (value null), nor is a
+    ``calendar`` feature that holds one value all day (the day of the week: a day is never the whole week)."""
     t, null_t, min_rows = _thresholds(p), float(p.get("null_rate_change", 0.05)), int(p.get("min_rows", 100))
     rows: list[dict] = []
     for col, ref in reference.items():
@@ -88,6 +99,10 @@ def drift_rows(reference: dict[str, dict[str, Any]], current: dict[str, dict[str
         if cur["rows"] < min_rows:
             rows.append(_row("feature_drift", "drifted", None, col, breached=False,
                              detail=f"not judged: {cur['rows']} rows, min_rows {min_rows}"))
+            continue
+        if col in calendar and sum(1 for c in cur["counts"] if c) <= 1:
+            rows.append(_row("feature_drift", "drifted", None, col, breached=False,
+                             detail="not judged: a calendar feature with one value all day"))
             continue
         d = distances(ref, cur)
         second = "wasserstein" if ref["kind"] == "numeric" else "js_distance"
@@ -343,7 +358,7 @@ def run(ctx: StepContext) -> None:
         present = {c: b for c, b in bins(ref["profile"]).items() if feats is not None and c in feats.columns}
         counts = bin_counts(feats, present) if present else {}
         n = next(iter(counts.values()))["rows"] if counts else 0
-        rows += drift_rows(ref["profile"], counts, p) if n else [
+        rows += drift_rows(ref["profile"], counts, p, calendar_features(spec)) if n else [
             _row("feature_drift", "drifted", None, breached=False, detail="no validated example of the day in features")]
         rows += volume_rows(n, ref["rows_per_day"], p)
         preds = delta_io.read_pinned(spark, ctx.table("predictions"), ctx.reads, "predictions").where(

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import shutil
 import subprocess
 import sys
 
@@ -121,27 +122,37 @@ def test_loading_the_published_model_scores(run):
     assert 0.0 <= float(booster.predict(x)[0]) <= 1.0
 
 
-def test_golden_set_pins_rows_and_gates_on_them(run):
+def test_the_first_training_set_pins_the_golden_set_every_evaluation_scores_and_a_failing_model_is_refused(run):
     root, conf = run[:2]
+    folder = root / "runs" / NAME / f"ds={DS}"
+    features = json.loads((folder / "lineage" / "features.json").read_text())
+    assert features["counts"]["golden_pinned"]["version"] == 0 and features["counts"]["golden_pinned"]["rows"] > 0
+    blessing = json.loads((folder / "evaluation" / "blessing.json").read_text())
+    checks = {c["name"]: c for c in blessing["checks"]}
+    assert checks["golden_auc[v0]"]["passed"] and checks["golden_auc[v0]"]["threshold"] == 0.75  # params.yaml's bar
+    assert json.loads((folder / "lineage" / "evaluate.json").read_text())["reads"]["golden_set@0"] == 0
     out = subprocess.run([sys.executable, "-m", "jobs.golden", "--ds", DS.isoformat(), "--conf", str(conf)],
                          cwd=REPO, capture_output=True, text=True)
-    assert out.returncode == 0, out.stderr[-2000:]
-    assert "pinned as golden_set version 0" in out.stdout
+    assert out.returncode == 0 and "pinned as golden_set version 1" in out.stdout, out.stderr[-2000:]
+    # a bar the model cannot meet: evaluated in a copy of the run folder, the run itself stays blessed
     params = yaml.safe_load((REPO / "params.yaml").read_text())
-    params["evaluate"]["golden_version"] = 0
-    params["evaluate"]["gate"].update(min_golden_auc=0.8, max_golden_auc_drop_vs_champion=0.01)
-    ppath = root / "params-golden.yaml"
-    ppath.write_text(yaml.safe_dump(params))
-    ev = subprocess.run([sys.executable, "-m", "jobs.evaluate", "--ds", DS.isoformat(), "--conf", str(conf), "--params", str(ppath)],
-                        cwd=REPO, capture_output=True, text=True)
+    params["evaluate"]["gate"].update(min_golden_auc=0.999, max_golden_auc_drop_vs_champion=0.01)
+    (root / "params-golden.yaml").write_text(yaml.safe_dump(params))
+    settings = yaml.safe_load(conf.read_text())
+    settings["storage"]["runs"] = str(root / "runs-golden")
+    (root / "conf-golden.yaml").write_text(yaml.safe_dump(settings))
+    shutil.copytree(root / "runs", root / "runs-golden")
+    ev = subprocess.run([sys.executable, "-m", "jobs.evaluate", "--ds", DS.isoformat(), "--conf", str(root / "conf-golden.yaml"),
+                         "--params", str(root / "params-golden.yaml")], cwd=REPO, capture_output=True, text=True)
     assert ev.returncode == 0, ev.stderr[-2000:]
-    blessing = json.loads((root / "runs" / NAME / f"ds={DS}" / "evaluation" / "blessing.json").read_text())
-    checks = {c["name"]: c for c in blessing["checks"]}
-    # the challenger is the published champion itself here: same rows, same model, no regression
-    assert checks["golden_auc_minus_champion[v0]"]["value"] == pytest.approx(0.0, abs=1e-12)
-    assert checks["golden_auc[v0]"]["passed"] and blessing["blessed"]
-    lineage = json.loads((root / "runs" / NAME / f"ds={DS}" / "lineage" / "evaluate.json").read_text())
-    assert lineage["reads"]["golden_set@0"] == 0
+    refused = json.loads((root / "runs-golden" / NAME / f"ds={DS}" / "evaluation" / "blessing.json").read_text())
+    checks = {c["name"]: c for c in refused["checks"]}
+    assert not refused["blessed"] and "golden_auc[v1]" in refused["failed"] and not checks["golden_auc[v1]"]["passed"]
+    # the champion is the model itself here: same rows, same model, no regression against it
+    assert checks["golden_auc_minus_champion[v1]"]["value"] == pytest.approx(0.0, abs=1e-12)
+    publish = subprocess.run([sys.executable, "-m", "jobs.publish", "--ds", DS.isoformat(), "--conf", str(root / "conf-golden.yaml")],
+                             cwd=REPO, capture_output=True, text=True)
+    assert publish.returncode == 99 and "golden_auc[v1]" in publish.stdout + publish.stderr
 
 
 def test_the_score_dag_serves_the_day_with_the_champion_and_reuses_its_validated_rows(run, spark):

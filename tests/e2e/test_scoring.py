@@ -313,3 +313,16 @@ def test_each_version_holds_the_reference_profile_of_its_train_window_and_its_ho
     assert prof["amount"]["edges"] == sorted(prof["amount"]["edges"]) and len(prof["amount"]["edges"]) >= 5
     scores = json.loads(reg.artifact_file("cards", lake["previous"], "evaluation.json").read_text())["score_profile"]
     assert scores["kind"] == "numeric" and sum(scores["counts"]) == scores["rows"] > 0
+
+
+def test_the_golden_set_pinned_by_the_first_cutoff_never_reaches_a_later_training_window(spark, lake):
+    lake_root = f"{lake['settings'].lake}/cards"
+    golden = spark.read.format("delta").option("versionAsOf", 0).load(f"{lake_root}/golden_set")
+    assert {r["cutoff_ds"] for r in golden.select("cutoff_ds").distinct().collect()} == {C1}  # the first training set's
+    keys = golden.select("txn_id")
+    later = spark.read.format("delta").load(f"{lake_root}/training_set").where(F.col("cutoff_ds") == F.lit(C2))
+    assert later.where(F.col("split").isin("train", "valid")).join(keys, "txn_id").count() == 0
+    moved = later.where(F.col("split") == "golden")
+    assert moved.count() > 0 and moved.join(keys, "txn_id").count() == moved.count()  # kept, never fitted on
+    ev = json.loads(lake["reg"].artifact_file("cards", lake["champion"], "evaluation.json").read_text())
+    assert ev["golden"]["version"] == 0 and ev["golden"]["challenger_auc"] > 0.5
