@@ -19,8 +19,9 @@ every column's bin counts at once. A day's counts over the same bins are one agg
 - Jensen-Shannon distance (base 2, in [0, 1]): sqrt of the mean KL divergence of p and q from their
   midpoint, scipy's ``jensenshannon`` on the same shares;
 - Wasserstein-1 of the binned numeric distributions (uniform within each bin, the outer bins bounded by
-  the reference's min and max), in units of the reference's spread (its 5-95% quantile range), so one bar
-  fits every feature."""
+  the reference's min and max but no wider than their inner neighbour, so that a heavy tail's few extreme
+  values do not outweigh the body), in units of the reference's spread (its 5-95% quantile range), so one
+  bar fits every feature."""
 from __future__ import annotations
 
 from typing import Any
@@ -33,11 +34,12 @@ EPS = 1e-4
 
 # ---------------------------------------------------------------- profiles
 def _bin_index(col: Column, edges: list[float]) -> Column:
-    """0..len(edges) for a value below the first edge .. at or above the last; null for null."""
-    idx = F.lit(len(edges))
-    for i in reversed(range(len(edges))):
-        idx = F.when(col < F.lit(float(edges[i])), F.lit(i)).otherwise(idx)
-    return F.when(col.isNull(), F.lit(None)).otherwise(idx)
+    """0..len(edges) for a value below the first edge .. at or above the last (the number of edges at or
+    below it: one flat sum, evaluated once per row); null for null."""
+    idx = F.lit(0)
+    for e in edges:
+        idx = idx + (col >= F.lit(float(e))).cast("int")
+    return idx
 
 
 def numeric_edges(df: DataFrame, columns: list[str], bins: int = 10, accuracy: int = 10_000) -> dict[str, dict[str, Any]]:
@@ -60,28 +62,23 @@ def numeric_edges(df: DataFrame, columns: list[str], bins: int = 10, accuracy: i
 def bin_counts(df: DataFrame, spec: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
     """Counts per bin (numeric: by the edges; categorical: per listed value, the rest as ``__other__``),
     nulls and rows of every column of ``spec`` ({column: {"kind": "numeric", "edges": [...]} or
-    {"kind": "categorical", "values": [...]}}): one aggregation."""
-    aggs = [F.count(F.lit(1)).alias("__rows")]
+    {"kind": "categorical", "values": [...]}}): one aggregation over the columns' bin indexes (-1: null),
+    each computed once per row."""
+    binned, sizes = [], {}
     for c, s in spec.items():
-        aggs.append(F.sum(F.col(c).isNull().cast("long")).alias(f"{c}__nulls"))
         if s["kind"] == "numeric":
-            b = _bin_index(F.col(c).cast("double"), s["edges"])
-            aggs += [F.sum((b == F.lit(i)).cast("long")).alias(f"{c}__{i}") for i in range(len(s["edges"]) + 1)]
-        else:
-            v = F.col(c).cast("string")
+            b, sizes[c] = _bin_index(F.col(c).cast("double"), s["edges"]), len(s["edges"]) + 1
+        else:  # array_position: 1-based, 0 when absent (the last bin, __other__)
             values = [str(x) for x in s["values"]]
-            aggs += [F.sum((v == F.lit(x)).cast("long")).alias(f"{c}__{i}") for i, x in enumerate(values)]
-            aggs.append(F.sum((v.isNotNull() & ~v.isin(*values)).cast("long") if values else v.isNotNull().cast("long"))
-                        .alias(f"{c}__other"))
-    row = df.agg(*aggs).first().asDict()
-    out = {}
-    for c, s in spec.items():
-        n = len(s["edges"]) + 1 if s["kind"] == "numeric" else len(s["values"])
-        counts = [int(row[f"{c}__{i}"] or 0) for i in range(n)]
-        if s["kind"] != "numeric":
-            counts.append(int(row[f"{c}__other"] or 0))
-        out[c] = {"counts": counts, "nulls": int(row[f"{c}__nulls"] or 0), "rows": int(row["__rows"])}
-    return out
+            pos = F.array_position(F.array(*[F.lit(v) for v in values]), F.col(c).cast("string")) if values else F.lit(0)
+            b, sizes[c] = F.when(pos == 0, F.lit(len(values))).otherwise(pos - 1), len(values) + 1
+        binned.append(F.coalesce(b.cast("int"), F.lit(-1)))
+    # the aggregates as SQL text: one call, where hundreds of Column objects would each cross py4j
+    names = {c: f"c{j}" for j, c in enumerate(sizes)}
+    aggs = ["count(1) AS rows"] + [f"count_if({names[c]} = {i}) AS {names[c]}_{i + 1}" for c, n in sizes.items() for i in range(-1, n)]
+    row = df.select(*[b.alias(names[c]) for c, b in zip(sizes, binned)]).selectExpr(*aggs).first().asDict()
+    return {c: {"counts": [int(row[f"{names[c]}_{i + 1}"]) for i in range(n)], "nulls": int(row[f"{names[c]}_0"]),
+                "rows": int(row["rows"])} for c, n in sizes.items()}
 
 
 def profile(df: DataFrame, numeric: list[str], categorical: list[str], bins: int = 10) -> dict[str, dict[str, Any]]:
@@ -126,13 +123,17 @@ def js_distance(reference: list, current: list) -> float:
 
 def wasserstein(reference: dict[str, Any], current: list) -> float | None:
     """Wasserstein-1 distance between the reference's and the current binned numeric distributions (each
-    uniform within a bin; the outer bins end at the reference's min and max), divided by the reference's
-    5-95% spread. None when the reference has no spread."""
+    uniform within a bin; the outer bins end at the reference's min and max, at most one neighbouring bin's
+    width from the outer edges), divided by the reference's 5-95% spread. None when the reference has no
+    spread."""
     import numpy as np
     lo, hi, spread = reference.get("min"), reference.get("max"), reference.get("spread")
     if lo is None or hi is None or not spread:
         return None
-    bounds = np.array([lo, *reference["edges"], hi], dtype="float64")
+    edges = list(reference["edges"])
+    if len(edges) >= 2:  # a heavy tail's span (up to the max) would outweigh every inner bin: no wider than the next
+        lo, hi = max(lo, edges[0] - (edges[1] - edges[0])), min(hi, edges[-1] + (edges[-1] - edges[-2]))
+    bounds = np.array([lo, *edges, hi], dtype="float64")
     p, q = shares(reference["counts"]), shares(current)
     # both CDFs are linear within a bin: integrate |F_p - F_q| exactly, bin by bin
     fp, fq = np.concatenate([[0], np.cumsum(p)]), np.concatenate([[0], np.cumsum(q)])

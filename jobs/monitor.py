@@ -194,16 +194,13 @@ def reference(registry, name: str, version: str) -> dict[str, Any]:
     return {"profile": prof, "score": ev.get("score_profile"), "rows_per_day": rows / days if days else None}
 
 
-def serving_version(spark, ctx: StepContext, registry) -> tuple[str | None, str | None]:
-    """(version, served_by) of the model that served the day (its scoring_events row); the champion when the
-    day was not scored; (None, None) without either."""
-    events = ctx.table("scoring_events")
-    if delta_io.is_delta(spark, events):
-        row = (delta_io.read_pinned(spark, events, ctx.reads, "scoring_events")
-               .where(delta_io.ds_predicate(ctx.ds, ctx.ds)).where(F.col("role") == "serving")
-               .where(F.col("model_version").isNotNull()).select("model_version", "served_by").first())
-        if row:
-            return row["model_version"], row["served_by"]
+def serving_version(ctx: StepContext, registry) -> tuple[str | None, str | None]:
+    """(version, served_by) of the model that served the day (its scoring record, ``<run>/lineage/score.json``);
+    the champion when the day was not scored; (None, None) without either."""
+    record = ctx.run_dir / "lineage" / "score.json"
+    counts = json.loads(record.read_text()).get("counts", {}) if record.exists() else {}
+    if counts.get("model_version"):
+        return counts["model_version"], counts.get("served_by")
     alias = registry.alias(ctx.dataset.name, "champion")
     return (alias["version"], None) if alias else (None, None)
 
@@ -234,6 +231,8 @@ def realized_rows(spark, ctx: StepContext, subject: dt.date, threshold: float, p
     key, label = spec.example_source.key, spec.label.name
     preds = (delta_io.read_pinned(spark, ctx.table("predictions"), ctx.reads, "predictions")
              .where(delta_io.ds_predicate(subject, subject)).select(key, "ds", spec.example_source.event_time, "score", "model_version"))
+    if not preds.limit(1).count():
+        return [_row("performance", "n", 0, subject=subject, breached=False, detail="not judged: the day was not scored")]
     attrs = list(dict.fromkeys([*spec.sensitive, *spec.slices]))
     inline = [spec.label.column] if spec.label.column else []
     feats = (delta_io.read_pinned(spark, ctx.table("features"), ctx.reads, "features")
@@ -293,23 +292,49 @@ def quality_rows(run_dir, history_warned: dict[str, int], window: int) -> list[d
     return rows
 
 
-def history(spark, path: str, ds: dt.date, days: int) -> tuple[dict[dt.date, set[str]], dt.date | None, dict[str, int]]:
-    """From the monitoring table's days before ``ds`` (at most ``days`` back): the signals on per day, the
-    last day retraining was triggered, and per table the days with failed warnings."""
+def history(spark, path: str, ds: dt.date, window: int, cooldown: int, realized_days: int = 90) -> dict[str, Any]:
+    """From the monitoring table's days before ``ds``: the signals on per day and, per table, the days with
+    failed warnings (of the ``window`` days ending with ``ds``), the last day retraining was triggered (within
+    ``cooldown`` days), and the realized overall metrics of the last ``realized_days`` (the newest figure
+    per matured day, for the report). One read."""
+    out: dict[str, Any] = {"on": {}, "last_trigger": None, "warned": {}, "realized": {}}
     if not delta_io.is_delta(spark, path):
-        return {}, None, {}
-    rows = (spark.read.format("delta").load(path).where(delta_io.ds_predicate(ds - dt.timedelta(days=days), ds - dt.timedelta(days=1)))
-            .where(F.col("kind").isin("signal", "trigger", "data_quality")).where(F.col("breached") | (F.col("metric") == "failed_warnings"))
-            .select("ds", "kind", "metric", "slice", "value", "breached").collect())
-    on: dict[dt.date, set[str]] = {}
-    warned: dict[str, int] = {}
+        return out
+    since = lambda days: F.col("ds") > F.lit(ds - dt.timedelta(days=days))  # noqa: E731
+    wanted = ((F.col("kind") == "signal") & F.col("breached") & since(window)
+              | (F.col("kind") == "trigger") & F.col("breached") & since(cooldown)
+              | (F.col("kind") == "data_quality") & (F.col("metric") == "failed_warnings") & (F.col("value") > 0) & since(window)
+              | (F.col("kind") == "performance") & F.col("slice").isNull() & F.col("metric").isin("auc", "pr_auc")
+              & F.col("value").isNotNull())
+    rows = (spark.read.format("delta").load(path)
+            .where(delta_io.ds_predicate(ds - dt.timedelta(days=max(window, cooldown, realized_days)), ds - dt.timedelta(days=1)))
+            .where(wanted).select("ds", "subject_ds", "kind", "metric", "slice", "value").collect())
+    triggers = []
     for r in rows:
-        if r["kind"] == "signal" and r["breached"]:
-            on.setdefault(r["ds"], set()).add(r["metric"])
-        elif r["kind"] == "data_quality" and r["metric"] == "failed_warnings" and (r["value"] or 0) > 0:
-            warned[r["slice"]] = warned.get(r["slice"], 0) + 1
-    triggers = [r["ds"] for r in rows if r["kind"] == "trigger" and r["breached"]]
-    return on, max(triggers) if triggers else None, warned
+        if r["kind"] == "signal":
+            out["on"].setdefault(r["ds"], set()).add(r["metric"])
+        elif r["kind"] == "trigger":
+            triggers.append(r["ds"])
+        elif r["kind"] == "data_quality":
+            out["warned"][r["slice"]] = out["warned"].get(r["slice"], 0) + 1
+        else:
+            key = (r["metric"], r["subject_ds"])
+            if key not in out["realized"] or r["ds"] > out["realized"][key][0]:
+                out["realized"][key] = (r["ds"], r["value"])
+    out["last_trigger"] = max(triggers) if triggers else None
+    return out
+
+
+def realized_series(past: dict[tuple[str, dt.date], tuple[dt.date, float]], today: list[dict]) -> dict[str, list[tuple[str, float]]]:
+    """Realized AUC and PR-AUC per matured day: the earlier days' figures (``history``) and today's rows."""
+    merged = dict(past)
+    for r in today:
+        if r["kind"] == "performance" and r["slice"] is None and r["metric"] in ("auc", "pr_auc") and r["value"] is not None:
+            merged[(r["metric"], r["subject_ds"])] = (None, r["value"])
+    out: dict[str, list[tuple[str, float]]] = {"auc": [], "pr_auc": []}
+    for (metric, day), (_, v) in sorted(merged.items(), key=lambda kv: (kv[0][0], kv[0][1])):
+        out[metric].append((day.isoformat(), v))
+    return out
 
 
 def _top(reference: dict, counts: dict, rows: list[dict], n: int) -> list[dict]:
@@ -345,9 +370,9 @@ def run(ctx: StepContext) -> None:
     registry = open_registry(ctx.settings.registry)
     chosen = ctx.params.get("score", {}).get("threshold")
     threshold = float(chosen if chosen is not None else ctx.params.get("evaluate", {}).get("threshold", 0.5))
-    on, last_trigger, warned = history(spark, ctx.table("monitoring"), ctx.ds, max(window, int(t.get("cooldown_days", 7))))
-    rows = quality_rows(ctx.run_dir, warned, window)
-    version, served_by = serving_version(spark, ctx, registry)
+    past = history(spark, ctx.table("monitoring"), ctx.ds, window, int(t.get("cooldown_days", 7)))
+    rows = quality_rows(ctx.run_dir, past["warned"], window)
+    version, served_by = serving_version(ctx, registry)
     top, score_doc, n = [], None, 0
     if version is None:
         print(f"monitor {spec.name} ds {ctx.ds}: no model has served or been published yet; data quality only")
@@ -374,7 +399,7 @@ def run(ctx: StepContext) -> None:
                          "day": list(shares(score_counts["counts"])),
                          "psi": next(r["value"] for r in pred_rows if r["metric"] == "psi")}
     signals = day_signals(rows, p)
-    retrain, why = decide(ctx.ds, signals, on, last_trigger, p)
+    retrain, why = decide(ctx.ds, signals, past["on"], past["last_trigger"], p)
     rows += [_row("signal", s, v["value"] if isinstance(v["value"], (int, float)) else None, breached=v["on"], detail=v["detail"])
              for s, v in signals.items()]
     rows.append(_row("trigger", "retrain", float(retrain), breached=retrain, detail=why))
@@ -386,9 +411,8 @@ def run(ctx: StepContext) -> None:
                "retrain": retrain, "reason": why, "signals": signals, "run_id": ctx.run_id}
     out = storage.join(ctx.run_uri, "monitor")
     storage.write_bytes(storage.join(out, VERDICT), json.dumps(verdict, indent=2, default=str).encode())
-    realized = realized_history(spark, ctx.table("monitoring"), ctx.ds)
     bars = {m: (p.get("realized") or {}).get(k) for m, k in (("auc", "min_auc"), ("pr_auc", "min_pr_auc"))}
-    page = render_drift({**verdict, "top": top, "score": score_doc, "realized": realized, "bars": bars,
+    page = render_drift({**verdict, "top": top, "score": score_doc, "realized": realized_series(past["realized"], rows), "bars": bars,
                          "rows_table": [r for r in rows if r["kind"] in ("feature_drift", "prediction_drift", "null_rate", "volume")
                                         and r["value"] is not None]})
     storage.write_bytes(storage.join(out, REPORT), page.encode())
@@ -396,22 +420,6 @@ def run(ctx: StepContext) -> None:
                        "signals": {s: v["on"] for s, v in signals.items()}, "figures": len(rows)})
     print(f"monitor {spec.name} ds {ctx.ds}: " + ", ".join(f"{s} {'ON' if v['on'] else 'off'}" for s, v in signals.items())
           + f" -> {'RETRAIN: ' if retrain else 'no retraining: '}{why}; report {storage.join(out, REPORT)}")
-
-
-def realized_history(spark, path: str, ds: dt.date, days: int = 90) -> dict[str, list[tuple[str, float]]]:
-    """Realized AUC and PR-AUC per matured day (the newest figure of each), for the report's line charts."""
-    rows = (spark.read.format("delta").load(path).where(delta_io.ds_predicate(ds - dt.timedelta(days=days), ds))
-            .where((F.col("kind") == "performance") & F.col("slice").isNull() & F.col("metric").isin("auc", "pr_auc")
-                   & F.col("value").isNotNull()).select("subject_ds", "metric", "value", "ds").collect())
-    newest: dict[tuple[str, str], tuple[dt.date, float]] = {}
-    for r in rows:
-        k = (r["metric"], r["subject_ds"].isoformat())
-        if k not in newest or r["ds"] > newest[k][0]:
-            newest[k] = (r["ds"], r["value"])
-    out: dict[str, list[tuple[str, float]]] = {"auc": [], "pr_auc": []}
-    for (metric, day), (_, v) in sorted(newest.items()):
-        out[metric].append((day, v))
-    return out
 
 
 def print_verdict(argv: list[str] | None = None) -> None:

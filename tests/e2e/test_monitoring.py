@@ -8,7 +8,10 @@ every 30-day feature window to be full, then day after day ``score`` and ``monit
   triggered once, with the reason; the cooldown holds it back on the following days;
 - on a copy of the lake where fraud changes its pattern right after C (invisible in the features): nothing
   is triggered while the labels of the changed days are young, and retraining is triggered for realized
-  performance once they have matured.
+  performance once they have matured. There, to save time, the features of every later day come from one
+  range run of ``features``, only the first two changed days are scored (the realized figures the trigger
+  needs are theirs), and only the days from three before their labels mature on are monitored (what the
+  trigger's window of three days looks at).
 
 Every monitored day is rows of the ``monitoring`` table (one per ds x kind x metric x feature x slice), a
 verdict and a self-contained drift report."""
@@ -32,8 +35,9 @@ START, ROWS = dt.date(2026, 5, 1), 1500
 C = START + dt.timedelta(days=52)        # the training cutoff: its train window starts 31 days after START
 QUIET = [C + dt.timedelta(days=i) for i in range(1, 11)]       # 10 days, nothing changed
 X = C + dt.timedelta(days=11)            # amounts shift and a merchant category appears
-DRIFT = [X + dt.timedelta(days=i) for i in range(4)]
-CHANGED = [C + dt.timedelta(days=i) for i in range(1, 14)]     # fraud-change lake: the days after C
+DRIFT = [X + dt.timedelta(days=i) for i in range(3)]
+CHANGED = [C + dt.timedelta(days=i) for i in range(1, 13)]     # fraud-change lake: the days after C ...
+SCORED, WATCHED = CHANGED[:2], CHANGED[7:]                     # ... the two scored, the five monitored
 AMOUNT_FEATURES = {"amount", "log_amount", "card_amount_sum_24h", "card_amount_mean_30d", "card_amount_max_30d",
                    "amount_to_card_mean_30d"}
 
@@ -71,9 +75,10 @@ class Lake:
         self.step("etl", etl, last, first)
         self.step("validate", validate, last, first)
 
-    def watch(self, days):
+    def watch(self, days, scored=True):
         for d in days:
-            self.step("score", score, d)
+            if scored:
+                self.step("score", score, d)
             ctx = self.step("monitor", monitor, d)
             self.verdicts[d] = json.loads((ctx.run_dir / "monitor" / "verdict.json").read_text())
 
@@ -82,7 +87,7 @@ class Lake:
 def history(spark, cards, tmp_path_factory):
     """The shared history: days START..C processed, one model trained at C and published as champion."""
     lake = Lake(tmp_path_factory.mktemp("monitoring"), cards, _params())
-    synth.generate(_config(53 + 10 + 4, drift_from=63, amount_shift=2.5), lake.root / "landing" / "cards")
+    synth.generate(_config(53 + 10 + 3, drift_from=63, amount_shift=2.5), lake.root / "landing" / "cards")
     lake.prepare(START, C)
     lake.step("features", features, C, START)
     for name, module in (("train", train), ("evaluate", evaluate), ("publish", publish)):
@@ -98,9 +103,12 @@ def fraud_lake(history):
     """The history (copied before any later day) whose landing, from C + 1 on, has fraud in another pattern."""
     root = history.snapshot
     lake = Lake(root, history.cards, history.params)
-    synth.generate(_config(53 + 13, drift_from=53, fraud_change=True), root / "landing" / "cards")
+    synth.generate(_config(53 + 12, drift_from=53, fraud_change=True), root / "landing" / "cards")
     lake.prepare(CHANGED[0], CHANGED[-1])
-    lake.watch(CHANGED)
+    lake.step("features", features, CHANGED[-1], CHANGED[0])
+    for d in SCORED:
+        lake.step("score", score, d)
+    lake.watch(WATCHED, scored=False)
     return lake
 
 
@@ -153,11 +161,12 @@ def test_shifted_amounts_and_a_new_category_drift_exactly_those_features_and_tri
 def test_a_fraud_pattern_change_triggers_once_its_labels_have_matured_not_before(spark, fraud_lake):
     maturity = fraud_lake.cards.label.maturity_days
     first_matured = CHANGED[0] + dt.timedelta(days=maturity)
-    early = [d for d in CHANGED if d < first_matured]
+    assert WATCHED[:3] == [first_matured - dt.timedelta(days=i) for i in (3, 2, 1)]
+    early = [d for d in WATCHED if d < first_matured]
     assert all(not fraud_lake.verdicts[d]["retrain"] for d in early), \
         {d.isoformat(): fraud_lake.verdicts[d]["reason"] for d in early if fraud_lake.verdicts[d]["retrain"]}
-    fired = [d for d in CHANGED if fraud_lake.verdicts[d]["retrain"]]
-    assert len(fired) == 1 and first_matured <= fired[0], {d.isoformat(): fraud_lake.verdicts[d]["reason"] for d in CHANGED}
+    fired = [d for d in WATCHED if fraud_lake.verdicts[d]["retrain"]]
+    assert len(fired) == 1 and first_matured <= fired[0], {d.isoformat(): fraud_lake.verdicts[d]["reason"] for d in WATCHED}
     assert "performance on 2 of the last 3 days" in fraud_lake.verdicts[fired[0]]["reason"]
     perf = (_monitoring(spark, fraud_lake).where((F.col("kind") == "performance") & (F.col("metric") == "auc")
                                                  & F.col("slice").isNull() & F.col("value").isNotNull())
@@ -191,3 +200,7 @@ def test_the_verdict_cli_and_the_drift_report(drift_lake):
     page = (drift_lake.root / "runs" / "cards" / f"ds={fired}" / "monitor" / "report.html").read_text()
     assert page.count("<svg") >= 3 and "RETRAINING TRIGGERED" in page and "amount: psi" in page
     assert "http" not in page.replace('xmlns="http://www.w3.org/2000/svg"', "")  # nothing fetched from anywhere
+    from jobs.status import report
+    lines = "\n".join(report(drift_lake.settings, "cards", days=7))
+    assert f"monitor    {DRIFT[-1]}: no retraining (signals on: data_drift, prediction_drift)" in lines
+    assert f"drift report {drift_lake.root / 'runs' / 'cards' / f'ds={DRIFT[-1]}' / 'monitor' / 'report.html'}" in lines

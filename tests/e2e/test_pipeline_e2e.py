@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -33,13 +34,22 @@ def run(tmp_path_factory):
         mp.setenv("TRAINYARD_DATASETS_DIR", str(root / "datasets"))
         mp.setenv("TRAINYARD_CONF", str(conf))
         mp.setenv("TRAINYARD_DATASET", NAME)
-        subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], check=True, capture_output=True, cwd=REPO)
+        for cmd in (["db", "migrate"], ["dags", "reserialize"]):  # every DAG known: one DAG run starts another
+            subprocess.run([sys.executable, "-m", "airflow", *cmd], check=True, capture_output=True, cwd=REPO)
         from airflow.dag_processing.dagbag import DagBag
         dag = DagBag(str(REPO / "dags")).get_dag(f"train_pipeline__{NAME}")
         day = pendulum.datetime(DS.year, DS.month, DS.day, tz="UTC")
         dagrun = dag.test(logical_date=day, run_conf={"start_ds": START.isoformat()})
         scored = DagBag(str(REPO / "dags")).get_dag(f"score_pipeline__{NAME}").test(logical_date=day)
-        yield root, conf, dagrun, scored
+        # the day's monitoring, with a drift bar every feature crosses and a one-day trigger: retraining is due
+        params = yaml.safe_load((REPO / "params.yaml").read_text())
+        params["monitor"]["psi_threshold"] = 0.0
+        params["monitor"]["trigger"].update(window_days=1, min_days=1)
+        (root / "params-monitor.yaml").write_text(yaml.safe_dump(params))
+        mp.setenv("TRAINYARD_PARAMS", str(root / "params-monitor.yaml"))
+        monitored = DagBag(str(REPO / "dags")).get_dag(f"monitor_pipeline__{NAME}").test(logical_date=day)
+        mp.delenv("TRAINYARD_PARAMS")
+        yield root, conf, dagrun, scored, monitored
 
 
 def test_dag_run_succeeds_with_every_task(run):
@@ -161,7 +171,7 @@ def test_the_score_dag_serves_the_day_with_the_champion_and_reuses_its_validated
     # the training run validated the day: the scoring run skips etl and validate, then scores and (no
     # challenger in the shadow yet) has nothing to promote
     assert states == {"landed": "success", "etl": "skipped", "validate": "skipped", "score": "success",
-                      "promote": "success"}, states
+                      "promote": "success", "monitor": "success"}, states
     assert str(scored.state) == "success"
     lake = root / "lake" / NAME
     preds = spark.read.format("delta").load(str(lake / "predictions"))
@@ -174,14 +184,31 @@ def test_the_score_dag_serves_the_day_with_the_champion_and_reuses_its_validated
     assert (event["served_by"], event["rows"], str(event["ds"])) == ("champion", silver.count(), str(DS))
 
 
-def _evaluate_and_publish(conf, *overrides):
+def test_the_monitor_dag_measures_the_day_and_starts_its_retraining_with_the_reason(run, spark):
+    from airflow.models.dagrun import DagRun
+    from airflow.utils.session import create_session
+    root, monitored = run[0], run[4]
+    states = {ti.task_id: str(ti.state) for ti in monitored.get_task_instances()}
+    assert states == {"monitor": "success", "decide": "success", "retrain": "success"}, states
+    verdict = json.loads((root / "runs" / NAME / f"ds={DS}" / "monitor" / "verdict.json").read_text())
+    assert verdict["retrain"] and verdict["reason"].startswith("data_drift on 1 of the last 1 days")
+    figures = spark.read.format("delta").load(str(root / "lake" / NAME / "monitoring")).where(f"ds = DATE'{DS}'")
+    assert figures.where("kind = 'trigger' AND breached").count() == 1
+    with create_session() as session:
+        runs = {(r.dag_id, r.run_id): r for r in session.query(DagRun).filter(DagRun.run_id.in_([f"retrain__{DS}", f"scored__{DS}"]))}
+        retrain = runs[(f"train_pipeline__{NAME}", f"retrain__{DS}")]  # started for the day, with the reason
+        assert retrain.logical_date.date() == DS and retrain.conf["reason"].endswith(verdict["reason"])
+        assert (f"monitor_pipeline__{NAME}", f"scored__{DS}") in runs  # the score DAG started the day's monitoring
+
+
+def _evaluate_and_publish(conf, *overrides, reason: str = ""):
     sets = [a for o in overrides for a in ("--set", o)]
     ev = subprocess.run([sys.executable, "-m", "jobs.evaluate", "--ds", DS.isoformat(), "--conf", str(conf), *sets],
                         cwd=REPO, capture_output=True, text=True)
     assert ev.returncode == 0, ev.stderr[-2000:]
     pub = subprocess.run([sys.executable, "-m", "jobs.publish", "--ds", DS.isoformat(), "--conf", str(conf),
                           "--set", "publish.mode=direct"],
-                         cwd=REPO, capture_output=True, text=True)
+                         cwd=REPO, capture_output=True, text=True, env={**os.environ, "TRAINYARD_RUN_REASON": reason})
     return ev, pub
 
 
@@ -227,13 +254,16 @@ def test_shuffled_label_challenger_is_refused_and_dry_run_moves_the_champion(run
 
     # dry_run with a fairness bar this model misses too (random scores: slice AUCs scatter around 0.5, and
     # no AUC gap survives a 0.0 bar): both failures reported, yet blessed, and the champion moves
-    ev, pub = _evaluate_and_publish(conf, "evaluate.gate.mode=dry_run", "evaluate.gate.max_slice_auc_gap=0.0")
+    ev, pub = _evaluate_and_publish(conf, "evaluate.gate.mode=dry_run", "evaluate.gate.max_slice_auc_gap=0.0",
+                                    reason="monitor_pipeline ds 2013-03-20: performance on 2 of the last 3 days")
     blessing = json.loads((root / "runs" / NAME / f"ds={DS}" / "evaluation" / "blessing.json").read_text())
     assert blessing["blessed"] and blessing["mode"] == "dry_run" and "auc" in blessing["failed"]  # reported, not enforced
     assert any(f.startswith("auc_gap[") for f in blessing["failed"]), blessing["failed"]
     assert "dry_run: blessed anyway" in blessing["reasons"]
     assert pub.returncode == 0, pub.stderr[-2000:]
     assert _champion(root) != before
+    manifest = json.loads((root / "registry" / NAME / "versions" / _champion(root) / "manifest.json").read_text())
+    assert manifest["trigger"] == {"run_id": f"cli__{DS}", "reason": "monitor_pipeline ds 2013-03-20: performance on 2 of the last 3 days"}
     back = subprocess.run([sys.executable, "-m", "jobs.registry", "--conf", str(conf), "rollback"], cwd=REPO,
                           capture_output=True, text=True)
     assert back.returncode == 0 and _champion(root) == before
