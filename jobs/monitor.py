@@ -139,15 +139,17 @@ def day_signals(rows: list[dict], p: dict[str, Any]) -> dict[str, dict[str, Any]
                           "detail": f"{len(drifted)} of {len(judged)} features drifted" + (f": {named}" if named else "")}}
     pred = next((r for r in rows if r["kind"] == "prediction_drift" and r["metric"] == "psi"), None)
     out["prediction_drift"] = {"on": bool(pred and pred["breached"]), "value": pred and pred["value"],
-                               "detail": f"score psi {pred['value']:.3f}" if pred else "not compared"}
+                               "detail": (f"score psi {pred['value']:.3f}" if pred["value"] is not None else pred["detail"])
+                               if pred else "not compared"}
     for kind in ("performance", "fairness"):
-        bad = [r for r in rows if r["kind"] == kind and r["breached"] and (kind == "fairness" or r["slice"] is None)]
-        subject = next((r["subject_ds"] for r in rows if r["kind"] == kind), None)
+        mine = [r for r in rows if r["kind"] == kind]
+        bad = [r for r in mine if r["breached"] and (kind == "fairness" or r["slice"] is None)]
+        unjudged = next((r["detail"] for r in mine if (r["detail"] or "").startswith("not judged")), None)
+        said = ", ".join(f"{r['metric']}{'[' + r['slice'] + ']' if r['slice'] else ''} {r['value']:.4f} "
+                         f"({'<' if r['metric'] in ('auc', 'pr_auc', 'disparate_impact_ratio') else '>'} bar {r['threshold']})"
+                         for r in bad) or unjudged or ("within the bars" if mine else "nothing judged")
         out[kind] = {"on": bool(bad), "value": len(bad),
-                     "detail": (f"day {subject}: " if subject else "no matured day: ") + (
-                         ", ".join(f"{r['metric']}{'[' + r['slice'] + ']' if r['slice'] else ''} {r['value']:.4f} "
-                                   f"({'<' if r['metric'] in ('auc', 'pr_auc', 'disparate_impact_ratio') else '>'} "
-                                   f"bar {r['threshold']})" for r in bad) or "within the bars")}
+                     "detail": (f"day {mine[0]['subject_ds']}: " if mine and mine[0]["subject_ds"] else "") + said}
     return out
 
 

@@ -122,3 +122,25 @@ def stop_processes(procs: list[subprocess.Popen], group: bool = False) -> None:
         except subprocess.TimeoutExpired:
             kill(p.pid, signal.SIGKILL)
             p.wait()
+
+
+def run_cli(step: str, *args: str, env: dict[str, str] | None = None):
+    """``python -m jobs.<step> ARGS`` run in this process, on the tests' shared Spark session (no JVM to start):
+    what the command line would give, ``returncode``, ``stdout`` and ``stderr``."""
+    import contextlib
+    import importlib
+    import io
+    from types import SimpleNamespace
+
+    import pytest
+    out, err = io.StringIO(), io.StringIO()
+    code = 0
+    with pytest.MonkeyPatch.context() as mp:
+        for k, v in (env or {}).items():
+            mp.setenv(k, v)
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                importlib.import_module(f"jobs.{step}").main(list(args))
+            except SystemExit as e:
+                code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+    return SimpleNamespace(returncode=code, stdout=out.getvalue(), stderr=err.getvalue())

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -18,7 +17,7 @@ import pytest
 
 from jobs import synth
 from tests.conftest import REPO, write_conf
-from tests.helpers import derived_cards_spec
+from tests.helpers import derived_cards_spec, run_cli
 
 NAME = "cards_2013"
 START, DS = dt.date(2013, 3, 1), dt.date(2013, 3, 20)
@@ -132,7 +131,7 @@ def test_loading_the_published_model_scores(run):
     assert 0.0 <= float(booster.predict(x)[0]) <= 1.0
 
 
-def test_the_first_training_set_pins_the_golden_set_every_evaluation_scores_and_a_failing_model_is_refused(run):
+def test_the_first_training_set_pins_the_golden_set_every_evaluation_scores_and_a_failing_model_is_refused(run, spark):
     root, conf = run[:2]
     folder = root / "runs" / NAME / f"ds={DS}"
     features = json.loads((folder / "lineage" / "features.json").read_text())
@@ -141,8 +140,7 @@ def test_the_first_training_set_pins_the_golden_set_every_evaluation_scores_and_
     checks = {c["name"]: c for c in blessing["checks"]}
     assert checks["golden_auc[v0]"]["passed"] and checks["golden_auc[v0]"]["threshold"] == 0.75  # params.yaml's bar
     assert json.loads((folder / "lineage" / "evaluate.json").read_text())["reads"]["golden_set@0"] == 0
-    out = subprocess.run([sys.executable, "-m", "jobs.golden", "--ds", DS.isoformat(), "--conf", str(conf)],
-                         cwd=REPO, capture_output=True, text=True)
+    out = run_cli("golden", "--ds", DS.isoformat(), "--conf", str(conf))
     assert out.returncode == 0 and "pinned as golden_set version 1" in out.stdout, out.stderr[-2000:]
     # a bar the model cannot meet: evaluated in a copy of the run folder, the run itself stays blessed
     params = yaml.safe_load((REPO / "params.yaml").read_text())
@@ -152,16 +150,15 @@ def test_the_first_training_set_pins_the_golden_set_every_evaluation_scores_and_
     settings["storage"]["runs"] = str(root / "runs-golden")
     (root / "conf-golden.yaml").write_text(yaml.safe_dump(settings))
     shutil.copytree(root / "runs", root / "runs-golden")
-    ev = subprocess.run([sys.executable, "-m", "jobs.evaluate", "--ds", DS.isoformat(), "--conf", str(root / "conf-golden.yaml"),
-                         "--params", str(root / "params-golden.yaml")], cwd=REPO, capture_output=True, text=True)
+    ev = run_cli("evaluate", "--ds", DS.isoformat(), "--conf", str(root / "conf-golden.yaml"),
+                 "--params", str(root / "params-golden.yaml"))
     assert ev.returncode == 0, ev.stderr[-2000:]
     refused = json.loads((root / "runs-golden" / NAME / f"ds={DS}" / "evaluation" / "blessing.json").read_text())
     checks = {c["name"]: c for c in refused["checks"]}
     assert not refused["blessed"] and "golden_auc[v1]" in refused["failed"] and not checks["golden_auc[v1]"]["passed"]
     # the champion is the model itself here: same rows, same model, no regression against it
     assert checks["golden_auc_minus_champion[v1]"]["value"] == pytest.approx(0.0, abs=1e-12)
-    publish = subprocess.run([sys.executable, "-m", "jobs.publish", "--ds", DS.isoformat(), "--conf", str(root / "conf-golden.yaml")],
-                             cwd=REPO, capture_output=True, text=True)
+    publish = run_cli("publish", "--ds", DS.isoformat(), "--conf", str(root / "conf-golden.yaml"))
     assert publish.returncode == 99 and "golden_auc[v1]" in publish.stdout + publish.stderr
 
 
@@ -203,12 +200,10 @@ def test_the_monitor_dag_measures_the_day_and_starts_its_retraining_with_the_rea
 
 def _evaluate_and_publish(conf, *overrides, reason: str = ""):
     sets = [a for o in overrides for a in ("--set", o)]
-    ev = subprocess.run([sys.executable, "-m", "jobs.evaluate", "--ds", DS.isoformat(), "--conf", str(conf), *sets],
-                        cwd=REPO, capture_output=True, text=True)
+    ev = run_cli("evaluate", "--ds", DS.isoformat(), "--conf", str(conf), *sets)
     assert ev.returncode == 0, ev.stderr[-2000:]
-    pub = subprocess.run([sys.executable, "-m", "jobs.publish", "--ds", DS.isoformat(), "--conf", str(conf),
-                          "--set", "publish.mode=direct"],
-                         cwd=REPO, capture_output=True, text=True, env={**os.environ, "TRAINYARD_RUN_REASON": reason})
+    pub = run_cli("publish", "--ds", DS.isoformat(), "--conf", str(conf), "--set", "publish.mode=direct",
+                  env={"TRAINYARD_RUN_REASON": reason})
     return ev, pub
 
 
@@ -216,7 +211,7 @@ def _champion(root) -> str:
     return json.loads((root / "registry" / NAME / "aliases" / "champion.json").read_text())["version"]
 
 
-def test_unfair_challenger_is_refused_naming_the_fairness_metric(run):
+def test_unfair_challenger_is_refused_naming_the_fairness_metric(run, spark):
     root, conf = run[:2]
     before = _champion(root)
     ev, pub = _evaluate_and_publish(conf, "evaluate.gate.max_equal_opportunity_difference=0.0")

@@ -72,3 +72,12 @@ def test_the_trigger_can_be_switched_off_or_narrowed_and_refuses_an_unknown_sign
     assert not monitor.decide(D, _signals(prediction_drift=True), yesterday, None, narrow)[0]
     with pytest.raises(Exception, match="drift_of_the_moon"):
         monitor.decide(D, _signals(), {}, None, {**P, "trigger": {"signals": ["drift_of_the_moon"]}})
+
+
+def test_a_day_without_predictions_or_matured_labels_signals_nothing_and_says_why():
+    rows = [monitor._row("prediction_drift", "psi", None, "score", breached=False, detail="not compared: no predictions"),
+            monitor._row("performance", "n", 0, subject=D, breached=False, detail="not judged: the day was not scored")]
+    signals = monitor.day_signals(rows, P)
+    assert not any(s["on"] for s in signals.values())
+    assert signals["prediction_drift"]["detail"] == "not compared: no predictions"
+    assert signals["data_drift"]["value"] is None and signals["performance"]["detail"] == f"day {D}: not judged: the day was not scored"
