@@ -107,10 +107,12 @@ def params_file() -> dict:
 
 
 def trigger_dag(task_id: str, dag_id: str, run_id: str, conf: dict, **kwargs):
-    """Starts ``dag_id`` for this run's day (its logical date: ``ds``, midnight UTC), as run ``run_id``."""
+    """Starts ``dag_id`` for this run's day as run ``run_id``. Its logical date is one second into the day
+    (UTC): its ``ds`` is the day, and it never collides with a scheduled or manual run of the day (Airflow
+    keeps one run per DAG and logical date), only with itself (the same ``run_id``)."""
     from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
     return TriggerDagRunOperator(task_id=task_id, trigger_dag_id=dag_id, trigger_run_id=run_id, conf=conf,
-                                 logical_date=DS + "T00:00:00+00:00", **kwargs)
+                                 logical_date=DS + "T00:00:01+00:00", **kwargs)
 
 
 def landing_complete(env: dict[str, str], timeout_s: float, **context) -> bool:

@@ -123,7 +123,7 @@ def test_the_score_dag_prepares_the_day_once_and_scores_whatever_validation_said
     assert type(dag.timetable).__name__ == "CronDataIntervalTimetable" and "score_pipeline__cards" in dag.doc_md
     monitor = dag.get_task("monitor")  # whatever scoring concluded, the day is monitored; a rerun monitors it again
     assert (monitor.trigger_dag_id, monitor.trigger_rule, monitor.reset_dag_run) == ("monitor_pipeline__cards", "all_done", True)
-    assert monitor.trigger_run_id.startswith("scored__{{") and monitor.logical_date.endswith("T00:00:00+00:00")
+    assert monitor.trigger_run_id.startswith("scored__{{") and monitor.logical_date.endswith("T00:00:01+00:00")
 
 
 def test_the_monitor_dag_measures_the_day_then_starts_training_only_when_the_verdict_says_so(dagbag):
