@@ -9,8 +9,8 @@ A **profile** holds, per column, fixed bins and their counts:
   reference's min and max;
 - categorical: one bin per value seen (the integer codes of the spec's vocabularies, or strings);
 
-plus the row count and the null count. Computing it takes two aggregations over the frame: the edges, then
-every column's bin counts at once. A day's counts over the same bins are one aggregation.
+plus the row count and the null count. Computing it takes two passes over the frame: the edges (one
+aggregation), then every column's bin counts at once. A day's counts over the same bins are one pass.
 
 **Distances** between the reference's bin shares p and the day's q (both from counts):
 
@@ -26,22 +26,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from pyspark.sql import Column, DataFrame
+from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 EPS = 1e-4
 
 
 # ---------------------------------------------------------------- profiles
-def _bin_index(col: Column, edges: list[float]) -> Column:
-    """0..len(edges) for a value below the first edge .. at or above the last (the number of edges at or
-    below it: one flat sum, evaluated once per row); null for null."""
-    idx = F.lit(0)
-    for e in edges:
-        idx = idx + (col >= F.lit(float(e))).cast("int")
-    return idx
-
-
 def numeric_edges(df: DataFrame, columns: list[str], bins: int = 10, accuracy: int = 10_000) -> dict[str, dict[str, Any]]:
     """Quantile edges (distinct, increasing), min and max of each numeric column: one aggregation."""
     probs = [i / bins for i in range(1, bins)] + [0.05, 0.95]
@@ -59,26 +50,56 @@ def numeric_edges(df: DataFrame, columns: list[str], bins: int = 10, accuracy: i
     return out
 
 
+def column_bins(series, s: dict[str, Any]):
+    """The bin of every value of a pandas ``series`` under one column's bins (numeric: the number of edges at
+    or below it, numpy's ``searchsorted``; categorical: the listed value's position, ``len(values)`` for
+    any other), and which values are null (NaN counts as null)."""
+    import numpy as np
+    import pandas as pd
+    null = series.isna().to_numpy()
+    if s["kind"] == "numeric":
+        x = series.to_numpy(dtype="float64", na_value=np.nan)
+        return np.searchsorted(np.asarray(s["edges"], dtype="float64"), x, side="right"), null
+    values = [str(v) for v in s["values"]]
+    if pd.api.types.is_numeric_dtype(series):  # integer codes (the features step's vocabularies): compare as numbers
+        try:
+            cats = np.array([float(v) for v in values])
+        except ValueError:
+            cats = None
+        if cats is not None and len(cats):
+            order = np.argsort(cats)
+            x = series.to_numpy(dtype="float64", na_value=np.nan)
+            pos = np.minimum(np.searchsorted(cats[order], x), len(cats) - 1)
+            return np.where(cats[order][pos] == x, order[pos], len(values)), null
+    codes = pd.Categorical(series.astype("string"), categories=values).codes
+    return np.where(codes < 0, len(values), codes), null
+
+
 def bin_counts(df: DataFrame, spec: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
     """Counts per bin (numeric: by the edges; categorical: per listed value, the rest as ``__other__``),
     nulls and rows of every column of ``spec`` ({column: {"kind": "numeric", "edges": [...]} or
-    {"kind": "categorical", "values": [...]}}): one aggregation over the columns' bin indexes (-1: null),
-    each computed once per row."""
-    binned, sizes = [], {}
-    for c, s in spec.items():
-        if s["kind"] == "numeric":
-            b, sizes[c] = _bin_index(F.col(c).cast("double"), s["edges"]), len(s["edges"]) + 1
-        else:  # array_position: 1-based, 0 when absent (the last bin, __other__)
-            values = [str(x) for x in s["values"]]
-            pos = F.array_position(F.array(*[F.lit(v) for v in values]), F.col(c).cast("string")) if values else F.lit(0)
-            b, sizes[c] = F.when(pos == 0, F.lit(len(values))).otherwise(pos - 1), len(values) + 1
-        binned.append(F.coalesce(b.cast("int"), F.lit(-1)))
-    # the aggregates as SQL text: one call, where hundreds of Column objects would each cross py4j
-    names = {c: f"c{j}" for j, c in enumerate(sizes)}
-    aggs = ["count(1) AS rows"] + [f"count_if({names[c]} = {i}) AS {names[c]}_{i + 1}" for c, n in sizes.items() for i in range(-1, n)]
-    row = df.select(*[b.alias(names[c]) for c, b in zip(sizes, binned)]).selectExpr(*aggs).first().asDict()
-    return {c: {"counts": [int(row[f"{names[c]}_{i + 1}"]) for i in range(n)], "nulls": int(row[f"{names[c]}_0"]),
-                "rows": int(row["rows"])} for c, n in sizes.items()}
+    {"kind": "categorical", "values": [...]}}). One pass: each Arrow batch is binned with numpy on the
+    executors (``column_bins``, one vectorised search per column), and only each partition's counts reach
+    the driver."""
+    import numpy as np
+    import pandas as pd
+    cols = list(spec)
+    sizes = [len(spec[c]["edges"]) + 1 if spec[c]["kind"] == "numeric" else len(spec[c]["values"]) + 1 for c in cols]
+
+    def count(batches):
+        total = [np.zeros(n + 1, dtype="int64") for n in sizes]  # the last slot: nulls
+        for pdf in batches:
+            for j, c in enumerate(cols):
+                b, null = column_bins(pdf[c], spec[c])
+                total[j] += np.bincount(np.where(null, sizes[j], b), minlength=sizes[j] + 1)
+        yield pd.DataFrame({"c": cols, "counts": [t.tolist() for t in total]})
+
+    sums = {c: np.zeros(n + 1, dtype="int64") for c, n in zip(cols, sizes)}
+    if cols:
+        for r in df.select(*cols).mapInPandas(count, "c string, counts array<long>").collect():
+            sums[r["c"]] += np.asarray(r["counts"], dtype="int64")
+    rows = int(sums[cols[0]].sum()) if cols else int(df.count())
+    return {c: {"counts": [int(v) for v in sums[c][:-1]], "nulls": int(sums[c][-1]), "rows": rows} for c in cols}
 
 
 def profile(df: DataFrame, numeric: list[str], categorical: list[str], bins: int = 10) -> dict[str, dict[str, Any]]:
