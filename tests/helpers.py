@@ -136,6 +136,8 @@ def run_cli(step: str, *args: str, env: dict[str, str] | None = None):
     out, err = io.StringIO(), io.StringIO()
     code = 0
     with pytest.MonkeyPatch.context() as mp:
+        for k in [k for k in os.environ if k.startswith("AIRFLOW_CTX_")]:  # left by an in-process dag.test()
+            mp.delenv(k)
         for k, v in (env or {}).items():
             mp.setenv(k, v)
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):

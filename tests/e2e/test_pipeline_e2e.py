@@ -36,6 +36,10 @@ def run(tmp_path_factory):
         for cmd in (["db", "migrate"], ["dags", "reserialize"]):  # every DAG known: one DAG run starts another
             subprocess.run([sys.executable, "-m", "airflow", *cmd], check=True, capture_output=True, cwd=REPO)
         from airflow.dag_processing.dagbag import DagBag
+        from airflow.models.dagrun import DagRun
+        from airflow.utils.session import create_session
+        with create_session() as session:  # runs an earlier session left in the tests' Airflow database
+            session.query(DagRun).filter(DagRun.dag_id.like(f"%pipeline__{NAME}")).delete(synchronize_session=False)
         dag = DagBag(str(REPO / "dags")).get_dag(f"train_pipeline__{NAME}")
         day = pendulum.datetime(DS.year, DS.month, DS.day, tz="UTC")
         dagrun = dag.test(logical_date=day, run_conf={"start_ds": START.isoformat()})
