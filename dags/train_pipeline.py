@@ -91,14 +91,15 @@ def nightly_training() -> bool:
 
 
 def build(name: str, spec_path: Path, schedule: dict) -> None:
+    nightly = nightly_training()
     doc = __doc__.format(dataset=name, spec=spec_label(spec_path), cron=schedule["cron"], timezone=schedule["timezone"],
                          start_date=schedule["start_date"], catchup="on" if schedule["catchup"] else "off",
                          poke=schedule["landing_poke"], timeout=schedule["landing_timeout"],
                          max_active_runs=schedule["max_active_runs"], pool=TRAINING_POOL, pool_slots=training_pool_slots(),
                          publish_mode=(params_file().get("publish") or {}).get("mode", "direct"),
-                         when=(NIGHTLY if nightly_training() else ON_TRIGGER).format(dataset=name))
+                         when=(NIGHTLY if nightly else ON_TRIGGER).format(dataset=name))
     timing = schedule_kwargs(schedule)
-    if not nightly_training():
+    if not nightly:
         timing["schedule"] = None
 
     @dag(
