@@ -1,5 +1,5 @@
 """Benchmark: monitoring one day of features against the model's reference profile, as ``jobs.monitor`` does
-it (``drift.bin_counts`` of every feature on the reference's bins in one aggregation, then PSI,
+it (``drift.bin_counts`` of every feature on the reference's bins in one pass, then PSI,
 Jensen-Shannon / Wasserstein and null rates per feature on the driver), against reading the same rows once
 with Spark.
 

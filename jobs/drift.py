@@ -50,53 +50,62 @@ def numeric_edges(df: DataFrame, columns: list[str], bins: int = 10, accuracy: i
     return out
 
 
-def column_bins(series, s: dict[str, Any]):
-    """The bin of every value of a pandas ``series`` under one column's bins (numeric: the number of edges at
-    or below it, numpy's ``searchsorted``; categorical: the listed value's position, ``len(values)`` for
-    any other), and which values are null (NaN counts as null)."""
+def column_bins(values, s: dict[str, Any]):
+    """The bin of every value of one Arrow array under one column's bins (numeric: the number of edges at or
+    below it, numpy's ``searchsorted``; categorical: the listed value's position, ``len(values)`` for any
+    other), and which values are null (NaN counts as null)."""
     import numpy as np
     import pandas as pd
-    null = series.isna().to_numpy()
+    import pyarrow as pa
+    numeric = pa.types.is_integer(values.type) or pa.types.is_floating(values.type)
+    if numeric:  # nulls come out as NaN
+        x = values.to_numpy(zero_copy_only=False).astype("float64", copy=False)
+        null = np.isnan(x)
+    else:
+        series = values.to_pandas()
+        null = series.isna().to_numpy()
     if s["kind"] == "numeric":
-        x = series.to_numpy(dtype="float64", na_value=np.nan)
-        return np.searchsorted(np.asarray(s["edges"], dtype="float64"), x, side="right"), null
-    values = [str(v) for v in s["values"]]
-    if pd.api.types.is_numeric_dtype(series):  # integer codes (the features step's vocabularies): compare as numbers
-        try:
-            cats = np.array([float(v) for v in values])
-        except ValueError:
-            cats = None
-        if cats is not None and len(cats):
-            order = np.argsort(cats)
+        if not numeric:
             x = series.to_numpy(dtype="float64", na_value=np.nan)
-            pos = np.minimum(np.searchsorted(cats[order], x), len(cats) - 1)
-            return np.where(cats[order][pos] == x, order[pos], len(values)), null
-    codes = pd.Categorical(series.astype("string"), categories=values).codes
-    return np.where(codes < 0, len(values), codes), null
+        return np.searchsorted(np.asarray(s["edges"], dtype="float64"), x, side="right"), null
+    cats = [str(v) for v in s["values"]]
+    if numeric and cats:  # integer codes (the features step's vocabularies): compare as numbers
+        try:
+            nums = np.array([float(v) for v in cats])
+        except ValueError:
+            nums = None
+        if nums is not None:
+            order = np.argsort(nums)
+            pos = np.minimum(np.searchsorted(nums[order], x), len(nums) - 1)
+            return np.where(nums[order][pos] == x, order[pos], len(cats)), null
+    if numeric:
+        series = values.to_pandas()
+    codes = pd.Categorical(series.astype("string"), categories=cats).codes
+    return np.where(codes < 0, len(cats), codes), null
 
 
 def bin_counts(df: DataFrame, spec: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
     """Counts per bin (numeric: by the edges; categorical: per listed value, the rest as ``__other__``),
     nulls and rows of every column of ``spec`` ({column: {"kind": "numeric", "edges": [...]} or
     {"kind": "categorical", "values": [...]}}). One pass: each Arrow batch is binned with numpy on the
-    executors (``column_bins``, one vectorised search per column), and only each partition's counts reach
-    the driver."""
+    executors (``mapInArrow``, ``column_bins``: one vectorised search per column, no pandas frame), and only
+    each partition's counts reach the driver."""
     import numpy as np
-    import pandas as pd
+    import pyarrow as pa
     cols = list(spec)
     sizes = [len(spec[c]["edges"]) + 1 if spec[c]["kind"] == "numeric" else len(spec[c]["values"]) + 1 for c in cols]
 
     def count(batches):
         total = [np.zeros(n + 1, dtype="int64") for n in sizes]  # the last slot: nulls
-        for pdf in batches:
+        for batch in batches:
             for j, c in enumerate(cols):
-                b, null = column_bins(pdf[c], spec[c])
+                b, null = column_bins(batch.column(j), spec[c])
                 total[j] += np.bincount(np.where(null, sizes[j], b), minlength=sizes[j] + 1)
-        yield pd.DataFrame({"c": cols, "counts": [t.tolist() for t in total]})
+        yield pa.RecordBatch.from_pydict({"c": cols, "counts": [t.tolist() for t in total]})
 
     sums = {c: np.zeros(n + 1, dtype="int64") for c, n in zip(cols, sizes)}
     if cols:
-        for r in df.select(*cols).mapInPandas(count, "c string, counts array<long>").collect():
+        for r in df.select(*cols).mapInArrow(count, "c string, counts array<long>").collect():
             sums[r["c"]] += np.asarray(r["counts"], dtype="int64")
     rows = int(sums[cols[0]].sum()) if cols else int(df.count())
     return {c: {"counts": [int(v) for v in sums[c][:-1]], "nulls": int(sums[c][-1]), "rows": rows} for c in cols}

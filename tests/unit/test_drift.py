@@ -55,3 +55,16 @@ def test_a_profile_bins_the_reference_and_a_shifted_day_drifts_on_that_column_on
     assert shifted["amount"]["psi"] > 0.25 and shifted["amount"]["wasserstein"] > 0.1
     assert shifted["channel"]["psi"] > 0.25 and shifted["channel"]["js_distance"] > 0.1  # a category never seen
     assert shifted["z"]["psi"] == 0
+
+
+def test_bins_of_integer_codes_nulls_nan_and_strings_as_numpy_counts_them():
+    import pyarrow as pa
+    codes = pa.array([0, 3, None, 7, 3, 11], type=pa.int32())  # a vocabulary's codes; 11 is not listed
+    b, null = drift.column_bins(codes, {"kind": "categorical", "values": ["3", "0", "7"]})
+    assert null.tolist() == [False, False, True, False, False, False]
+    assert [int(v) for v, n in zip(b, null) if not n] == [1, 0, 2, 0, 3]
+    b, null = drift.column_bins(pa.array([1.0, float("nan"), None, 2.5, 9.0]), {"kind": "numeric", "edges": [1.0, 2.5]})
+    assert null.tolist() == [False, True, True, False, False]  # NaN counts as null
+    assert [int(v) for v, n in zip(b, null) if not n] == [1, 2, 2]  # an edge belongs to the bin above it
+    b, null = drift.column_bins(pa.array(["chip", None, "crypto"]), {"kind": "categorical", "values": ["swipe", "chip"]})
+    assert null.tolist() == [False, True, False] and [int(b[0]), int(b[2])] == [1, 2]
