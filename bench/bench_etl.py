@@ -107,7 +107,7 @@ def run_spark(spark, spec, settings, root: Path) -> dict:
     vctx = StepContext(step="validate", ds=DS, start_ds=DS, dataset=spec, settings=settings, params={}, run_id="bench")
     df = spark.read.format("delta").load(ctx.table("staged_transactions")).drop(etl.SUPERSEDES)  # what validate audits
     runner = validate.GxRunner(settings.gx)
-    result, batch_def = runner.validate(df, "bench_silver", validate.load_suite(validate.suite_path("cards", "transactions")), "bench")
+    result, batch_def = runner.validate(df, "bench_silver", validate.build_suite(spec, spec.sources["transactions"])[0], "bench")
     res = validate.summarise(result, runner.explain(df, batch_def, result))
     t2 = time.perf_counter()
     del vctx

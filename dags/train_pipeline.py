@@ -70,11 +70,11 @@ NOT_BLESSED_EXIT = 99  # jobs.common.errors.NotBlessed.exit_code
 TRAINING_POOL = os.environ.get("TRAINYARD_TRAINING_POOL", "trainyard_training")
 
 
-def training_pool_slots() -> int:
+def training_pool_slots(params: dict) -> int:
     """The train task's slots in ``TRAINING_POOL``: one per XGBoost worker (params' ``train.num_workers``),
     every slot (``TRAINYARD_TRAINING_SLOTS``) for ``auto``."""
     slots = int(os.environ.get("TRAINYARD_TRAINING_SLOTS", "1"))
-    workers = (params_file().get("train") or {}).get("num_workers", "auto")
+    workers = (params.get("train") or {}).get("num_workers", "auto")
     return slots if workers in (None, "auto", 0) else max(1, min(int(workers), slots))
 
 
@@ -84,19 +84,20 @@ ON_TRIGGER = ("When `monitor_pipeline__{dataset}` finds retraining due (drift, r
               "`monitor.trigger.nightly_training: true` schedules it every night as well.")
 
 
-def nightly_training() -> bool:
+def nightly_training(params: dict) -> bool:
     """params.yaml ``monitor.trigger.nightly_training``: the DAG also runs on its schedule (default: only when
     the monitor or a person starts it)."""
-    return bool(((params_file().get("monitor") or {}).get("trigger") or {}).get("nightly_training", False))
+    return bool(((params.get("monitor") or {}).get("trigger") or {}).get("nightly_training", False))
 
 
 def build(name: str, spec_path: Path, schedule: dict) -> None:
-    nightly = nightly_training()
+    params = params_file(spec_path)  # params.yaml with this dataset's overrides
+    nightly = nightly_training(params)
     doc = __doc__.format(dataset=name, spec=spec_label(spec_path), cron=schedule["cron"], timezone=schedule["timezone"],
                          start_date=schedule["start_date"], catchup="on" if schedule["catchup"] else "off",
                          poke=schedule["landing_poke"], timeout=schedule["landing_timeout"],
-                         max_active_runs=schedule["max_active_runs"], pool=TRAINING_POOL, pool_slots=training_pool_slots(),
-                         publish_mode=(params_file().get("publish") or {}).get("mode", "direct"),
+                         max_active_runs=schedule["max_active_runs"], pool=TRAINING_POOL, pool_slots=training_pool_slots(params),
+                         publish_mode=(params.get("publish") or {}).get("mode", "direct"),
                          when=(NIGHTLY if nightly else ON_TRIGGER).format(dataset=name))
     timing = schedule_kwargs(schedule)
     if not nightly:
@@ -128,7 +129,7 @@ def build(name: str, spec_path: Path, schedule: dict) -> None:
                 "publish": "{% if params.publish_mode %}--set publish.mode={{ params.publish_mode }}{% endif %}"}
         tasks = [step_task(step, env, args.get(step, ""),
                            skip_on_exit_code=NOT_BLESSED_EXIT if step == "publish" else None,
-                           **({"pool": TRAINING_POOL, "pool_slots": training_pool_slots()} if step == "train" else {}))
+                           **({"pool": TRAINING_POOL, "pool_slots": training_pool_slots(params)} if step == "train" else {}))
                  for step in STEPS]
         chain(landed, *tasks)
 

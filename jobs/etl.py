@@ -25,7 +25,8 @@ from pyspark.sql import types as T
 
 from jobs.common import delta_io
 from jobs.common.cli import StepContext, run_step
-from jobs.common.config import Column, Source
+from jobs.common.config import Column, LabelSpec, Source
+from jobs.common.sqlexpr import rebind
 from jobs.common.errors import DataError
 from jobs.common.landing import (LandedFile, check_columns, check_complete, check_parquet_types, csv_header, json_keys,
                                  list_source_files, parquet_schema)
@@ -116,9 +117,11 @@ def _parse(c: Column) -> SparkColumn:
     return F.expr(f"try_cast(`{c.name}` as {SPARK_TYPES[c.type]})")
 
 
-def rejection(source: Source) -> SparkColumn:
+def rejection(source: Source, label: LabelSpec | None = None) -> SparkColumn:
     """The first rule a row breaks, as struct(reason, rule), or null for a good row. Expects the standardised
-    raw columns and their parsed values in ``<col>__v``."""
+    raw columns and their parsed values in ``<col>__v``. ``label``: the inline label of the examples source,
+    whose rows without a label value (the expression, or the column, is null) are quarantined as
+    ``null_label``."""
     checks: list[tuple[SparkColumn, str, str]] = [(F.col(CORRUPT).isNotNull(), "malformed_row", "row must have every declared field")]
     for c in source.columns:
         raw, val = F.col(c.name), F.col(f"{c.name}__v")
@@ -133,6 +136,9 @@ def rejection(source: Source) -> SparkColumn:
             checks.append((val > F.lit(c.max), f"above_max_{c.name}", f"{c.name} <= {c.max}"))
         if c.values:
             checks.append((val.isNotNull() & ~val.isin(*c.values), f"unknown_value_{c.name}", f"{c.name} in {list(c.values)}"))
+    if label is not None and label.inline_column:
+        value = F.col(f"{label.column}__v") if label.column else F.expr(rebind(label.expr, {c: f"{c}__v" for c in source.column_names}))
+        checks.append((value.isNull(), "null_label", f"label {label.name} = {label.column or label.expr} is not null"))
     ts = F.col(f"{source.event_time}__v")
     checks.append((ts >= F.date_add(F.col("ds"), 1).cast("timestamp"), "future_event",
                    f"{source.event_time} < end of its landing day (ds + 1 day)"))
@@ -142,14 +148,15 @@ def rejection(source: Source) -> SparkColumn:
     return out
 
 
-def standardise(bronze: DataFrame, source: Source) -> DataFrame:
-    """Trim strings, turn empty strings into nulls, parse each column into ``<col>__v``, find the rejection."""
+def standardise(bronze: DataFrame, source: Source, label: LabelSpec | None = None) -> DataFrame:
+    """Trim strings, turn empty strings into nulls, parse each column into ``<col>__v``, find the rejection
+    (``label``: the examples source's inline label, see ``rejection``)."""
     df = bronze
     for c in source.columns:
         df = df.withColumn(c.name, F.nullif(F.trim(F.col(c.name)), F.lit("")))
     for c in source.columns:
         df = df.withColumn(f"{c.name}__v", _parse(c))
-    return df.withColumn("_rejection", rejection(source))
+    return df.withColumn("_rejection", rejection(source, label))
 
 
 SUPERSEDES = "_supersedes_ds"
@@ -311,7 +318,12 @@ def process_source(spark, ctx: StepContext, source: Source) -> list[dict]:
     # cache: the rows are kept as they are instead of being encoded into compressed column batches (4M
     # rows/day: about half the time, bench/RESULTS.md). Not replicated: a lost executor fails the step,
     # and a rerun repeats it (every write replaces its partitions).
-    within = judge(standardise(bronze, source), source).localCheckpoint(eager=True)
+    spec = ctx.dataset
+    label = spec.label if source.name == spec.examples and spec.label.inline_column else None
+    if label is not None:  # a bad label expression fails here, naming the spec file and key, before any row is judged
+        from jobs.features import inline_label
+        inline_label(spec, spark.createDataFrame([], ", ".join(f"`{c.name}` {SPARK_TYPES[c.type]}" for c in source.columns)))
+    within = judge(standardise(bronze, source, label), source).localCheckpoint(eager=True)
     published = published_outside(spark, ctx, source)
     # likewise: each write applies it, and would otherwise re-read silver's keys and redo the join
     clashes = collisions(within, published, source).localCheckpoint(eager=True) if published is not None else None

@@ -19,10 +19,11 @@ from pyspark.sql import functions as F
 from pyspark.sql.window import WindowSpec
 
 from jobs import golden
-from jobs.common import delta_io
+from jobs.common import delta_io, sqlexpr
 from jobs.common.cli import StepContext, run_step
 from jobs.common.config import Aggregate, DatasetSpec
 from jobs.common.errors import ConfigError, DataError
+from jobs.common.sqlexpr import referenced_columns
 
 UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 TS = "_ts_us"
@@ -53,15 +54,6 @@ def _agg_over(a: Aggregate, w) -> Column:
     raise ConfigError(f"feature '{a.name}': unknown aggregate '{a.agg}' (count, sum, mean, max, min, distinct_count)")
 
 
-IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-
-
-def referenced_columns(expr: str, columns: list[str]) -> list[str]:
-    """Columns an SQL expression mentions (identifiers that are column names; backticks allowed)."""
-    names = set(IDENT.findall(expr.replace("`", " ")))
-    return [c for c in columns if c in names]
-
-
 def leakage_check(events: DataFrame, spec: DatasetSpec) -> None:
     """Refuse, naming the feature, any feature whose inputs were not known before the example's time:
     the label itself, or a column declared ``known_at`` another timestamp that is not strictly before the
@@ -70,7 +62,7 @@ def leakage_check(events: DataFrame, spec: DatasetSpec) -> None:
     from jobs.common.errors import LeakageError
     src = spec.example_source
     f = spec.features
-    label_cols = {spec.label.name} | ({spec.label.column} if spec.label.column else set())
+    label_cols = {spec.label.name} | set(label_inputs(spec, list(events.columns)))
     late = {c.name: c.known_at for c in src.columns if c.known_at and c.known_at != src.event_time}
     uses: dict[str, list[str]] = {n: referenced_columns(e, list(events.columns)) for n, e in f.derived.items()}
     uses.update({n: [n] for n in f.numeric})
@@ -168,9 +160,31 @@ def compute_features(events: DataFrame, spec: DatasetSpec, start: dt.date, end: 
     keep = list(dict.fromkeys([src.key, spec.entity, src.event_time, "ds"]))
     feats = [F.col(f"{n}__code").alias(n) if n in f.categorical else F.col(n).cast("double").alias(n) for n in f.names]
     attrs = [F.col(c).cast("string").alias(attr_col(c)) for c in dict.fromkeys([*spec.sensitive, *spec.slices])]
-    label = [F.col(spec.label.column)] if spec.label.column else []
+    label = inline_label(spec, events)
     return (df.where(delta_io.ds_predicate(start, end))
               .select(*[F.col(c) for c in keep], *feats, *attrs, *label))
+
+
+def label_inputs(spec: DatasetSpec, columns: list[str]) -> list[str]:
+    """The examples' columns an inline label is computed from (none for a label feed)."""
+    lab = spec.label
+    return [lab.column] if lab.column else referenced_columns(lab.expr, columns) if lab.expr else []
+
+
+def inline_label(spec: DatasetSpec, examples: DataFrame) -> list[Column]:
+    """The inline label's value as a column of ``examples`` (silver rows), named ``label.inline_column``:
+    the label column, or the label expression (checked: it must resolve, to a boolean or a number); [] for a
+    label feed."""
+    lab = spec.label
+    if lab.column:
+        return [F.col(lab.column)]
+    if not lab.expr:
+        return []
+    kind = sqlexpr.check(examples, lab.expr, f"{spec.path}: label.expr", spec.example_source.column_names)
+    if kind.typeName() not in ("boolean", "byte", "short", "integer", "long", "float", "double", "decimal"):
+        raise ConfigError(f"{spec.path}: label.expr '{lab.expr}' gives {kind.simpleString()} values; a binary label "
+                          f"is a boolean (e.g. \"arr_delay > 15\") or 0/1")
+    return [F.expr(lab.expr).alias(lab.inline_column)]
 
 
 def attr_col(name: str) -> str:
@@ -215,10 +229,11 @@ def label_examples(features: DataFrame, spec: DatasetSpec, cutoff: dt.datetime, 
     lab = spec.label
     cutoff_lit = F.lit(cutoff).cast("timestamp")
     src = spec.example_source
-    if lab.column:
+    if lab.inline_column:
         known = F.col(src.event_time) < cutoff_lit
-        value = F.col(lab.column).isin(*lab.positive_values).cast("int")
-        out = features.withColumn(lab.name, F.when(known, value)).drop(lab.column).withColumn("weight", F.lit(1.0))
+        inline = F.col(lab.inline_column)
+        value = (inline.isin(*lab.positive_values) if lab.column else inline).cast("int")
+        out = features.withColumn(lab.name, F.when(known, value)).drop(lab.inline_column).withColumn("weight", F.lit(1.0))
         return out.withColumn(LABEL_STATUS, F.when(F.col(lab.name).isNull(), "unknown").otherwise("known"))
     assert labels is not None
     pos = (labels.where(F.col(lab.known_at) < cutoff_lit)

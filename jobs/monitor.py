@@ -77,7 +77,7 @@ def bins(reference: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
 
 def calendar_features(spec) -> set[str]:
     """Derived features computed from the examples' event time alone (day of week, hour, ...)."""
-    from jobs.features import referenced_columns
+    from jobs.common.sqlexpr import referenced_columns
     columns = [c.name for c in spec.example_source.columns]
     return {name for name, expr in spec.features.derived.items()
             if referenced_columns(expr, columns) == [spec.example_source.event_time]}
@@ -236,7 +236,7 @@ def realized_rows(spark, ctx: StepContext, subject: dt.date, threshold: float, p
     if not preds.limit(1).count():
         return [_row("performance", "n", 0, subject=subject, breached=False, detail="not judged: the day was not scored")]
     attrs = list(dict.fromkeys([*spec.sensitive, *spec.slices]))
-    inline = [spec.label.column] if spec.label.column else []
+    inline = [spec.label.inline_column] if spec.label.inline_column else []
     feats = (delta_io.read_pinned(spark, ctx.table("features"), ctx.reads, "features")
              .where(delta_io.ds_predicate(subject, subject)).select(key, *[attr_col(a) for a in attrs], *inline))
     labels = None

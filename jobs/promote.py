@@ -37,7 +37,7 @@ from jobs.common import delta_io
 from jobs.common.cli import StepContext, run_step
 from jobs.common.files import write_json_atomic
 from jobs.evaluate import fairness_checks
-from jobs.features import attr_col, label_examples
+from jobs.features import attr_col, inline_label, label_examples
 from jobs.metrics import binary_metrics, interval, paired_replicates
 
 DECISIONS = ("promote", "wait", "retire")
@@ -68,7 +68,7 @@ def shadow_rows(predictions: DataFrame, shadow: DataFrame, examples: DataFrame, 
     shadowed = (shadow.where((F.col("model_version") == challenger) & (F.col("serving_version") == champion) & days)
                 .select(key, "ds", F.col("score").alias("challenger_score"), F.col("decision").alias("challenger_decision")))
     attrs = [F.col(a).cast("string").alias(attr_col(a)) for a in dict.fromkeys([*spec.sensitive, *spec.slices])]
-    inline = [F.col(spec.label.column)] if spec.label.column else []
+    inline = inline_label(spec, examples)
     return served.join(shadowed, [key, "ds"]).join(examples.select(key, "ds", *attrs, *inline), [key, "ds"], "left")
 
 

@@ -1,6 +1,7 @@
 """Validate (write-audit-publish): a Great Expectations checkpoint on the rows ``etl`` staged for the run's
-ds partitions (``staged_<source>``), one suite per table (``expectations/<dataset>_silver_<source>.json``, or
-the prefix a spec's ``expectations:`` names); then, only if no *critical* expectation failed, the staged
+ds partitions (``staged_<source>``), one suite per table: the rules the dataset spec states, generated
+(``spec_expectations``), plus what it cannot say from ``expectations/<dataset>_silver_<source>.json`` if there
+is one (or the prefix a spec's ``expectations:`` names); then, only if no *critical* expectation failed, the staged
 partitions are published to ``silver_<source>`` (the only table features and scoring read). A failed critical expectation leaves silver exactly as it was
 and fails the run naming the expectation; a failed *warning* is recorded and the run goes on. Results are
 stored per ds in the run folder either way and rendered as Data Docs in the GX project folder.
@@ -22,23 +23,61 @@ from jobs.common.errors import ConfigError, ValidationFailed
 EXPECTATIONS_DIR = REPO_ROOT / "expectations"
 
 
+SILVER_META = ["_source_file", "_ingest_run_id", "_row_hash", "ds"]  # what etl adds to every silver row
+
+
 def suite_path(dataset: str, source: str) -> Path:
     return EXPECTATIONS_DIR / f"{dataset}_silver_{source}.json"
 
 
-def load_suite(path: Path, mostly_overrides: dict[str, float] | None = None):
-    """Build a GX suite from its versioned file; ``mostly`` per column may be overridden from params."""
+def spec_expectations(source) -> list[dict[str, Any]]:
+    """The expectations a source's spec states, all critical: its silver columns (the declared ones, the
+    enrichments', etl's metadata) and no other; at least one row (unless the source may be empty); the key
+    not null and unique; every ``nullable: false`` column not null, every ``min``/``max`` a range, every
+    ``values`` list a set. Each one's ``meta.from`` names the spec key it comes from."""
+    where = f"sources.{source.name}"
+    columns = source.column_names + [c for e in source.enrich for c in e.columns]
+
+    def exp(kind: str, origin: str, **kwargs) -> dict[str, Any]:
+        return {"type": kind, "severity": "critical", "kwargs": kwargs, "meta": {"from": f"spec: {where}{origin}"}}
+    out = [exp("expect_table_columns_to_match_set", ".columns", column_set=columns + SILVER_META, exact_match=True)]
+    if not source.allow_empty:
+        out.append(exp("expect_table_row_count_to_be_between", ".allow_empty", min_value=1))
+    out += [exp("expect_column_values_to_not_be_null", ".key", column=source.key),
+            exp("expect_column_values_to_be_unique", ".key", column=source.key)]
+    for c in source.columns:
+        at = f".columns.{c.name}"
+        if not c.nullable and c.name != source.key:
+            out.append(exp("expect_column_values_to_not_be_null", at, column=c.name))
+        if c.min is not None or c.max is not None:
+            out.append(exp("expect_column_values_to_be_between", at, column=c.name,
+                           **{k: v for k, v in (("min_value", c.min), ("max_value", c.max)) if v is not None}))
+        if c.values:
+            out.append(exp("expect_column_values_to_be_in_set", at, column=c.name, value_set=list(c.values)))
+    return out
+
+
+def build_suite(spec, source, mostly_overrides: dict[str, float] | None = None):
+    """The GX suite of a source's silver rows: ``spec_expectations``, then what the spec cannot say from
+    ``expectations/<prefix>_silver_<source>.json`` if there is one (means, regexes, warnings, ``mostly``). A
+    file expectation of the same type and column replaces the spec's (a warning instead, a ``mostly``).
+    ``mostly`` of a column's row-wise rules may be overridden from params (``validate.mostly``). Returns (suite, the file or None)."""
     import great_expectations as gx
-    doc = json.loads(path.read_text())
-    exps = doc.get("expectations", [])
+    path = suite_path(spec.expectations, source.name)
+    doc = json.loads(path.read_text()) if path.exists() else {}
+    extra = doc.get("expectations", [])
+    replaced = {(e["type"], e.get("kwargs", {}).get("column")) for e in extra}
+    exps = [e for e in spec_expectations(source) if (e["type"], e["kwargs"].get("column")) not in replaced] + extra
     for e in exps:
         col = e.get("kwargs", {}).get("column")
-        if mostly_overrides and col in mostly_overrides and "mostly" in e["kwargs"]:
+        if mostly_overrides and col in mostly_overrides and e["type"].startswith("expect_column_values_"):  # row-wise rules
             e["kwargs"]["mostly"] = float(mostly_overrides[col])
-    suite = gx.ExpectationSuite(name=doc["name"], expectations=exps, meta=doc.get("meta"))
+    name = f"{spec.expectations}_silver_{source.name}"
+    suite = gx.ExpectationSuite(name=name, expectations=exps, meta=doc.get("meta") or {"table": f"silver_{source.name}"})
     if len(suite.expectations) != len(exps):  # GX only logs an invalid expectation: refuse instead
-        raise ConfigError(f"{path}: {len(exps) - len(suite.expectations)} expectation(s) are not valid GX configurations")
-    return suite
+        raise ConfigError(f"{path if extra else spec.path}: {len(exps) - len(suite.expectations)} expectation(s) of "
+                          f"suite {name} are not valid GX configurations")
+    return suite, (path if path.exists() else None)
 
 
 def summarise(result, details: dict[int, Any] | None = None) -> dict[str, Any]:
@@ -183,18 +222,16 @@ def run(ctx: StepContext) -> None:
             print(f"validate: {table} does not exist (etl staged nothing for {source.name}); nothing to publish")
             continue
         audited.append(source)
-        path = suite_path(ctx.dataset.expectations, source.name)
-        if not path.exists():
-            print(f"validate: no suite {path.relative_to(REPO_ROOT)}, {source.name} published unvalidated")
-            continue
+        suite, path = build_suite(ctx.dataset, source, mostly.get(source.name))
         df = (delta_io.read_pinned(spark, ctx.table(table), ctx.reads, table)
               .where(delta_io.ds_predicate(ctx.start_ds, ctx.ds)).drop(SUPERSEDES))  # the rows as silver will hold them
         gx_runner = gx_runner or GxRunner(ctx.settings.gx + f"/{ctx.dataset.name}")
         result, batch_def = gx_runner.validate(df, f"{ctx.dataset.name}_silver_{source.name}",
-                                               load_suite(path, mostly.get(source.name)), run_name=f"ds={ctx.ds.isoformat()}")
+                                               suite, run_name=f"ds={ctx.ds.isoformat()}")
         summary = summarise(result, gx_runner.explain(df, batch_def, result))
         silver = f"silver_{source.name}"
-        summary.update({"table": table, "publishes_to": silver, "suite": path.name, "ds": ctx.ds.isoformat(),
+        summary.update({"table": table, "publishes_to": silver, "suite": suite.name,
+                        "suite_file": path.name if path else None, "ds": ctx.ds.isoformat(),
                         "start_ds": ctx.start_ds.isoformat(), "delta_version": ctx.reads[table]})
         write_json_atomic(ctx.run_dir / "validation" / f"{silver}.json", summary)
         ctx.counts[table] = {"checks": len(summary["checks"]), "failed_critical": len(summary["failed_critical"]),

@@ -100,10 +100,14 @@ def step_task(step: str, env: dict[str, str], args: str = "", task_id: str | Non
                         do_xcom_push=xcom, **kwargs)
 
 
-def params_file() -> dict:
-    """params.yaml, or the file named by TRAINYARD_PARAMS (as the step CLIs read it)."""
+def params_file(spec_path: Path | None = None) -> dict:
+    """params.yaml, or the file named by TRAINYARD_PARAMS, with the overrides of the dataset spec at
+    ``spec_path`` laid over it (the params its step CLIs run with)."""
+    from jobs.common.config import merge_params
     path = Path(os.environ.get("TRAINYARD_PARAMS", "params.yaml"))
-    return yaml.safe_load((path if path.is_absolute() else REPO / path).read_text()) or {}
+    params = yaml.safe_load((path if path.is_absolute() else REPO / path).read_text()) or {}
+    overrides = (yaml.safe_load(spec_path.read_text()) or {}).get("params") if spec_path else None
+    return merge_params(params, overrides, str(spec_path)) if overrides else params
 
 
 def trigger_dag(task_id: str, dag_id: str, run_id: str, conf: dict, **kwargs):

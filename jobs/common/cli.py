@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from jobs.common import storage
-from jobs.common.config import DatasetSpec, Settings, load_params, parse_ds
+from jobs.common.config import DatasetSpec, Settings, effective_params, load_params, parse_ds
 from jobs.common.errors import AlreadyDone, ConfigError, TrainyardError
 from jobs.common.files import write_json_atomic
 
@@ -114,8 +114,9 @@ def build_context(step: str, args: argparse.Namespace) -> StepContext:
     if start > ds:
         raise ConfigError(f"--start-ds {start} is after --ds {ds}")
     run_id = os.environ.get("AIRFLOW_CTX_DAG_RUN_ID") or f"cli__{ds.isoformat()}"
-    return StepContext(step=step, ds=ds, start_ds=start, dataset=DatasetSpec.load(args.dataset),
-                       settings=Settings.load(args.conf), params=apply_overrides(load_params(args.params), args.overrides),
+    spec = DatasetSpec.load(args.dataset)
+    params = apply_overrides(effective_params(load_params(args.params), spec), args.overrides)
+    return StepContext(step=step, ds=ds, start_ds=start, dataset=spec, settings=Settings.load(args.conf), params=params,
                        run_id=run_id, reason=args.reason or "")
 
 

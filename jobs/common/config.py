@@ -128,10 +128,17 @@ class LabelSpec:
     name: str
     column: str | None = None            # inline label: a column of the examples source
     positive_values: tuple[str, ...] = ()
+    expr: str | None = None              # inline label: a Spark SQL expression over the examples' columns
     source: str | None = None            # label feed: a source whose rows mark positives
     source_key: str | None = None
     known_at: str | None = None          # column of the label feed: when the label became known
     maturity_days: int = 0               # an example with no positive label is negative only after this
+
+    @property
+    def inline_column(self) -> str | None:
+        """The column that carries an inline label's value beside the example (features, scoring): the label
+        column itself, or ``<name>__value`` for an expression; None for a label feed."""
+        return self.column or (f"{self.name}__value" if self.expr else None)
 
 
 @dataclass(frozen=True)
@@ -178,6 +185,7 @@ class DatasetSpec:
     features: FeatureSpec
     path: str = ""
     expectations: str = ""  # the GX suites' prefix: expectations/<prefix>_silver_<source>.json (default: name)
+    params: dict[str, Any] = field(default_factory=dict)  # this dataset's overrides of params.yaml, by section
 
     @property
     def example_source(self) -> Source:
@@ -222,9 +230,19 @@ class DatasetSpec:
         label = LabelSpec(name=_req(lab, "name", f"{where}: label"), column=lab.get("column"),
                           positive_values=tuple(str(v) for v in lab.get("positive_values", [])),
                           source=lab.get("source"), source_key=lab.get("source_key"), known_at=lab.get("known_at"),
-                          maturity_days=int(lab.get("maturity_days", 0)))
-        if (label.column is None) == (label.source is None):
-            raise ConfigError(f"{where}: label needs exactly one of 'column' (inline) or 'source' (a label feed)")
+                          maturity_days=int(lab.get("maturity_days", 0)), expr=lab.get("expr"))
+        if sum(x is not None for x in (label.column, label.expr, label.source)) != 1:
+            raise ConfigError(f"{where}: label needs exactly one of 'column' (inline, with positive_values), 'expr' "
+                              f"(inline, a Spark SQL expression over the examples' columns, e.g. \"arr_delay > 15\") "
+                              f"or 'source' (a label feed)")
+        if label.column and not label.positive_values:
+            raise ConfigError(f"{where}: label.column '{label.column}' needs positive_values (or state the label as "
+                              f"label.expr)")
+        if label.expr is not None:
+            allowed = sources[_req(d, "examples", where)].column_names if d.get("examples") in sources else []
+            from jobs.common.sqlexpr import referenced_columns
+            if not str(label.expr).strip() or not referenced_columns(str(label.expr), allowed):
+                raise ConfigError(f"{where}: label.expr '{label.expr}' reads none of the examples' columns {allowed}")
         if label.source and label.source not in sources:
             raise ConfigError(f"{where}: label.source '{label.source}' is not a source ({list(sources)})")
         f = d.get("features", {})
@@ -243,7 +261,15 @@ class DatasetSpec:
         return cls(name=_req(d, "name", where), origin=dict(d.get("origin", {})), sources=sources, examples=examples,
                    entity=d.get("entity", sources[examples].key), label=label, sensitive=tuple(d.get("sensitive", [])),
                    slices=tuple(d.get("slices", [])), features=feats, path=where,
-                   expectations=str(d.get("expectations") or d["name"]))
+                   expectations=str(d.get("expectations") or d["name"]), params=_params_section(d, where))
+
+
+def _params_section(d: dict, where: str) -> dict[str, Any]:
+    p = d.get("params") or {}
+    if not isinstance(p, dict) or not all(isinstance(v, dict) for v in p.values()):
+        raise ConfigError(f"{where}: params must map params.yaml sections to their overrides, e.g. "
+                          f"{{features: {{split: {{train_days: 20}}}}, evaluate: {{gate: {{min_auc: 0.7}}}}}} (got {p!r})")
+    return p
 
 
 def _recency(name: str, v: Any, where: str) -> Recency:
@@ -260,6 +286,26 @@ def _as_list(v: Any) -> list:
 # ---------------------------------------------------------------- params.yaml
 def load_params(path: str | Path = "params.yaml") -> dict[str, Any]:
     return load_yaml(path)
+
+
+def merge_params(base: dict[str, Any], overrides: dict[str, Any], where: str = "<dataset>", path: str = "params") -> dict[str, Any]:
+    """``base`` with ``overrides`` laid over it: mappings merge key by key, any other value replaces. A dataset
+    spec's ``params`` section may only name sections and keys params.yaml has (a typo would otherwise be
+    silently ignored); inside a mapping that params.yaml leaves open (empty or null), any key goes."""
+    out = dict(base)
+    for k, v in overrides.items():
+        if base and k not in base:
+            raise ConfigError(f"{where}: {path}.{k} is not a key of params.yaml's {path} (allowed: {', '.join(sorted(base))})")
+        if isinstance(v, dict) and isinstance(base.get(k), dict):
+            out[k] = merge_params(base[k], v, where, f"{path}.{k}")
+        else:
+            out[k] = v
+    return out
+
+
+def effective_params(params: dict[str, Any], spec: DatasetSpec) -> dict[str, Any]:
+    """The params a step of ``spec`` runs with: params.yaml, then the spec's own ``params`` section."""
+    return merge_params(params, spec.params, spec.path) if spec.params else params
 
 
 def parse_ds(value: str) -> dt.date:

@@ -22,6 +22,7 @@ import json
 import shutil
 import subprocess
 import sys
+import time
 
 import pytest
 from pyspark.sql import functions as F
@@ -66,9 +67,11 @@ class Lake:
         self.verdicts: dict[dt.date, dict] = {}
 
     def step(self, name, module, ds, start=None):
+        t0 = time.monotonic()
         ctx = context(name, self.cards, self.settings, ds.isoformat(), start and start.isoformat(), params=self.params)
         module.run(ctx)
         ctx.record()
+        print(f"{name} {ds}: {time.monotonic() - t0:.1f} s")
         return ctx
 
     def prepare(self, first, last):

@@ -24,6 +24,9 @@ def test_shipped_specs_load(cards, adult):
     ({"sources": {"e": {**BASE["sources"]["e"], "columns": [{"name": "k", "type": "varchar"}]}}}, "unknown type 'varchar'"),
     ({"label": {"name": "y"}}, "label needs exactly one of 'column'"),
     ({"examples": "f"}, "examples 'f' is not a source"),
+    ({"label": {"name": "y", "column": "c", "expr": "c > 1"}}, "label needs exactly one of 'column' .*, 'expr' .* or 'source'"),
+    ({"label": {"name": "y", "column": "c"}}, "label.column 'c' needs positive_values"),
+    ({"label": {"name": "y", "expr": "delay > 15"}}, r"label.expr 'delay > 15' reads none of the examples' columns \['k', 't', 'c'\]"),
 ])
 def test_bad_spec_is_named(patch, message):
     with pytest.raises(ConfigError, match=message):
@@ -33,3 +36,33 @@ def test_bad_spec_is_named(patch, message):
 def test_unknown_dataset_lists_known():
     with pytest.raises(ConfigError, match=r"unknown dataset 'nope'.*known: adult, cards"):
         DatasetSpec.load("nope")
+
+
+def test_a_spec_overrides_params_by_section_and_a_step_runs_with_the_result(tmp_path):
+    import yaml
+
+    from jobs.common.cli import build_context, parser
+    from jobs.common.config import effective_params, load_params
+    spec_path = tmp_path / "small.yaml"
+    spec_path.write_text(yaml.safe_dump({**BASE, "name": "small", "params": {
+        "features": {"split": {"train_days": 12}}, "evaluate": {"gate": {"min_auc": 0.6}}, "validate": {"mostly": {"e": {"c": 0.9}}}}}))
+    args = parser("train").parse_args(["--ds", "2026-11-01", "--dataset", str(spec_path), "--set", "train.n_estimators=7"])
+    ctx = build_context("train", args)
+    base = load_params("params.yaml")
+    assert ctx.params["features"]["split"] == {**base["features"]["split"], "train_days": 12}  # the rest kept
+    assert ctx.params["evaluate"]["gate"]["min_auc"] == 0.6
+    assert ctx.params["evaluate"]["gate"]["min_pr_auc"] == base["evaluate"]["gate"]["min_pr_auc"]
+    assert ctx.params["validate"]["mostly"] == {"e": {"c": 0.9}}  # an open mapping of params.yaml takes any key
+    assert ctx.params["train"]["n_estimators"] == 7  # --set still has the last word
+    assert effective_params(base, DatasetSpec.load("cards")) is base  # no params section: params.yaml as is
+
+
+@pytest.mark.parametrize("params, message", [
+    ({"feature": {"split": {}}}, r"x.yaml: params.feature is not a key of params.yaml's params \(allowed: .*features"),
+    ({"features": {"split": {"train_day": 3}}}, r"params.features.split.train_day is not a key .*train_days"),
+    ({"train": 5}, "params must map params.yaml sections to their overrides"),
+])
+def test_a_params_override_params_yaml_does_not_know_is_refused(params, message):
+    from jobs.common.config import effective_params, load_params
+    with pytest.raises(ConfigError, match=message):
+        effective_params(load_params("params.yaml"), DatasetSpec.from_dict({**BASE, "params": params}, "conf/datasets/x.yaml"))

@@ -274,3 +274,41 @@ def test_a_key_landing_on_two_days_keeps_one_silver_row_and_the_ledger_counts_th
         _etl_and_publish(spark, cards, settings, ds)
         assert _silver(spark, settings)["b"] == ("2026-10-02", "2026-10-01 11:00:01", 2.0), ds
         assert set(_silver(spark, settings)) == {"a", "b", "c"}
+
+
+def _delay_spec(expr: str = "arr_delay > 15"):
+    from jobs.common.config import DatasetSpec
+    return DatasetSpec.from_dict({
+        "name": "flights", "examples": "flights", "entity": "plane",
+        "sources": {"flights": {"path": "flights/flights", "key": "id", "event_time": "dep_ts", "max_quarantine_rate": 1.0,
+                                "columns": [{"name": "id", "type": "string", "nullable": False},
+                                            {"name": "dep_ts", "type": "timestamp", "format": "yyyy-MM-dd HH:mm:ss"},
+                                            {"name": "plane", "type": "string"},
+                                            {"name": "arr_delay", "type": "double"}]}},
+        "label": {"name": "delayed", "expr": expr}, "features": {"numeric": []}}, "conf/datasets/flights.yaml")
+
+
+def test_rows_whose_label_expression_is_null_are_quarantined_as_null_label(spark, settings):
+    spec = _delay_spec()
+    rows = [["f1", "2026-10-01 08:00:00", "p1", "20"], ["f2", "2026-10-01 09:00:00", "p1", "3"],
+            ["f3", "2026-10-01 10:00:00", "p2", ""],      # cancelled: no arrival delay, no label
+            ["f4", "2026-10-01 11:00:00", "p2", "late"]]  # not a number: unparseable comes first
+    write_csv(Path(settings.landing) / "flights" / "flights" / f"ds={DS}", ["id", "dep_ts", "plane", "arr_delay"], rows)
+    ctx = context("etl", spec, settings, DS)
+    [ledger] = etl.process_source(spark, ctx, spec.sources["flights"])
+    assert ledger["quarantined_by_reason"] == {"null_label": 1, "unparseable_arr_delay": 1}
+    assert ledger["rows_silver"] == 2 and ledger["balanced"]
+    q = {r["id"]: (r["reason"], r["rule"]) for r in spark.read.format("delta").load(ctx.table("quarantine_flights")).collect()}
+    assert q["f3"] == ("null_label", "label delayed = arr_delay > 15 is not null")
+
+
+def test_a_label_expression_that_does_not_resolve_names_the_spec_and_the_columns(spark, settings):
+    from jobs.common.errors import ConfigError
+    write_csv(Path(settings.landing) / "flights" / "flights" / f"ds={DS}", ["id", "dep_ts", "plane", "arr_delay"],
+              [["f1", "2026-10-01 08:00:00", "p1", "20"]])
+    for expr, message in (("arr_delay > delay_bar", r"conf/datasets/flights.yaml: label.expr 'arr_delay > delay_bar' is not a "
+                                                    r"valid Spark SQL expression over the columns \['id', 'dep_ts', 'plane', 'arr_delay'\]"),
+                          ("concat(plane, arr_delay)", r"label.expr 'concat\(plane, arr_delay\)' gives string values; a binary label is a boolean")):
+        spec = _delay_spec(expr)
+        with pytest.raises(ConfigError, match=message):
+            etl.process_source(spark, context("etl", spec, settings, DS), spec.sources["flights"])

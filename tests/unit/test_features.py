@@ -227,3 +227,30 @@ def test_weight_policy_weights_young_negatives_by_the_delay_cdf(spark):
     assert excluded["young_neg1"] is None and excluded["young_pos"] == 1
     with pytest.raises(ConfigError, match="young_labels 'guess'"):
         features.label_examples(feats, SPEC, dt.datetime(2026, 10, 11), labels, "guess")
+
+
+def test_a_label_expression_labels_each_example_known_by_the_cutoff(spark):
+    spec = DatasetSpec.from_dict({
+        "name": "flights", "examples": "flights", "entity": "plane",
+        "sources": {"flights": {"path": "p", "key": "id", "event_time": "ts", "columns": [
+            {"name": "id", "type": "string"}, {"name": "ts", "type": "timestamp"}, {"name": "plane", "type": "string"},
+            {"name": "arr_delay", "type": "double"}]}},
+        "label": {"name": "delayed", "expr": "arr_delay > 15"},
+        "features": {"aggregates": [{"name": "plane_flights_24h", "entity": "plane", "agg": "count", "window": "24h"}]}})
+    events = spark.createDataFrame([("a", dt.datetime(2026, 10, 1, 8), "P", 40.0), ("b", dt.datetime(2026, 10, 1, 12), "P", 15.0),
+                                    ("c", dt.datetime(2026, 10, 2, 9), "P", 0.0)],
+                                   "id string, ts timestamp, plane string, arr_delay double").withColumn("ds", F.to_date("ts"))
+    feats = features.compute_features(events, spec, dt.date(2026, 10, 1), dt.date(2026, 10, 2))
+    assert "delayed__value" in feats.columns and "arr_delay" not in feats.columns  # the outcome is no feature
+    out = {r["id"]: (r["delayed"], r["label_status"]) for r in
+           features.label_examples(feats, spec, dt.datetime(2026, 10, 2), None).collect()}
+    assert out == {"a": (1, "known"), "b": (0, "known"), "c": (None, "unknown")}  # c: after the cutoff
+    from jobs.common.errors import LeakageError
+    leaky = DatasetSpec.from_dict({"name": "f", "examples": "flights",
+                                   "sources": {"flights": {"path": "p", "key": "id", "event_time": "ts", "columns": [
+                                       {"name": "id", "type": "string"}, {"name": "ts", "type": "timestamp"},
+                                       {"name": "plane", "type": "string"}, {"name": "arr_delay", "type": "double"}]}},
+                                   "label": {"name": "delayed", "expr": "arr_delay > 15"},
+                                   "features": {"numeric": ["arr_delay"]}})
+    with pytest.raises(LeakageError, match=r"feature 'arr_delay' reads the label \(\['arr_delay'\]\)"):
+        features.compute_features(events, leaky, dt.date(2026, 10, 1), dt.date(2026, 10, 2))

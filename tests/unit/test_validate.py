@@ -39,7 +39,7 @@ def test_clean_partition_passes_and_stores_result(spark, cards, settings):
     ctx = _run(spark, cards, settings, [("t1", 10.0, "chip", "F"), ("t2", 12.0, "online", "M")])
     validate.run(ctx)
     res = json.loads((ctx.run_dir / "validation" / "silver_transactions.json").read_text())
-    assert res["success"] and res["delta_version"] == 0 and len(res["checks"]) == 13
+    assert res["success"] and res["delta_version"] == 0 and len(res["checks"]) == 18  # 13 from the spec, 5 from the file
     assert ctx.counts["data_docs"].endswith("index.html")
     published = spark.read.format("delta").load(ctx.table("silver_transactions"))
     assert sorted(r["txn_id"] for r in published.collect()) == ["t1", "t2"] and "_supersedes_ds" not in published.columns
@@ -69,17 +69,45 @@ def test_warning_is_recorded_and_the_run_goes_on(spark, cards, settings, capsys)
     assert "validate WARNING silver_transactions: expect_column_values_to_not_be_null on column 'gender'" in capsys.readouterr().out
 
 
-def test_suite_files_are_valid_gx_suites(cards, adult):
+def test_suites_are_the_spec_rules_plus_the_files(cards, adult):
     for spec in (cards, adult):
-        for source in spec.sources:
-            path = validate.suite_path(spec.name, source)
-            suite = validate.load_suite(path)
-            assert len(suite.expectations) == len(json.loads(path.read_text())["expectations"])
+        for source in spec.sources.values():
+            suite, path = validate.build_suite(spec, source)
+            extra = json.loads(path.read_text())["expectations"]
+            assert len(suite.expectations) == len(validate.spec_expectations(source)) + len(extra)
+    by_rule = {(e["type"], e["kwargs"].get("column")): e for e in validate.spec_expectations(cards.sources["transactions"])}
+    assert by_rule[("expect_column_values_to_be_between", "amount")]["kwargs"] == {"column": "amount", "min_value": 0, "max_value": 100000}
+    assert by_rule[("expect_column_values_to_be_in_set", "channel")]["meta"]["from"] == "spec: sources.transactions.columns.channel"
+    assert ("expect_column_values_to_not_be_null", "device") not in by_rule  # nullable in the spec
+    assert "merchant_category" in by_rule[("expect_table_columns_to_match_set", None)]["kwargs"]["column_set"]  # enrichment
+    assert ("expect_table_row_count_to_be_between", None) not in {  # a label feed may be empty
+        (e["type"], e["kwargs"].get("column")) for e in validate.spec_expectations(cards.sources["chargebacks"])}
 
 
-def test_a_day_failing_a_critical_expectation_never_reaches_silver_nor_later_days_features(spark, cards, settings):
-    """The spec lets any channel through ETL (its rule was dropped), the GX suite does not: day 2's rows are
-    staged, fail the audit and stay out of silver; day 3's features count day 1's events only."""
+def test_a_spec_without_a_suite_file_is_validated_on_its_own_rules_and_a_file_rule_replaces_a_spec_one(cards, tmp_path,
+                                                                                                        monkeypatch):
+    import dataclasses
+    src = cards.sources["transactions"]
+    spec = dataclasses.replace(cards, expectations="nofile")
+    suite, path = validate.build_suite(spec, src, {"channel": 0.9})
+    assert path is None and len(suite.expectations) == 13 and suite.name == "nofile_silver_transactions"
+    kwargs = [e.configuration.kwargs for e in suite.expectations]
+    assert [k.get("mostly") for k in kwargs if k.get("column") == "channel"] == [0.9, 0.9]  # not null, in set
+    monkeypatch.setattr(validate, "EXPECTATIONS_DIR", tmp_path)
+    (tmp_path / "nofile_silver_transactions.json").write_text(json.dumps({"name": "x", "expectations": [
+        {"type": "expect_column_values_to_be_in_set", "severity": "warning",
+         "kwargs": {"column": "channel", "value_set": ["chip"], "mostly": 0.5}}]}))
+    suite, path = validate.build_suite(spec, src)
+    [channel] = [e for e in suite.expectations if e.expectation_type == "expect_column_values_to_be_in_set"]
+    assert path.name == "nofile_silver_transactions.json" and len(suite.expectations) == 13
+    assert channel.configuration.kwargs["value_set"] == ["chip"] and str(channel.severity).lower().endswith("warning")
+
+
+def test_a_day_failing_a_critical_expectation_never_reaches_silver_nor_later_days_features(spark, cards, settings, tmp_path,
+                                                                                          monkeypatch):
+    """The spec lets any channel through ETL (its rule was dropped), the suite file does not (a critical rule
+    of its own): day 2's rows are staged, fail the audit and stay out of silver; day 3's features count day
+    1's events only."""
     import dataclasses
     from pathlib import Path
 
@@ -88,6 +116,10 @@ def test_a_day_failing_a_critical_expectation_never_reaches_silver_nor_later_day
     src = cards.sources["transactions"]
     loose = dataclasses.replace(cards, sources={**cards.sources, "transactions": dataclasses.replace(
         src, columns=tuple(dataclasses.replace(c, values=None) if c.name == "channel" else c for c in src.columns))})
+    monkeypatch.setattr(validate, "EXPECTATIONS_DIR", tmp_path)
+    (tmp_path / "cards_silver_transactions.json").write_text(json.dumps({"name": "cards_silver_transactions", "expectations": [
+        {"type": "expect_column_values_to_be_in_set", "severity": "critical",
+         "kwargs": {"column": "channel", "value_set": ["chip", "contactless", "swipe", "online"]}}]}))
     landing = Path(settings.landing)
     write_cards_dimensions(landing)
     tx = lambda key, day, channel="chip": [key, f"{day} 10:00:00", "c1-0", "c1", "m1", "5.00", "GBP", channel, "terminal"]  # noqa: E731
