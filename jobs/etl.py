@@ -26,10 +26,10 @@ from pyspark.sql import types as T
 from jobs.common import delta_io
 from jobs.common.cli import StepContext, run_step
 from jobs.common.config import Column, LabelSpec, Source
-from jobs.common.sqlexpr import rebind
 from jobs.common.errors import DataError
 from jobs.common.landing import (LandedFile, check_columns, check_complete, check_parquet_types, csv_header, json_keys,
                                  list_source_files, parquet_schema)
+from jobs.common.sqlexpr import rebind
 
 SCHEMA_VERSION = 1
 META = ["_source_file", "_file_mtime", "_ingest_run_id", "_schema_version", "_row_hash"]

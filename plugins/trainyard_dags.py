@@ -102,12 +102,16 @@ def step_task(step: str, env: dict[str, str], args: str = "", task_id: str | Non
 
 def params_file(spec_path: Path | None = None) -> dict:
     """params.yaml, or the file named by TRAINYARD_PARAMS, with the overrides of the dataset spec at
-    ``spec_path`` laid over it (the params its step CLIs run with)."""
-    from jobs.common.config import merge_params
+    ``spec_path`` laid over it (the params its step CLIs run with; they also refuse a key params.yaml does
+    not have, ``jobs.common.config.merge_params``: DAG files import nothing of ``jobs``)."""
     path = Path(os.environ.get("TRAINYARD_PARAMS", "params.yaml"))
     params = yaml.safe_load((path if path.is_absolute() else REPO / path).read_text()) or {}
     overrides = (yaml.safe_load(spec_path.read_text()) or {}).get("params") if spec_path else None
-    return merge_params(params, overrides, str(spec_path)) if overrides else params
+
+    def merge(base: dict, over: dict) -> dict:
+        return {**base, **{k: merge(base[k], v) if isinstance(v, dict) and isinstance(base.get(k), dict) else v
+                           for k, v in over.items()}}
+    return merge(params, overrides) if isinstance(overrides, dict) else params
 
 
 def trigger_dag(task_id: str, dag_id: str, run_id: str, conf: dict, **kwargs):

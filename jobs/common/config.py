@@ -12,6 +12,7 @@ from typing import Any
 import yaml
 
 from jobs.common.errors import ConfigError
+from jobs.common.sqlexpr import referenced_columns
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 TYPES = {"string", "int", "long", "double", "boolean", "timestamp", "date"}
@@ -240,7 +241,6 @@ class DatasetSpec:
                               f"label.expr)")
         if label.expr is not None:
             allowed = sources[_req(d, "examples", where)].column_names if d.get("examples") in sources else []
-            from jobs.common.sqlexpr import referenced_columns
             if not str(label.expr).strip() or not referenced_columns(str(label.expr), allowed):
                 raise ConfigError(f"{where}: label.expr '{label.expr}' reads none of the examples' columns {allowed}")
         if label.source and label.source not in sources:

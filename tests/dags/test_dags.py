@@ -158,3 +158,20 @@ def test_every_datasets_train_task_takes_its_workers_slots_in_the_one_training_p
         train = dag.get_task("train")
         assert (train.pool, train.pool_slots) == ("cluster_slots", expected)
         assert {t.pool for t in dag.tasks if t.task_id != "train"} == {"default_pool"}
+
+
+def test_a_datasets_own_params_shape_its_dags_only(tmp_path, monkeypatch):
+    """A spec's ``params:`` section (here: trained every night, two XGBoost workers) changes that dataset's
+    DAG; the others keep params.yaml's."""
+    import yaml
+    from airflow.dag_processing.dagbag import DagBag
+    doc = yaml.safe_load((REPO / "conf" / "datasets" / "cards.yaml").read_text())
+    doc.update(name="nightly_cards", params={"monitor": {"trigger": {"nightly_training": True}}, "train": {"num_workers": 2}})
+    (tmp_path / "nightly_cards.yaml").write_text(yaml.safe_dump(doc))
+    monkeypatch.setenv("TRAINYARD_DATASETS_DIR", str(tmp_path))
+    monkeypatch.setenv("TRAINYARD_TRAINING_SLOTS", "4")
+    dags = DagBag(str(REPO / "dags")).dags
+    assert type(dags["train_pipeline__nightly_cards"].timetable).__name__ == "CronDataIntervalTimetable"
+    assert dags["train_pipeline__nightly_cards"].get_task("train").pool_slots == 2
+    assert type(dags["train_pipeline__cards"].timetable).__name__ == "NullTimetable"
+    assert dags["train_pipeline__cards"].get_task("train").pool_slots == 4  # auto: every slot

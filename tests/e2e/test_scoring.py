@@ -156,15 +156,21 @@ def test_a_feature_gone_from_the_day_hands_every_row_to_the_baseline(spark, lake
     assert 1 < scores <= 5  # the label rate of each channel (four, and the overall rate for any other)
 
 
-def test_a_day_that_failed_validation_is_scored_from_its_staged_rows_by_the_baseline(spark, cards, lake):
-    """Upstream starts sending a channel the GX suite does not know, and ETL (its rule dropped from the spec)
-    lets it through: the day fails its audit and never reaches silver, yet every staged row is scored."""
+def test_a_day_that_failed_validation_is_scored_from_its_staged_rows_by_the_baseline(spark, cards, lake, tmp_path,
+                                                                                    monkeypatch):
+    """Upstream starts sending a channel the GX suite does not know, and ETL (its rule dropped from the spec,
+    kept as a critical rule of the suite file) lets it through: the day fails its audit and never reaches
+    silver, yet every staged row is scored."""
     import dataclasses
     part = lake["root"] / "landing" / "cards" / "transactions" / f"ds={BAD}" / "part-00000.csv"
     part.write_text(part.read_text().replace(",chip,", ",teleport,"))
     src = cards.sources["transactions"]
     loose = dataclasses.replace(cards, sources={**cards.sources, "transactions": dataclasses.replace(
         src, columns=tuple(dataclasses.replace(c, values=None) if c.name == "channel" else c for c in src.columns))})
+    monkeypatch.setattr(validate, "EXPECTATIONS_DIR", tmp_path)
+    (tmp_path / "cards_silver_transactions.json").write_text(json.dumps({"name": "cards_silver_transactions", "expectations": [
+        {"type": "expect_column_values_to_be_in_set", "severity": "critical",
+         "kwargs": {"column": "channel", "value_set": ["chip", "contactless", "swipe", "online"]}}]}))
     ctx = lambda step: context(step, loose, lake["settings"], BAD.isoformat(), params=copy.deepcopy(lake["params"]))  # noqa: E731
     etl.run(ctx("etl"))
     with pytest.raises(ValidationFailed, match="expect_column_values_to_be_in_set on column 'channel'"):
