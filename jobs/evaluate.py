@@ -23,7 +23,7 @@ from jobs.common.files import write_json_atomic
 from jobs.drift import profile
 from jobs.features import attr_col
 from jobs.metrics import binary_metrics, bootstrap_replicates, curve_points, interval, replicate_intervals
-from jobs.model import Model, feature_matrix, from_registry, from_run, predict
+from jobs.model import Model, encode, feature_matrix, from_registry, from_run, predict
 
 GATE_MODES = ("enabled", "dry_run", "disabled")
 HEADLINE = ("n", "n_pos", "n_neg", "auc", "pr_auc", "logloss", "brier", "ece", "precision", "recall", "f1", "fpr",
@@ -303,7 +303,7 @@ def run(ctx: StepContext) -> None:
     windows = json.loads((lineage_dir / "features.json").read_text()).get("counts", {}).get("windows", {}) if (lineage_dir / "features.json").exists() else {}
     doc = {"dataset": spec.name, "ds": ctx.ds.isoformat(), "overall": _headline(overall), "threshold": threshold,
            "fpr_target": fpr_target, "slices": slices, "fairness": fairness, "blessing": blessing, "importance": importance,
-           "shap": shap_summary(scored, overall["n"], booster, names, types, int(p.get("shap_rows", 2000)), seed),
+           "shap": shap_summary(encode(scored, model.vocabularies), overall["n"], booster, names, types, int(p.get("shap_rows", 2000)), seed),
            "windows": windows, "score_profile": profile(scored.select("score"), ["score"], [])["score"],
            "curves": {"challenger": curve_points(scored, label, weight="weight"), "champion": champion.get("curves")},
            "champion": {k: v for k, v in champion.items() if k != "curves"}, "golden": golden, "lineage": lineage,

@@ -153,12 +153,15 @@ def compute_features(events: DataFrame, spec: DatasetSpec, start: dt.date, end: 
     for name, (num, den) in f.ratios.items():
         df = df.withColumn(name, F.when(F.col(den) > 0, F.col(num) / F.col(den)))
     for name, vocab in f.categorical.items():
+        if name in f.learned:  # the raw value: each training set learns its vocabulary (jobs.model.encode)
+            continue
         code = F.lit(len(vocab))  # unknown and null share the last code: a fixed vocabulary, no target info
         for i, v in reversed(list(enumerate(vocab))):
             code = F.when(F.col(name) == v, F.lit(i)).otherwise(code)
         df = df.withColumn(f"{name}__code", code.cast("int"))
     keep = list(dict.fromkeys([src.key, spec.entity, src.event_time, "ds"]))
-    feats = [F.col(f"{n}__code").alias(n) if n in f.categorical else F.col(n).cast("double").alias(n) for n in f.names]
+    feats = [F.col(n).cast("string").alias(n) if n in f.learned else F.col(f"{n}__code").alias(n) if n in f.categorical
+             else F.col(n).cast("double").alias(n) for n in f.names]
     attrs = [F.col(c).cast("string").alias(attr_col(c)) for c in dict.fromkeys([*spec.sensitive, *spec.slices])]
     label = inline_label(spec, events)
     return (df.where(delta_io.ds_predicate(start, end))

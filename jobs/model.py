@@ -50,6 +50,7 @@ class Model:
     feature_names: list[str]
     feature_types: list[str]
     version: str | None = None
+    vocabularies: dict[str, list[str]] | None = None  # learned categoricals: the values coded 0..n-1 (n: any other)
 
     def required_columns(self) -> list[str]:
         """The columns a frame must hold (non-null somewhere) for this model to score it."""
@@ -81,6 +82,40 @@ def booster_from_bytes(model: bytes):
     booster = xgb.Booster()
     booster.load_model(bytearray(model))
     return booster
+
+
+def learn_vocabularies(rows: DataFrame, spec: DatasetSpec) -> dict[str, list[str]]:
+    """The vocabulary of every learned categorical (``features.categorical.<name>: {top, min_count}``) from
+    ``rows`` (the train window): its values seen at least ``min_count`` times, the ``top`` most frequent
+    (ties by value), most frequent first. One small aggregation per column."""
+    out = {}
+    for name, rule in spec.features.learned.items():
+        counts = (rows.where(F.col(name).isNotNull()).groupBy(F.col(name).cast("string").alias("v")).count()
+                  .where(F.col("count") >= rule.min_count).orderBy(F.desc("count"), "v"))
+        out[name] = [r["v"] for r in (counts.limit(rule.top) if rule.top else counts).collect()]
+    return out
+
+
+def encode(df: DataFrame, vocabularies: dict[str, list[str]] | None) -> DataFrame:
+    """``df`` with each learned categorical's raw value replaced by its code in ``vocabularies`` (the position
+    of the value; any other value and null: the vocabulary's length), as the model was trained."""
+    for name, vocab in (vocabularies or {}).items():
+        if name in df.columns:
+            pos = F.array_position(F.array(*[F.lit(v) for v in vocab]), F.col(name).cast("string")) if vocab else F.lit(0)
+            df = df.withColumn(name, F.coalesce(F.nullif(pos, F.lit(0)) - 1, F.lit(len(vocab))).cast("int"))
+    return df
+
+
+def encode_arrow(vocabularies: dict[str, list[str]] | None, columns: dict[str, Any]) -> dict[str, Any]:
+    """``encode`` for pyarrow expressions over a training set's files (``xgb_local.FileRows``): the same codes."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    out = dict(columns)
+    for name, vocab in (vocabularies or {}).items():
+        if name in out:
+            out[name] = pc.coalesce(pc.index_in(out[name], value_set=pa.array(vocab, type=pa.string())),
+                                    pc.scalar(pa.scalar(len(vocab), type=pa.int32())))
+    return out
 
 
 # ---------------------------------------------------------------- saving and loading
@@ -126,7 +161,7 @@ def from_run(run_dir: Path) -> Model:
     doc = json.loads((run_dir / "model" / "train.json").read_text())
     art = artifact_path(run_dir, doc)
     return Model("xgboost", read_verified(art, doc["sha256"], f"run {run_dir}"), doc["sha256"],
-                 doc["feature_names"], doc["feature_types"])
+                 doc["feature_names"], doc["feature_types"], vocabularies=doc.get("vocabularies"))
 
 
 def baseline_from_run(run_dir: Path) -> Model | None:
@@ -153,7 +188,8 @@ def from_registry(registry, name: str, version: str, which: str = "model") -> Mo
     what = f"model '{name}' version {version}" + (" (baseline)" if which != "model" else "")
     data = read_verified(registry.artifact_file(name, version, entry["artifact"]), entry["sha256"], what)
     names, types = (manifest["feature_names"], manifest["feature_types"]) if entry["kind"] == "xgboost" else ([], [])
-    return Model(entry["kind"], data, entry["sha256"], names, types, version)
+    vocab = manifest.get("vocabularies") if entry["kind"] == "xgboost" else None
+    return Model(entry["kind"], data, entry["sha256"], names, types, version, vocab)
 
 
 def profile_from_registry(registry, name: str, version: str) -> dict[str, Any]:
@@ -178,6 +214,11 @@ def predict(df: DataFrame, model: Model, out: str = "score") -> DataFrame:
     if model.kind != "xgboost":
         raise IntegrityError(f"model kind '{model.kind}' is not one of {KINDS}")
     from pyspark.sql.types import DoubleType, StructField, StructType
+    if model.vocabularies:  # scored on the codes the model learned, the raw values kept in the output
+        raw = {n: f"__raw_{n}" for n in model.vocabularies if n in df.columns}
+        coded = encode(df.select("*", *[F.col(n).alias(r) for n, r in raw.items()]), model.vocabularies)
+        scored = predict(coded, dataclasses.replace(model, vocabularies=None), out)
+        return scored.drop(*raw).select(*[F.col(raw[c]).alias(c) if c in raw else F.col(c) for c in df.columns], out)
     bc = df.sparkSession.sparkContext.broadcast(model.data)
     schema = StructType([*df.schema.fields, StructField(out, DoubleType())])  # df.schema.add would mutate df
     names, types = model.feature_names, model.feature_types

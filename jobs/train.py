@@ -25,7 +25,8 @@ from jobs.common.cli import StepContext, run_step
 from jobs.common.files import sha256_file, write_json_atomic
 from jobs.common.config import DatasetSpec, Settings
 from jobs.common.errors import ConfigError, DataError
-from jobs.model import booster_from_bytes, feature_types, fit_prior, save_booster, save_prior
+from jobs.model import (booster_from_bytes, encode, encode_arrow, feature_types, fit_prior, learn_vocabularies, save_booster,
+                        save_prior)
 
 VALID_COL = "is_valid"
 PROFILE_FILE = "profile.json"  # the train window's reference profile (jobs.drift), published with the model
@@ -39,14 +40,15 @@ def training_frame(training_set: DataFrame, spec: DatasetSpec) -> DataFrame:
                     F.coalesce(F.col("weight"), F.lit(1.0)).alias("weight"), (F.col("split") == "valid").alias(VALID_COL)))
 
 
-def training_rows(spec: DatasetSpec) -> xgb_local.FileRows:
-    """``training_frame`` as pyarrow expressions over the training set's files, for a reader of those files
-    (the local engine, ``xgb_local.read_rows``): the same filter and the same columns, value for value
-    (tests/unit/test_xgb_local.py compares the two)."""
+def training_rows(spec: DatasetSpec, vocabularies: dict[str, list[str]] | None = None) -> xgb_local.FileRows:
+    """``training_frame`` (encoded with ``vocabularies``) as pyarrow expressions over the training set's
+    files, for a reader of those files (the local engine, ``xgb_local.read_rows``): the same filter and the
+    same columns, value for value (tests/unit/test_xgb_local.py compares the two)."""
     import pyarrow.compute as pc
     label, split = spec.label.name, pc.field("split")
     columns = {spec.example_source.key: pc.field(spec.example_source.key),
-               **{n: pc.field(n) for n in spec.features.names}, label: pc.field(label).cast("float64", safe=False),
+               **encode_arrow(vocabularies, {n: pc.field(n) for n in spec.features.names}),
+               label: pc.field(label).cast("float64", safe=False),
                "weight": pc.coalesce(pc.field("weight"), pc.scalar(1.0)), VALID_COL: split == "valid"}
     return xgb_local.FileRows(columns, split.isin(["train", "valid"]) & pc.field(label).is_valid())
 
@@ -70,17 +72,20 @@ def tuned_params(run_dir: Path, training_set_version: int) -> dict[str, Any] | N
     return dict(doc["best_params"])
 
 
-def load_training_frame(spark, ctx: StepContext) -> tuple[DataFrame, dict[str, int]]:
-    """This cutoff's train and valid rows from the pinned training set, with their class counts (a pass
-    over two columns); refuses a window that lacks a class. Shared by train and tune. Not cached: the local
-    engine reads the snapshot's files with pyarrow (``xgb_local.read_rows``) and the spark engine's
-    shuffle into one partition per worker reads them once; a cached copy would only double the memory."""
+def load_training_frame(spark, ctx: StepContext) -> tuple[DataFrame, dict[str, int], dict[str, list[str]]]:
+    """This cutoff's train and valid rows from the pinned training set, the learned categoricals coded by
+    the vocabularies learned from its train window (``model.learn_vocabularies``), with their class counts (a
+    pass over two columns); refuses a window that lacks a class. Returns (rows, counts, vocabularies). Shared
+    by train and tune. Not cached: the local engine reads the snapshot's files with pyarrow
+    (``xgb_local.read_rows``) and the spark engine's shuffle into one partition per worker reads them once; a
+    cached copy would only double the memory."""
     ts = (delta_io.read_pinned(spark, ctx.table("training_set"), ctx.reads, "training_set")
           .where(F.col("cutoff_ds") == F.lit(ctx.ds)))
-    df = training_frame(ts, ctx.dataset)
+    vocabularies = learn_vocabularies(ts.where(F.col("split") == "train"), ctx.dataset)
+    df = encode(training_frame(ts, ctx.dataset), vocabularies)
     counts = class_balance(df, ctx.dataset.label.name)
     check_trainable(counts, f"training_set cutoff_ds={ctx.ds}")
-    return df, counts
+    return df, counts, vocabularies
 
 
 def class_balance(df: DataFrame, label: str) -> dict[str, int]:
@@ -299,10 +304,11 @@ def fit(df: DataFrame, spec: DatasetSpec, params: dict[str, Any], num_workers: i
 
 
 def fit_local(spark, df: DataFrame, table: str, spec: DatasetSpec, params: dict[str, Any], callbacks: list | None = None,
-              init_model=None):
-    """The local engine: ``df`` (``training_frame`` of the Delta table at ``table``) read into this process
-    (``xgb_local.read_rows``) and fitted by plain XGBoost with every core of the local master."""
-    data, how = xgb_local.read_rows(spark, df, table, training_rows(spec))
+              init_model=None, vocabularies: dict[str, list[str]] | None = None):
+    """The local engine: ``df`` (``training_frame`` of the Delta table at ``table``, coded with
+    ``vocabularies``) read into this process (``xgb_local.read_rows``) and fitted by plain XGBoost with every
+    core of the local master."""
+    data, how = xgb_local.read_rows(spark, df, table, training_rows(spec, vocabularies))
     print(f"train: local engine, {data.num_rows} rows from {how}")
     parts = xgb_local.split(data, features=spec.features.names, label=spec.label.name, weight="weight", valid=VALID_COL)
     del data
@@ -322,7 +328,7 @@ def run(ctx: StepContext) -> None:
     requested = p.get("num_workers", "auto")
     engine = resolve_engine(p.get("engine"), ctx.settings.spark_master)
     spark = get_spark(training_settings(ctx.settings, requested) if engine == "spark" else ctx.settings, "train")
-    df, counts = load_training_frame(spark, ctx)
+    df, counts, vocabularies = load_training_frame(spark, ctx)
     tuned = tuned_params(ctx.run_dir, ctx.reads["training_set"])
     if tuned:
         print(f"train: tuned params from the tune step: {tuned}")
@@ -340,7 +346,7 @@ def run(ctx: StepContext) -> None:
     else:
         callbacks = [CheckpointEvery(ckpt_dir, every)] if every else None
         if engine == "local":
-            model = fit_local(spark, df, ctx.table("training_set"), spec, remaining, callbacks, init)
+            model = fit_local(spark, df, ctx.table("training_set"), spec, remaining, callbacks, init, vocabularies)
         else:
             model = fit(df, spec, remaining, workers, callbacks, init)
         device = trained_on(model.get_booster())
@@ -355,7 +361,7 @@ def run(ctx: StepContext) -> None:
            "feature_types": feature_types(spec),
            "best_iteration": int(best) if best is not None else None, "best_score": booster.attr("best_score"),
            "num_boosted_rounds": booster.num_boosted_rounds(), "resumed_from_round": done, "label": spec.label.name,
-           "tuned": tuned, "baseline": baseline, "profile": profile}
+           "tuned": tuned, "baseline": baseline, "profile": profile, "vocabularies": vocabularies or None}
     write_json_atomic(ctx.run_dir / "model" / "train.json", doc)
     ctx.counts.update({"rows": counts, "sha256": doc["sha256"], "best_iteration": doc["best_iteration"],
                        "num_boosted_rounds": doc["num_boosted_rounds"]})

@@ -165,7 +165,7 @@ def run(ctx: StepContext) -> None:
     spec, label = ctx.dataset, ctx.dataset.label.name
     space = check_space(p.get("space") or {})
     spark = get_spark(ctx.settings, "tune")
-    df, counts = train.load_training_frame(spark, ctx)
+    df, counts, _ = train.load_training_frame(spark, ctx)  # the learned categoricals coded as train codes them
     base = train.xgb_params(ctx.params.get("train", {}), counts)
     seed = int(p.get("seed", base["random_state"]))
     tr, va = sample_frames(df, int(p.get("max_train_rows", 200_000)), int(p.get("max_valid_rows", 100_000)), seed)

@@ -158,13 +158,30 @@ class Recency:
 
 
 @dataclass(frozen=True)
+class Vocab:
+    """A categorical's vocabulary learned from the train window of each training set (never from the valid
+    or holdout window, whose labels judge the model): the ``top`` most frequent values seen at least
+    ``min_count`` times. Stored with the model; scoring encodes with the model's own."""
+    top: int | None = None
+    min_count: int = 1
+
+
+VOCAB_KEYS = ("top", "min_count", "from")
+
+
+@dataclass(frozen=True)
 class FeatureSpec:
     derived: dict[str, str]
     aggregates: tuple[Aggregate, ...]
     ratios: dict[str, tuple[str, str]]
     recency: dict[str, Recency]
     numeric: tuple[str, ...]
-    categorical: dict[str, tuple[str, ...]]
+    categorical: dict[str, tuple[str, ...] | Vocab]  # a fixed vocabulary, or one learned per training set
+
+    @property
+    def learned(self) -> dict[str, Vocab]:
+        """The categoricals whose vocabulary each training set learns (their features hold the raw values)."""
+        return {k: v for k, v in self.categorical.items() if isinstance(v, Vocab)}
 
     @property
     def names(self) -> list[str]:
@@ -253,7 +270,7 @@ class DatasetSpec:
             ratios={k: tuple(v) for k, v in (f.get("ratios") or {}).items()},
             recency={k: _recency(k, v, where) for k, v in (f.get("recency") or {}).items()},
             numeric=tuple(f.get("numeric", [])),
-            categorical={k: tuple(str(x) for x in v) for k, v in (f.get("categorical") or {}).items()},
+            categorical={k: _categorical(k, v, where) for k, v in (f.get("categorical") or {}).items()},
         )
         examples = _req(d, "examples", where)
         if examples not in sources:
@@ -270,6 +287,29 @@ def _params_section(d: dict, where: str) -> dict[str, Any]:
         raise ConfigError(f"{where}: params must map params.yaml sections to their overrides, e.g. "
                           f"{{features: {{split: {{train_days: 20}}}}, evaluate: {{gate: {{min_auc: 0.7}}}}}} (got {p!r})")
     return p
+
+
+def _categorical(name: str, v: Any, where: str) -> tuple[str, ...] | Vocab:
+    """A list is a fixed vocabulary; ``{top: N, min_count: M}`` one learned from each train window."""
+    at = f"{where}: features.categorical.{name}"
+    if isinstance(v, (list, tuple)):
+        return tuple(str(x) for x in v)
+    if not isinstance(v, dict):
+        raise ConfigError(f"{at}: expected a list of values or {{top: N, min_count: M}} (got {v!r})")
+    unknown = sorted(set(v) - set(VOCAB_KEYS))
+    if unknown:
+        raise ConfigError(f"{at}: unknown key(s) {unknown} (allowed: {', '.join(VOCAB_KEYS)})")
+    if v.get("from", "train") != "train":
+        raise ConfigError(f"{at}: from '{v['from']}': a vocabulary is learned from the train window only (from: train); "
+                          f"the valid and holdout windows' rows judge the model and must not shape its inputs")
+    try:
+        top = None if v.get("top") is None else int(v["top"])
+        min_count = int(v.get("min_count", 1))
+    except (TypeError, ValueError):
+        raise ConfigError(f"{at}: top and min_count are whole numbers (got {v!r})") from None
+    if (top is not None and top < 1) or min_count < 1:
+        raise ConfigError(f"{at}: top and min_count must be at least 1 (got {v!r})")
+    return Vocab(top=top, min_count=min_count)
 
 
 def _recency(name: str, v: Any, where: str) -> Recency:

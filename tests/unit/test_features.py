@@ -254,3 +254,18 @@ def test_a_label_expression_labels_each_example_known_by_the_cutoff(spark):
                                    "features": {"numeric": ["arr_delay"]}})
     with pytest.raises(LeakageError, match=r"feature 'arr_delay' reads the label \(\['arr_delay'\]\)"):
         features.compute_features(events, leaky, dt.date(2026, 10, 1), dt.date(2026, 10, 2))
+
+
+def test_a_learned_categorical_keeps_its_raw_value_in_the_features_a_fixed_one_its_code(spark):
+    spec = DatasetSpec.from_dict({
+        "name": "flights", "examples": "flights", "entity": "plane",
+        "sources": {"flights": {"path": "p", "key": "id", "event_time": "ts", "columns": [
+            {"name": "id", "type": "string"}, {"name": "ts", "type": "timestamp"}, {"name": "plane", "type": "string"},
+            {"name": "dest", "type": "string"}, {"name": "carrier", "type": "string"}, {"name": "arr_delay", "type": "double"}]}},
+        "label": {"name": "delayed", "expr": "arr_delay > 15"},
+        "features": {"categorical": {"dest": {"top": 100, "min_count": 5}, "carrier": ["AA", "UA"]}}})
+    events = spark.createDataFrame([("a", dt.datetime(2026, 10, 1, 8), "P", "JFK", "UA", 1.0)],
+                                   "id string, ts timestamp, plane string, dest string, carrier string, arr_delay double")
+    [row] = features.compute_features(events.withColumn("ds", F.to_date("ts")), spec, dt.date(2026, 10, 1),
+                                      dt.date(2026, 10, 1)).collect()
+    assert (row["dest"], row["carrier"]) == ("JFK", 1)  # learned per training set (jobs.model.encode); fixed: coded here

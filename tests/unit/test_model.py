@@ -148,3 +148,60 @@ def test_a_model_whose_scores_are_out_of_range_or_whose_feature_is_all_null_hand
     assert score.input_reason(xgb_model, {"a": 3}, validated=True) == "feature_missing:c"
     assert score.input_reason(xgb_model, {"a": 3, "c": 3}, validated=False) == "validation_failed"
     assert score.input_reason(prior({}, 0.1), {}, validated=False) is None  # the baseline reads no feature
+
+
+def test_a_learned_vocabulary_comes_from_the_rows_given_and_codes_the_same_in_spark_pyarrow_and_scoring(spark, tmp_path):
+    """``c`` is learned ({top: 2, min_count: 2}): its vocabulary is the two most frequent values seen at least
+    twice, most frequent first; any other value and null take the last code, in Spark (``encode``), in the
+    local engine's pyarrow read (``encode_arrow``) and when a model carrying it scores raw values."""
+    import pyarrow.dataset as ds
+    import xgboost as xgb
+
+    from jobs.common.config import DatasetSpec
+    spec = DatasetSpec.from_dict({
+        "name": "v", "examples": "e", "label": {"name": "y", "expr": "k is not null"},
+        "sources": {"e": {"path": "p", "key": "k", "event_time": "t", "columns": [
+            {"name": "k", "type": "string"}, {"name": "t", "type": "timestamp"}, {"name": "c", "type": "string"}]}},
+        "features": {"categorical": {"c": {"top": 2, "min_count": 2}}}})
+    assert list(spec.features.learned) == ["c"]
+    values = ["JFK"] * 5 + ["SFO"] * 3 + ["ORD"] * 3 + ["BOS"] + [None]
+    train_rows = spark.createDataFrame([(v,) for v in values], "c string")
+    vocab = model.learn_vocabularies(train_rows, spec)
+    assert vocab == {"c": ["JFK", "ORD"]}  # SFO and ORD tie on 3: by value; BOS seen once
+    probe = ["JFK", "ORD", "SFO", "BOS", None, "LAX"]
+    want = [0, 1, 2, 2, 2, 2]
+    df = spark.createDataFrame([(i, v) for i, v in enumerate(probe)], "i int, c string")
+    assert [r["c"] for r in model.encode(df, vocab).orderBy("i").collect()] == want
+    path = tmp_path / "rows.parquet"
+    df.write.parquet(str(path))
+    import pyarrow.compute as pc
+    got = ds.dataset(str(path)).to_table(columns={"i": pc.field("i"), **model.encode_arrow(vocab, {"c": pc.field("c")})})
+    assert dict(zip(got.column("i").to_pylist(), got.column("c").to_pylist())) == dict(enumerate(want))
+
+    booster, x = _booster()  # a and c (its codes 0..2); served raw strings through the vocabulary
+    run = _run_folder(tmp_path, booster)
+    m = model.from_run(run)
+    m = type(m)(**{**m.__dict__, "vocabularies": {"c": ["JFK", "ORD"]}})
+    raw = spark.createDataFrame([(i, None if np.isnan(a) else float(a), ["JFK", "ORD", "SFO"][int(c)])
+                                 for i, (a, c) in enumerate(x)], "id int, a double, c string")
+    scored = model.predict(raw, m)
+    assert scored.columns == ["id", "a", "c", "score"] and scored.schema["c"].dataType.simpleString() == "string"
+    got = {r["id"]: r["score"] for r in scored.collect()}
+    want = booster.predict(xgb.DMatrix(x, feature_names=["a", "c"], feature_types=["q", "c"], enable_categorical=True))
+    assert max(abs(got[i] - want[i]) for i in got) < 1e-6
+
+
+@pytest.mark.parametrize("rule, message", [
+    ({"top": 50, "from": "holdout"}, r"features.categorical.dest: from 'holdout': a vocabulary is learned from the train window only"),
+    ({"top": 50, "min_cnt": 3}, r"unknown key\(s\) \['min_cnt'\] \(allowed: top, min_count, from\)"),
+    ({"top": 0}, "top and min_count must be at least 1"),
+])
+def test_a_vocabulary_rule_that_is_not_allowed_names_the_file_and_key(rule, message):
+    from jobs.common.config import DatasetSpec
+    from jobs.common.errors import ConfigError
+    with pytest.raises(ConfigError, match=message):
+        DatasetSpec.from_dict({
+            "name": "v", "examples": "e", "label": {"name": "y", "expr": "k is not null"},
+            "sources": {"e": {"path": "p", "key": "k", "event_time": "t", "columns": [
+                {"name": "k", "type": "string"}, {"name": "t", "type": "timestamp"}, {"name": "dest", "type": "string"}]}},
+            "features": {"categorical": {"dest": rule}}}, "conf/datasets/flights.yaml")
