@@ -21,7 +21,7 @@ from pyspark.sql.window import WindowSpec
 from jobs import golden
 from jobs.common import delta_io, sqlexpr
 from jobs.common.cli import StepContext, run_step
-from jobs.common.config import Aggregate, DatasetSpec
+from jobs.common.config import Aggregate, AsOf, DatasetSpec
 from jobs.common.errors import ConfigError, DataError
 from jobs.common.sqlexpr import referenced_columns
 
@@ -41,6 +41,7 @@ def lookback_days(spec: DatasetSpec) -> int:
     """How much history before the first example the aggregates and recency windows need."""
     secs = [window_seconds(a.window) for a in spec.features.aggregates]
     secs += [window_seconds(r.window) for r in spec.features.recency.values()]
+    secs += [window_seconds(j.max_age) for j in spec.features.as_of]
     return -(-max(secs + [0]) // 86400)
 
 
@@ -126,10 +127,46 @@ def as_of_landing(base: DataFrame, plain: DataFrame, spec: DatasetSpec, start: d
     return out
 
 
-def compute_features(events: DataFrame, spec: DatasetSpec, start: dt.date, end: dt.date) -> DataFrame:
-    """Pure transform: ``events`` = silver rows of the examples source covering [start - lookback, end];
-    returns one row per example with landing day (ds) in [start, end]: key, entity, event time, ds, the
-    declared features, and the slice columns. Built only from Spark built-ins and window functions.
+def as_of_join(examples: DataFrame, j: AsOf, rows: DataFrame, spec: DatasetSpec) -> DataFrame:
+    """``examples`` (with ``TS``, the event time in µs, and ``ds``) with ``j``'s feature columns: per example
+    at time t landed on day D, the values of the latest row of ``rows`` (silver of ``j.source``) with the same
+    keys, event time s with t - max_age <= s < t, landed by D (its ds <= D); null when there is none. Equal
+    times: the row with the largest key. The candidates are bounded by max_age: both sides are bucketed by
+    time in max_age-wide buckets, and an example looks in its own bucket and the one before."""
+    src = spec.sources[j.source]
+    width = window_seconds(j.max_age) * 1_000_000
+    key = spec.example_source.key
+    s_ts = F.unix_micros(F.col(src.event_time))
+    cand = rows.select(*[F.col(c).alias(f"_on{i}") for i, c in enumerate(j.on.values())], s_ts.alias("_s"),
+                       F.col("ds").alias("_sds"), F.col(src.key).cast("string").alias("_skey"),
+                       *[F.col(c).cast("double").alias(f"_v_{n}") for c, n in j.columns.items()])
+    cand = cand.withColumn("_b", F.floor(F.col("_s") / width))
+    ex = (examples.select(F.col(key).alias("_k"), F.col("ds").alias("_d"), F.col(TS).alias("_t"),
+                          *[F.col(c).alias(f"_on{i}") for i, c in enumerate(j.on)])
+          .withColumn("_b", F.explode(F.array(F.floor(F.col("_t") / width), F.floor(F.col("_t") / width) - 1))))
+    hit = (ex.join(cand, [*[f"_on{i}" for i in range(len(j.on))], "_b"])
+           .where((F.col("_s") < F.col("_t")) & (F.col("_s") >= F.col("_t") - width) & (F.col("_sds") <= F.col("_d"))))
+    latest = hit.groupBy("_k", "_d").agg(F.max(F.struct("_s", "_skey", *[f"_v_{n}" for n in j.columns.values()])).alias("_r"))
+    joined = examples.join(latest, (examples[key] == latest["_k"]) & (examples["ds"] == latest["_d"]), "left")
+    return joined.select(*examples.columns, *[F.col(f"_r._v_{n}").alias(n) for n in j.columns.values()])
+
+
+def as_of_sources(spark, ctx: StepContext, start: dt.date, end: dt.date) -> dict[str, DataFrame]:
+    """Silver of every source the spec joins as of (``features.as_of``), pinned, for [start - lookback, end]."""
+    out = {}
+    for name in dict.fromkeys(j.source for j in ctx.dataset.features.as_of):
+        table = f"silver_{name}"
+        out[name] = (delta_io.read_pinned(spark, ctx.table(table), ctx.reads, table)
+                     .where(delta_io.ds_predicate(start - dt.timedelta(days=lookback_days(ctx.dataset)), end)))
+    return out
+
+
+def compute_features(events: DataFrame, spec: DatasetSpec, start: dt.date, end: dt.date,
+                     sources: dict[str, DataFrame] | None = None) -> DataFrame:
+    """Pure transform: ``events`` = silver rows of the examples source covering [start - lookback, end]
+    (``sources``: silver of the sources joined as of, ``as_of_sources``); returns one row per example with
+    landing day (ds) in [start, end]: key, entity, event time, ds, the declared features, and the slice
+    columns. Built only from Spark built-ins and window functions.
 
     Point in time: an example at time t that landed on day D sees events with event time strictly before t,
     within the feature's window, that had landed by D. So day D's features are the same whichever run
@@ -152,6 +189,12 @@ def compute_features(events: DataFrame, spec: DatasetSpec, start: dt.date, end: 
         df = df.withColumn(name, ((F.col(TS) - F.col(name)) / 1_000_000).cast("double"))
     for name, (num, den) in f.ratios.items():
         df = df.withColumn(name, F.when(F.col(den) > 0, F.col(num) / F.col(den)))
+    if f.as_of:
+        df = df.where(delta_io.ds_predicate(start, end))  # only the examples are joined, not the lookback
+        for j in f.as_of:
+            if not sources or j.source not in sources:
+                raise ConfigError(f"{spec.path}: features.as_of.{j.name} joins source '{j.source}', which was not read")
+            df = as_of_join(df, j, sources[j.source], spec)
     for name, vocab in f.categorical.items():
         if name in f.learned:  # the raw value: each training set learns its vocabulary (jobs.model.encode)
             continue
@@ -294,7 +337,7 @@ def run(ctx: StepContext) -> None:
     lb = lookback_days(spec)
     silver = delta_io.read_pinned(spark, ctx.table(f"silver_{src.name}"), ctx.reads, f"silver_{src.name}")
     events = silver.where(delta_io.ds_predicate(ctx.start_ds - dt.timedelta(days=lb), ctx.ds))
-    feats = compute_features(events, spec, ctx.start_ds, ctx.ds)
+    feats = compute_features(events, spec, ctx.start_ds, ctx.ds, as_of_sources(spark, ctx, ctx.start_ds, ctx.ds))
     delta_io.replace_partitions(feats, ctx.table("features"), ctx.start_ds, ctx.ds, writes=ctx.writes, name="features",
                                 evolve=True)
 

@@ -41,7 +41,7 @@ from jobs.common import delta_io
 from jobs.common.cli import StepContext, run_step
 from jobs.common.config import DatasetSpec
 from jobs.common.errors import ConfigError, DataError, TrainyardError
-from jobs.features import attr_col, compute_features, lookback_days
+from jobs.features import as_of_sources, attr_col, compute_features, lookback_days
 from jobs.model import Model, from_registry, predict
 
 CHAIN = ("champion", "previous_champion", "baseline")
@@ -53,10 +53,12 @@ class ScoringFailed(TrainyardError):
     exit_code = 4
 
 
-def scoring_features(silver: DataFrame, spec: DatasetSpec, ds: dt.date) -> DataFrame:
-    """Features of the examples of ``ds`` alone, from silver rows of [ds - lookback, ds]."""
+def scoring_features(silver: DataFrame, spec: DatasetSpec, ds: dt.date,
+                     sources: dict[str, DataFrame] | None = None) -> DataFrame:
+    """Features of the examples of ``ds`` alone, from silver rows of [ds - lookback, ds] (``sources``: the
+    silver of the sources joined as of)."""
     events = silver.where(delta_io.ds_predicate(ds - dt.timedelta(days=lookback_days(spec)), ds))
-    return compute_features(events, spec, ds, ds)
+    return compute_features(events, spec, ds, ds, sources)
 
 
 def ids(spec: DatasetSpec) -> list[str]:
@@ -154,14 +156,15 @@ def day_features(spark, ctx: StepContext, validated: bool) -> DataFrame:
     spec, src = ctx.dataset, ctx.dataset.example_source
     silver_name = f"silver_{src.name}"
     silver = delta_io.read_pinned(spark, ctx.table(silver_name), ctx.reads, silver_name)
+    sources = as_of_sources(spark, ctx, ctx.ds, ctx.ds)
     if validated:
-        return scoring_features(silver, spec, ctx.ds)
+        return scoring_features(silver, spec, ctx.ds, sources)
     staged_name = f"staged_{src.name}"
     staged = (delta_io.read_pinned(spark, ctx.table(staged_name), ctx.reads, staged_name)
               .where(delta_io.ds_predicate(ctx.ds, ctx.ds)).drop(SUPERSEDES))
     before = silver.where(delta_io.ds_predicate(ctx.ds - dt.timedelta(days=lookback_days(spec)), ctx.ds - dt.timedelta(days=1)))
     try:
-        feats = compute_features(before.unionByName(staged, allowMissingColumns=True), spec, ctx.ds, ctx.ds)
+        feats = compute_features(before.unionByName(staged, allowMissingColumns=True), spec, ctx.ds, ctx.ds, sources)
         feats.schema  # analysis errors (a column the features need is gone) surface here
         return feats
     except Exception as e:  # noqa: BLE001 - any analysis error: the baseline scores the raw rows

@@ -158,6 +158,22 @@ class Recency:
 
 
 @dataclass(frozen=True)
+class AsOf:
+    """A time-varying source joined onto each example as of its event time t: per key, the latest row of
+    ``source`` with event time strictly before t and at most ``max_age`` old, that had landed by the
+    example's landing day; its ``columns`` (source column -> feature name) are numeric features, null when
+    there is no such row."""
+    name: str
+    source: str
+    on: dict[str, str]          # example column -> source column
+    max_age: str                # <number><s|m|h|d>
+    columns: dict[str, str]     # source column -> feature name
+
+
+NUMERIC_TYPES = ("int", "long", "double", "boolean")
+
+
+@dataclass(frozen=True)
 class Vocab:
     """A categorical's vocabulary learned from the train window of each training set (never from the valid
     or holdout window, whose labels judge the model): the ``top`` most frequent values seen at least
@@ -177,6 +193,7 @@ class FeatureSpec:
     recency: dict[str, Recency]
     numeric: tuple[str, ...]
     categorical: dict[str, tuple[str, ...] | Vocab]  # a fixed vocabulary, or one learned per training set
+    as_of: tuple[AsOf, ...] = ()
 
     @property
     def learned(self) -> dict[str, Vocab]:
@@ -187,7 +204,7 @@ class FeatureSpec:
     def names(self) -> list[str]:
         """Model inputs, in a fixed order (the single source of feature names)."""
         return (list(self.numeric) + list(self.derived) + [a.name for a in self.aggregates] + list(self.ratios)
-                + list(self.recency) + list(self.categorical))
+                + list(self.recency) + [n for j in self.as_of for n in j.columns.values()] + list(self.categorical))
 
 
 @dataclass(frozen=True)
@@ -271,6 +288,7 @@ class DatasetSpec:
             recency={k: _recency(k, v, where) for k, v in (f.get("recency") or {}).items()},
             numeric=tuple(f.get("numeric", [])),
             categorical={k: _categorical(k, v, where) for k, v in (f.get("categorical") or {}).items()},
+            as_of=tuple(_as_of(k, v, where, sources, d.get("examples")) for k, v in (f.get("as_of") or {}).items()),
         )
         examples = _req(d, "examples", where)
         if examples not in sources:
@@ -287,6 +305,34 @@ def _params_section(d: dict, where: str) -> dict[str, Any]:
         raise ConfigError(f"{where}: params must map params.yaml sections to their overrides, e.g. "
                           f"{{features: {{split: {{train_days: 20}}}}, evaluate: {{gate: {{min_auc: 0.7}}}}}} (got {p!r})")
     return p
+
+
+def _as_of(name: str, v: Any, where: str, sources: dict[str, Source], examples: Any) -> AsOf:
+    """``features.as_of.<name>: {source, on: {example column: source column}, max_age, columns: {source
+    column: feature name}}``, checked against the sources' columns."""
+    at = f"{where}: features.as_of.{name}"
+    if not isinstance(v, dict) or not {"source", "on", "max_age", "columns"} <= set(v):
+        raise ConfigError(f"{at}: needs source, on, max_age and columns, e.g. {{source: weather, on: {{origin: airport}}, "
+                          f"max_age: 6h, columns: {{temp_c: origin_temp_c}}}} (got {v!r})")
+    if v["source"] not in sources or v["source"] == examples:
+        raise ConfigError(f"{at}: source '{v['source']}' is not one of the other sources {[s for s in sources if s != examples]}")
+    src, ex = sources[v["source"]], sources.get(examples)
+    on, columns = dict(v["on"] or {}), dict(v["columns"] or {})
+    if not on or not columns:
+        raise ConfigError(f"{at}: on and columns must each name at least one column")
+    for e, c in on.items():
+        if ex is not None and e not in ex.column_names:
+            raise ConfigError(f"{at}: on '{e}' is not a column of the examples {ex.column_names}")
+        if c not in src.column_names:
+            raise ConfigError(f"{at}: on '{e}: {c}': '{c}' is not a column of source {src.name} {src.column_names}")
+    types = {c.name: c.type for c in src.columns}
+    for c in columns:
+        if types.get(c) not in NUMERIC_TYPES:
+            raise ConfigError(f"{at}: columns '{c}' must be a numeric column of source {src.name} "
+                              f"({[n for n, t in types.items() if t in NUMERIC_TYPES]})")
+    if not re.fullmatch(r"\d+[smhd]", str(v["max_age"])):
+        raise ConfigError(f"{at}: max_age '{v['max_age']}' is not <number><s|m|h|d>, e.g. 6h")
+    return AsOf(name=name, source=src.name, on=on, max_age=str(v["max_age"]), columns=columns)
 
 
 def _categorical(name: str, v: Any, where: str) -> tuple[str, ...] | Vocab:

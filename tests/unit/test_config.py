@@ -66,3 +66,18 @@ def test_a_params_override_params_yaml_does_not_know_is_refused(params, message)
     from jobs.common.config import effective_params, load_params
     with pytest.raises(ConfigError, match=message):
         effective_params(load_params("params.yaml"), DatasetSpec.from_dict({**BASE, "params": params}, "conf/datasets/x.yaml"))
+
+
+@pytest.mark.parametrize("as_of, message", [
+    ({"source": "rain", "on": {"c": "k2"}, "max_age": "6h", "columns": {"v": "x"}}, r"source 'rain' is not one of the other sources \['w'\]"),
+    ({"source": "w", "on": {"nope": "k2"}, "max_age": "6h", "columns": {"v": "x"}}, r"on 'nope' is not a column of the examples"),
+    ({"source": "w", "on": {"c": "k2"}, "max_age": "6h", "columns": {"s": "x"}}, r"columns 's' must be a numeric column of source w \(\['v'\]\)"),
+    ({"source": "w", "on": {"c": "k2"}, "max_age": "six hours", "columns": {"v": "x"}}, "max_age 'six hours' is not <number>"),
+    ({"source": "w", "on": {"c": "k2"}}, "needs source, on, max_age and columns"),
+])
+def test_an_as_of_join_the_sources_cannot_make_is_named(as_of, message):
+    doc = {**BASE, "sources": {**BASE["sources"], "w": {"path": "x/w", "key": "k2", "event_time": "t2", "columns": [
+        {"name": "k2", "type": "string"}, {"name": "t2", "type": "timestamp"}, {"name": "v", "type": "double"},
+        {"name": "s", "type": "string"}]}}, "features": {"as_of": {"wx": as_of}}}
+    with pytest.raises(ConfigError, match=r"conf/datasets/x.yaml: features.as_of.wx: " + message):
+        DatasetSpec.from_dict(doc, "conf/datasets/x.yaml")

@@ -269,3 +269,51 @@ def test_a_learned_categorical_keeps_its_raw_value_in_the_features_a_fixed_one_i
     [row] = features.compute_features(events.withColumn("ds", F.to_date("ts")), spec, dt.date(2026, 10, 1),
                                       dt.date(2026, 10, 1)).collect()
     assert (row["dest"], row["carrier"]) == ("JFK", 1)  # learned per training set (jobs.model.encode); fixed: coded here
+
+
+AS_OF_SPEC = {
+    "name": "flights", "examples": "flights", "entity": "plane",
+    "sources": {
+        "flights": {"path": "p", "key": "id", "event_time": "ts", "columns": [
+            {"name": "id", "type": "string"}, {"name": "ts", "type": "timestamp"}, {"name": "plane", "type": "string"},
+            {"name": "origin", "type": "string"}, {"name": "arr_delay", "type": "double"}]},
+        "weather": {"path": "w", "key": "obs_id", "event_time": "obs_ts", "columns": [
+            {"name": "obs_id", "type": "string"}, {"name": "obs_ts", "type": "timestamp"}, {"name": "airport", "type": "string"},
+            {"name": "wind_kt", "type": "double"}]}},
+    "label": {"name": "delayed", "expr": "arr_delay > 15"},
+    "features": {"as_of": {"origin_weather": {"source": "weather", "on": {"origin": "airport"}, "max_age": "6h",
+                                              "columns": {"wind_kt": "origin_wind_kt"}}}}}
+
+
+def test_an_as_of_join_takes_the_latest_row_strictly_before_the_example_within_max_age_landed_by_its_day(spark):
+    """Hand-computed, every boundary: a reading at exactly t is not seen; one at exactly t - max_age is; one
+    older is not; a reading landed after the example's day is not seen by that day's example (a range run and
+    the one-day run of that day agree), and is seen by the next day's."""
+    spec = DatasetSpec.from_dict(AS_OF_SPEC)
+    assert spec.features.names == ["origin_wind_kt"] and features.lookback_days(spec) == 1
+    t = lambda d, h, m=0, s=0: dt.datetime(2026, 10, d, h, m, s)  # noqa: E731
+    flights = spark.createDataFrame(
+        [("a", t(2, 10), "P1", "JFK", 1.0, "2026-10-02"), ("b", t(2, 10), "P2", "SFO", 1.0, "2026-10-02"),
+         ("c", t(2, 10), "P3", "ORD", 1.0, "2026-10-02"), ("d", t(2, 10), "P4", "BOS", 1.0, "2026-10-02"),
+         ("e", t(3, 10), "P3", "ORD", 1.0, "2026-10-03"), ("f", t(2, 2), "P5", "JFK", 1.0, "2026-10-02"),
+         ("g", t(2, 11), "P6", "ORD", 1.0, "2026-10-03")],  # g landed a day late: it sees what had landed by day 3
+        "id string, ts timestamp, plane string, origin string, arr_delay double, ds string").withColumn("ds", F.to_date("ds"))
+    weather = spark.createDataFrame([
+        ("j1", t(2, 4), "JFK", 10.0, "2026-10-02"), ("j2", t(2, 9, 30), "JFK", 12.0, "2026-10-02"),
+        ("j3", t(2, 10), "JFK", 99.0, "2026-10-02"),                                  # at exactly t: not before it
+        ("j0", t(1, 21), "JFK", 7.0, "2026-10-01"),                                   # the day before, within 6h of f
+        ("s1", t(2, 3, 59, 59), "SFO", 20.0, "2026-10-02"),                           # 6 h 1 s before b: too old
+        ("o1", t(2, 8), "ORD", 30.0, "2026-10-02"), ("o2", t(2, 9), "ORD", 31.0, "2026-10-03"),  # o2 landed a day late
+        ("o3", t(3, 9, 59, 59), "ORD", 32.0, "2026-10-03"),
+        ("b1", t(2, 4), "BOS", 40.0, "2026-10-02")],                                 # exactly t - max_age: seen
+        "obs_id string, obs_ts timestamp, airport string, wind_kt double, ds string").withColumn("ds", F.to_date("ds"))
+    d2, d3 = dt.date(2026, 10, 2), dt.date(2026, 10, 3)
+    ranged = {r["id"]: r["origin_wind_kt"] for r in
+              features.compute_features(flights, spec, d2, d3, {"weather": weather}).collect()}
+    # c (day 2) does not see o2, landed on day 3; g, landed on day 3 too, does
+    assert ranged == {"a": 12.0, "b": None, "c": 30.0, "d": 40.0, "e": 32.0, "f": 7.0, "g": 31.0}
+    for day in (d2, d3):  # scoring each day alone from what had landed by then: the same values
+        landed = lambda df: df.where(F.col("ds") <= F.lit(day))  # noqa: E731
+        alone = {r["id"]: r["origin_wind_kt"] for r in features.compute_features(
+            landed(flights), spec, day, day, {"weather": landed(weather)}).collect()}
+        assert alone == {k: v for k, v in ranged.items() if k in alone} and len(alone) == (5 if day == d2 else 2)
