@@ -85,13 +85,14 @@ def run_read(root: Path, n_features: int, categorical: int) -> dict:
 
 
 def run_monitor(root: Path, n_features: int, categorical: int) -> dict:
-    from jobs.drift import bin_counts
+    from jobs.drift import bin_counts, local_files
     from jobs.monitor import bins, day_signals, drift_rows
     spark = spark_session()
     spark.range(1).count()
     reference = json.loads((root / "profile.json").read_text())
     t0 = time.perf_counter()
-    counts = bin_counts(day(spark, root, n_features, categorical), bins(reference))
+    frame = day(spark, root, n_features, categorical)
+    counts = bin_counts(frame, bins(reference), local_files(spark, frame, str(root / "features")))
     rows = drift_rows(reference, counts, {})
     signals = day_signals(rows, {})
     seconds = time.perf_counter() - t0

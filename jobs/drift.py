@@ -84,12 +84,13 @@ def column_bins(values, s: dict[str, Any]):
     return np.where(codes < 0, len(cats), codes), null
 
 
-def bin_counts(df: DataFrame, spec: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+def bin_counts(df: DataFrame, spec: dict[str, dict[str, Any]], files: list[str] | None = None) -> dict[str, dict[str, Any]]:
     """Counts per bin (numeric: by the edges; categorical: per listed value, the rest as ``__other__``),
     nulls and rows of every column of ``spec`` ({column: {"kind": "numeric", "edges": [...]} or
-    {"kind": "categorical", "values": [...]}}). One pass: each Arrow batch is binned with numpy on the
-    executors (``mapInArrow``, ``column_bins``: one vectorised search per column, no pandas frame), and only
-    each partition's counts reach the driver."""
+    {"kind": "categorical", "values": [...]}}). One pass: each Arrow batch is binned with numpy
+    (``column_bins``: one vectorised search per column, no pandas frame). ``files``: Parquet files that hold
+    exactly ``df``'s rows (``local_files``), read here with pyarrow; otherwise Spark bins on the executors
+    (``mapInArrow``) and only each partition's counts reach the driver."""
     import numpy as np
     import pyarrow as pa
     cols = list(spec)
@@ -104,11 +105,30 @@ def bin_counts(df: DataFrame, spec: dict[str, dict[str, Any]]) -> dict[str, dict
         yield pa.RecordBatch.from_pydict({"c": cols, "counts": [t.tolist() for t in total]})
 
     sums = {c: np.zeros(n + 1, dtype="int64") for c, n in zip(cols, sizes)}
-    if cols:
+    if cols and files is not None:
+        import pyarrow.dataset as pads
+
+        from jobs.common.xgb_local import unified_schema
+        batches = pads.dataset(files, format="parquet", schema=unified_schema(files)).to_batches(columns=cols) if files else []
+        for r in next(count(batches)).to_pylist():
+            sums[r["c"]] += np.asarray(r["counts"], dtype="int64")
+    elif cols:
         for r in df.select(*cols).mapInArrow(count, "c string, counts array<long>").collect():
             sums[r["c"]] += np.asarray(r["counts"], dtype="int64")
     rows = int(sums[cols[0]].sum()) if cols else int(df.count())
     return {c: {"counts": [int(v) for v in sums[c][:-1]], "nulls": int(sums[c][-1]), "rows": rows} for c in cols}
+
+
+def local_files(spark, df: DataFrame, table: str) -> list[str] | None:
+    """On a local master, the Parquet files of the Delta table at ``table`` that hold exactly ``df``'s rows
+    (``df`` is a read of that table filtered on its partition column only: ``xgb_local.snapshot_files``), for
+    ``bin_counts`` to read with pyarrow: in one process that skips Spark's row-to-Arrow conversion, the
+    larger part of a Spark pass (bench/RESULTS.md). None on a cluster, where the executors bin their own
+    partitions, or where the files alone would not give the rows."""
+    if not spark.sparkContext.master.startswith("local"):
+        return None
+    from jobs.common.xgb_local import snapshot_files
+    return snapshot_files(spark, df, table)
 
 
 def profile(df: DataFrame, numeric: list[str], categorical: list[str], bins: int = 10) -> dict[str, dict[str, Any]]:

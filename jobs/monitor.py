@@ -46,7 +46,7 @@ from pyspark.sql import functions as F
 from jobs.common import delta_io, storage
 from jobs.common.cli import StepContext, parser, run_step
 from jobs.common.errors import ConfigError, TrainyardError
-from jobs.drift import bin_counts, distances, shares
+from jobs.drift import bin_counts, distances, local_files, shares
 
 SCHEMA = ("ds date, subject_ds date, model_version string, kind string, metric string, feature string, slice string, "
           "value double, threshold double, breached boolean, detail string")
@@ -383,7 +383,7 @@ def run(ctx: StepContext) -> None:
         feats = delta_io.read_pinned(spark, ctx.table("features"), ctx.reads, "features").where(delta_io.ds_predicate(ctx.ds, ctx.ds)) \
             if delta_io.is_delta(spark, ctx.table("features")) else None
         present = {c: b for c, b in bins(ref["profile"]).items() if feats is not None and c in feats.columns}
-        counts = bin_counts(feats, present) if present else {}
+        counts = bin_counts(feats, present, local_files(spark, feats, ctx.table("features"))) if present else {}
         n = next(iter(counts.values()))["rows"] if counts else 0
         rows += drift_rows(ref["profile"], counts, p, calendar_features(spec)) if n else [
             _row("feature_drift", "drifted", None, breached=False, detail="no validated example of the day in features")]

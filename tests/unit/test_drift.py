@@ -68,3 +68,24 @@ def test_bins_of_integer_codes_nulls_nan_and_strings_as_numpy_counts_them():
     assert [int(v) for v, n in zip(b, null) if not n] == [1, 2, 2]  # an edge belongs to the bin above it
     b, null = drift.column_bins(pa.array(["chip", None, "crypto"]), {"kind": "categorical", "values": ["swipe", "chip"]})
     assert null.tolist() == [False, True, False] and [int(b[0]), int(b[2])] == [1, 2]
+
+
+def test_a_days_bins_from_its_delta_files_equal_the_bins_spark_counts(spark, tmp_path):
+    """On a local master monitoring reads the day's Parquet files with pyarrow (``local_files``): the same
+    counts as Spark's pass over the same partition, and only that partition's rows."""
+    from pyspark.sql import functions as F
+    path = str(tmp_path / "features")
+    df = (spark.range(0, 3000, 1, 3)
+          .withColumn("ds", F.when(F.col("id") % 3 == 0, "2026-10-01").otherwise("2026-10-02"))
+          .withColumn("amount", F.when(F.col("id") % 17 == 0, None).otherwise(F.rand(2) * 100))
+          .withColumn("code", (F.col("id") % 5).cast("int"))
+          .withColumn("channel", F.when(F.col("id") % 7 == 0, None).otherwise(F.element_at(F.array(*map(F.lit, ["chip", "online", "swipe", "crypto"])), (F.col("id") % 4 + 1).cast("int")))))
+    df.write.format("delta").partitionBy("ds").save(path)
+    day = spark.read.format("delta").load(path).where("ds = '2026-10-02'")
+    spec = {"amount": {"kind": "numeric", "edges": [10.0, 50.0, 90.0]}, "code": {"kind": "categorical", "values": ["0", "1", "3"]},
+            "channel": {"kind": "categorical", "values": ["chip", "online", "swipe"]}}
+    files = drift.local_files(spark, day, path)
+    assert files and all("ds=2026-10-02" in f for f in files)
+    by_files, by_spark = drift.bin_counts(day, spec, files), drift.bin_counts(day, spec)
+    assert by_files == by_spark and by_files["amount"]["rows"] == 2000
+    assert by_files["channel"]["counts"][-1] == sum(1 for i in range(3000) if i % 3 and i % 7 and i % 4 == 3)  # crypto: other
