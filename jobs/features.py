@@ -45,35 +45,43 @@ def lookback_days(spec: DatasetSpec) -> int:
     return -(-max(secs + [0]) // 86400)
 
 
+SIMPLE_AGGS = {"count": F.count, "sum": F.sum, "mean": F.avg, "max": F.max, "min": F.min}
+
+
+def _check_agg(a: Aggregate) -> None:
+    if a.agg not in (*SIMPLE_AGGS, "distinct_count"):
+        raise ConfigError(f"feature '{a.name}': unknown aggregate '{a.agg}' (count, sum, mean, max, min, distinct_count)")
+
+
 def _agg_over(a: Aggregate, w) -> Column:
+    _check_agg(a)
     col = F.col(a.column) if a.column else F.lit(1)
-    simple = {"count": F.count, "sum": F.sum, "mean": F.avg, "max": F.max, "min": F.min}
-    if a.agg in simple:
-        return simple[a.agg](col).over(w)
     if a.agg == "distinct_count":
         return F.size(F.collect_set(col).over(w))
-    raise ConfigError(f"feature '{a.name}': unknown aggregate '{a.agg}' (count, sum, mean, max, min, distinct_count)")
+    return SIMPLE_AGGS[a.agg](col).over(w)
+
+
+def _agg(a: Aggregate, col: Column) -> Column:
+    """``a``'s aggregate of ``col`` in a group (nulls are not counted), named ``_a_<name>``."""
+    _check_agg(a)
+    return (F.count_distinct(col) if a.agg == "distinct_count" else SIMPLE_AGGS[a.agg](col)).alias(f"_a_{a.name}")
 
 
 def leakage_check(events: DataFrame, spec: DatasetSpec) -> None:
     """Refuse, naming the feature, any feature whose inputs were not known before the example's time:
     the label itself, or a column declared ``known_at`` another timestamp that is not strictly before the
-    event time on every row. Aggregates may not read such columns at all (their values would have to be
-    taken as of each example's time, not as of the aggregated event's)."""
+    event time on every row. An aggregate over such a column is not refused: it counts each row's value as
+    of the example's time (``known_by_time``); its entity must be known at the event time."""
     from jobs.common.errors import LeakageError
-    src = spec.example_source
-    f = spec.features
+    src, f = spec.example_source, spec.features
     label_cols = {spec.label.name} | set(label_inputs(spec, list(events.columns)))
-    late = {c.name: c.known_at for c in src.columns if c.known_at and c.known_at != src.event_time}
+    late = late_columns(spec)
     uses: dict[str, list[str]] = {n: referenced_columns(e, list(events.columns)) for n, e in f.derived.items()}
     uses.update({n: [n] for n in f.numeric})
     uses.update({n: list(v) for n, v in f.ratios.items()})
     uses.update({n: [n] for n in f.categorical})
     for a in f.aggregates:
-        if a.column in late:
-            raise LeakageError(f"feature '{a.name}' aggregates '{a.column}', known only at '{late[a.column]}', not at "
-                               f"the event time: refused (it would leak values from after the example's time)")
-        uses[a.name] = [c for c in (a.column, *a.entity) if c]
+        uses[a.name] = [c for c in (a.column, *a.entity) if c and not (c == a.column and c in late)]
     for name, used in uses.items():
         if label_cols & set(used):
             raise LeakageError(f"feature '{name}' reads the label ({sorted(label_cols & set(used))}): refused")
@@ -86,11 +94,56 @@ def leakage_check(events: DataFrame, spec: DatasetSpec) -> None:
                                        f"example's time '{src.event_time}': refused")
 
 
+def late_columns(spec: DatasetSpec) -> dict[str, str]:
+    """The examples' columns known only later than the event (``known_at`` another timestamp): column -> when."""
+    src = spec.example_source
+    return {c.name: c.known_at for c in src.columns if c.known_at and c.known_at != src.event_time}
+
+
+def known_by_time(examples: DataFrame, events: DataFrame, spec: DatasetSpec) -> DataFrame:
+    """``examples`` (with ``TS`` and ``ds``) with the aggregates over late-known columns: for an example at
+    time t landed on day D, the rows of ``events`` of the same entity with event time s in [t - window, t),
+    landed by D, each counted with its value only if that value was known strictly before t (its
+    ``known_at`` < t; not yet known: null, as if absent). Chargebacks per card known by t; the delays of a
+    plane's earlier flights that had arrived by t. A range join per entity, bounded like ``as_of_join``:
+    both sides bucketed by the entity's longest such window."""
+    src, late = spec.example_source, late_columns(spec)
+    groups: dict[tuple[str, ...], list[Aggregate]] = {}
+    for a in spec.features.aggregates:
+        if a.column in late:
+            groups.setdefault(tuple(a.entity), []).append(a)
+    out = examples
+    for entity, aggs in groups.items():
+        width = max(window_seconds(a.window) for a in aggs) * 1_000_000
+        cols = list(dict.fromkeys(a.column for a in aggs))
+        cand = events.select(*[F.col(c).alias(f"_e{i}") for i, c in enumerate(entity)], F.col(TS).alias("_s"),
+                             F.col("ds").alias("_sds"), *[F.col(c).alias(f"_v{j}") for j, c in enumerate(cols)],
+                             *[F.unix_micros(F.col(late[c])).alias(f"_kn{j}") for j, c in enumerate(cols)])
+        cand = cand.withColumn("_b", F.floor(F.col("_s") / width))
+        ex = (examples.select(F.col(src.key).alias("_k"), F.col("ds").alias("_d"), F.col(TS).alias("_t"),
+                              *[F.col(c).alias(f"_e{i}") for i, c in enumerate(entity)])
+              .withColumn("_b", F.explode(F.array(F.floor(F.col("_t") / width), F.floor(F.col("_t") / width) - 1))))
+        hit = (ex.join(cand, [*[f"_e{i}" for i in range(len(entity))], "_b"])
+               .where((F.col("_s") < F.col("_t")) & (F.col("_s") >= F.col("_t") - width) & (F.col("_sds") <= F.col("_d"))))
+
+        def known(a: Aggregate) -> Column:  # the row's value if inside a's window and known before t, else null
+            j = cols.index(a.column)
+            inside = (F.col("_s") >= F.col("_t") - window_seconds(a.window) * 1_000_000) & (F.col(f"_kn{j}") < F.col("_t"))
+            return F.when(inside, F.col(f"_v{j}"))
+        got = hit.groupBy("_k", "_d").agg(*[_agg(a, known(a)) for a in aggs])
+        out = (out.join(got, (out[src.key] == got["_k"]) & (out["ds"] == got["_d"]), "left")
+               .select(*out.columns, *[F.col(f"_a_{a.name}").alias(a.name) for a in aggs]))
+    return out
+
+
 def windowed_features(spec: DatasetSpec) -> dict[tuple[str, ...], list[tuple[str, int, Callable[[WindowSpec], Column]]]]:
     """The aggregates and recency features grouped by entity: entity -> [(name, window seconds, column over
     a window)]. Recency is the latest earlier event time in its window (turned into seconds afterwards)."""
     groups: dict[tuple[str, ...], list] = {}
+    late = late_columns(spec)
     for a in spec.features.aggregates:
+        if a.column in late:  # as of the example's time, not the aggregated event's: ``known_by_time``
+            continue
         groups.setdefault(tuple(a.entity), []).append((a.name, window_seconds(a.window), partial(_agg_over, a)))
     for name, r in spec.features.recency.items():
         groups.setdefault(tuple(r.entity), []).append((name, window_seconds(r.window), lambda w: F.max(TS).over(w)))
@@ -137,14 +190,14 @@ def as_of_join(examples: DataFrame, j: AsOf, rows: DataFrame, spec: DatasetSpec)
     width = window_seconds(j.max_age) * 1_000_000
     key = spec.example_source.key
     s_ts = F.unix_micros(F.col(src.event_time))
-    cand = rows.select(*[F.col(c).alias(f"_on{i}") for i, c in enumerate(j.on.values())], s_ts.alias("_s"),
+    cand = rows.select(*[F.col(c).alias(f"_on{i}") for i, c in enumerate(j.keys.values())], s_ts.alias("_s"),
                        F.col("ds").alias("_sds"), F.col(src.key).cast("string").alias("_skey"),
                        *[F.col(c).cast("double").alias(f"_v_{n}") for c, n in j.columns.items()])
     cand = cand.withColumn("_b", F.floor(F.col("_s") / width))
     ex = (examples.select(F.col(key).alias("_k"), F.col("ds").alias("_d"), F.col(TS).alias("_t"),
-                          *[F.col(c).alias(f"_on{i}") for i, c in enumerate(j.on)])
+                          *[F.col(c).alias(f"_on{i}") for i, c in enumerate(j.keys)])
           .withColumn("_b", F.explode(F.array(F.floor(F.col("_t") / width), F.floor(F.col("_t") / width) - 1))))
-    hit = (ex.join(cand, [*[f"_on{i}" for i in range(len(j.on))], "_b"])
+    hit = (ex.join(cand, [*[f"_on{i}" for i in range(len(j.keys))], "_b"])
            .where((F.col("_s") < F.col("_t")) & (F.col("_s") >= F.col("_t") - width) & (F.col("_sds") <= F.col("_d"))))
     latest = hit.groupBy("_k", "_d").agg(F.max(F.struct("_s", "_skey", *[f"_v_{n}" for n in j.columns.values()])).alias("_r"))
     joined = examples.join(latest, (examples[key] == latest["_k"]) & (examples["ds"] == latest["_d"]), "left")
@@ -182,6 +235,8 @@ def compute_features(events: DataFrame, spec: DatasetSpec, start: dt.date, end: 
         df = _over_windows(df, entity, feats)
     if start < end:
         df = as_of_landing(base, df, spec, start, end)
+    if any(a.column in late_columns(spec) for a in f.aggregates):
+        df = known_by_time(df.where(delta_io.ds_predicate(start, end)), base, spec)
     for a in f.aggregates:
         if a.agg in ("count", "distinct_count", "sum"):
             df = df.withColumn(a.name, F.coalesce(F.col(a.name), F.lit(0)).cast("double"))

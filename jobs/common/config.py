@@ -165,7 +165,7 @@ class AsOf:
     there is no such row."""
     name: str
     source: str
-    on: dict[str, str]          # example column -> source column
+    keys: dict[str, str]        # example column -> source column
     max_age: str                # <number><s|m|h|d>
     columns: dict[str, str]     # source column -> feature name
 
@@ -308,23 +308,23 @@ def _params_section(d: dict, where: str) -> dict[str, Any]:
 
 
 def _as_of(name: str, v: Any, where: str, sources: dict[str, Source], examples: Any) -> AsOf:
-    """``features.as_of.<name>: {source, on: {example column: source column}, max_age, columns: {source
+    """``features.as_of.<name>: {source, keys: {example column: source column}, max_age, columns: {source
     column: feature name}}``, checked against the sources' columns."""
     at = f"{where}: features.as_of.{name}"
-    if not isinstance(v, dict) or not {"source", "on", "max_age", "columns"} <= set(v):
-        raise ConfigError(f"{at}: needs source, on, max_age and columns, e.g. {{source: weather, on: {{origin: airport}}, "
+    if not isinstance(v, dict) or not {"source", "keys", "max_age", "columns"} <= set(v):
+        raise ConfigError(f"{at}: needs source, keys, max_age and columns, e.g. {{source: weather, keys: {{origin: airport}}, "
                           f"max_age: 6h, columns: {{temp_c: origin_temp_c}}}} (got {v!r})")
     if v["source"] not in sources or v["source"] == examples:
         raise ConfigError(f"{at}: source '{v['source']}' is not one of the other sources {[s for s in sources if s != examples]}")
     src, ex = sources[v["source"]], sources.get(examples)
-    on, columns = dict(v["on"] or {}), dict(v["columns"] or {})
-    if not on or not columns:
-        raise ConfigError(f"{at}: on and columns must each name at least one column")
-    for e, c in on.items():
+    keys, columns = dict(v["keys"] or {}), dict(v["columns"] or {})
+    if not keys or not columns:
+        raise ConfigError(f"{at}: keys and columns must each name at least one column")
+    for e, c in keys.items():
         if ex is not None and e not in ex.column_names:
-            raise ConfigError(f"{at}: on '{e}' is not a column of the examples {ex.column_names}")
+            raise ConfigError(f"{at}: keys '{e}' is not a column of the examples {ex.column_names}")
         if c not in src.column_names:
-            raise ConfigError(f"{at}: on '{e}: {c}': '{c}' is not a column of source {src.name} {src.column_names}")
+            raise ConfigError(f"{at}: keys '{e}: {c}': '{c}' is not a column of source {src.name} {src.column_names}")
     types = {c.name: c.type for c in src.columns}
     for c in columns:
         if types.get(c) not in NUMERIC_TYPES:
@@ -332,7 +332,7 @@ def _as_of(name: str, v: Any, where: str, sources: dict[str, Source], examples: 
                               f"({[n for n, t in types.items() if t in NUMERIC_TYPES]})")
     if not re.fullmatch(r"\d+[smhd]", str(v["max_age"])):
         raise ConfigError(f"{at}: max_age '{v['max_age']}' is not <number><s|m|h|d>, e.g. 6h")
-    return AsOf(name=name, source=src.name, on=on, max_age=str(v["max_age"]), columns=columns)
+    return AsOf(name=name, source=src.name, keys=keys, max_age=str(v["max_age"]), columns=columns)
 
 
 def _categorical(name: str, v: Any, where: str) -> tuple[str, ...] | Vocab:

@@ -34,7 +34,7 @@ def test_bad_spec_is_named(patch, message):
 
 
 def test_unknown_dataset_lists_known():
-    with pytest.raises(ConfigError, match=r"unknown dataset 'nope'.*known: adult, cards"):
+    with pytest.raises(ConfigError, match=r"unknown dataset 'nope'.*known: adult, cards, flights"):
         DatasetSpec.load("nope")
 
 
@@ -69,11 +69,11 @@ def test_a_params_override_params_yaml_does_not_know_is_refused(params, message)
 
 
 @pytest.mark.parametrize("as_of, message", [
-    ({"source": "rain", "on": {"c": "k2"}, "max_age": "6h", "columns": {"v": "x"}}, r"source 'rain' is not one of the other sources \['w'\]"),
-    ({"source": "w", "on": {"nope": "k2"}, "max_age": "6h", "columns": {"v": "x"}}, r"on 'nope' is not a column of the examples"),
-    ({"source": "w", "on": {"c": "k2"}, "max_age": "6h", "columns": {"s": "x"}}, r"columns 's' must be a numeric column of source w \(\['v'\]\)"),
-    ({"source": "w", "on": {"c": "k2"}, "max_age": "six hours", "columns": {"v": "x"}}, "max_age 'six hours' is not <number>"),
-    ({"source": "w", "on": {"c": "k2"}}, "needs source, on, max_age and columns"),
+    ({"source": "rain", "keys": {"c": "k2"}, "max_age": "6h", "columns": {"v": "x"}}, r"source 'rain' is not one of the other sources \['w'\]"),
+    ({"source": "w", "keys": {"nope": "k2"}, "max_age": "6h", "columns": {"v": "x"}}, r"keys 'nope' is not a column of the examples"),
+    ({"source": "w", "keys": {"c": "k2"}, "max_age": "6h", "columns": {"s": "x"}}, r"columns 's' must be a numeric column of source w \(\['v'\]\)"),
+    ({"source": "w", "keys": {"c": "k2"}, "max_age": "six hours", "columns": {"v": "x"}}, "max_age 'six hours' is not <number>"),
+    ({"source": "w", "keys": {"c": "k2"}}, "needs source, keys, max_age and columns"),
 ])
 def test_an_as_of_join_the_sources_cannot_make_is_named(as_of, message):
     doc = {**BASE, "sources": {**BASE["sources"], "w": {"path": "x/w", "key": "k2", "event_time": "t2", "columns": [

@@ -183,13 +183,51 @@ def _leaky_events(spark):
     ({"derived": {"was_refunded": "cast(refunded > 0 as int)"}},
      "feature 'was_refunded' reads 'refunded', which becomes known at 'refund_ts', not before the example's time 'ts'"),
     ({"derived": {"looks_bad": "cast(outcome = 'bad' as int)"}}, r"feature 'looks_bad' reads the label \(\['outcome'"),
-    ({"aggregates": [{"name": "refunds_30d", "entity": "card", "agg": "sum", "column": "refunded", "window": "30d"}]},
-     "feature 'refunds_30d' aggregates 'refunded', known only at 'refund_ts'"),
+    ({"aggregates": [{"name": "per_refund", "entity": "refunded", "agg": "count", "window": "30d"}]},
+     "feature 'per_refund' reads 'refunded', which becomes known at 'refund_ts'"),  # an entity must be known
 ])
 def test_leakage_canary_is_refused_naming_the_feature(spark, block, message):
     from jobs.common.errors import LeakageError
     with pytest.raises(LeakageError, match=message):
         features.compute_features(_leaky_events(spark), _leaky_spec(block), dt.date(2026, 10, 1), dt.date(2026, 10, 1))
+
+
+def test_an_aggregate_over_a_late_known_column_counts_a_row_only_if_known_strictly_before_the_example(spark):
+    """refunded becomes known at refund_ts. Hand-computed per example (card A; B is another card):
+    a 10:00 (5, known 10:30): nothing earlier                                         -> n 0, sum 0, max_2h null
+    i 10:05 (9, never known): a not known yet                                          -> n 0
+    b 10:10 (7, known 11:00): a not known yet (10:30)                                  -> n 0
+    c 11:00 (none): a known; b known exactly at t: excluded                           -> n 1, sum 5, max 5
+    d 11:00:01 (none): a, b known                                                      -> n 2, sum 12, max 7
+    e 12:00 (3, known day 2 09:00): a (at t - 2h: inside), b known; e's own value later -> n 2, sum 12, max 7
+    g day 1 13:00 (4, known 14:00) landed on day 2: invisible to day 1's examples; itself a day-2 example:
+      a, b known; e (inside 2h) not known until day 2                                  -> n 2, sum 12, max null
+    h day 1 15:00: a, b (e not known yet, g not landed)                                -> n 2, sum 12, max null
+    f day 2 10:00: a at exactly t - 1d (inside), b, e (known 09:00), g (landed day 2)  -> n 4, sum 19, max null"""
+    spec = _leaky_spec({"aggregates": [
+        {"name": "refunds_n_1d", "entity": "card", "agg": "count", "column": "refunded", "window": "1d"},
+        {"name": "refunds_sum_1d", "entity": "card", "agg": "sum", "column": "refunded", "window": "1d"},
+        {"name": "refund_max_2h", "entity": "card", "agg": "max", "column": "refunded", "window": "2h"},
+        {"name": "n_1d", "entity": "card", "agg": "count", "window": "1d"}]})
+    d1, d2 = dt.date(2026, 10, 1), dt.date(2026, 10, 2)
+    t = lambda day, hms: dt.datetime.combine(day, dt.time.fromisoformat(hms))  # noqa: E731
+    rows = [("a", t(d1, "10:00"), "A", 5.0, t(d1, "10:30"), d1), ("i", t(d1, "10:05"), "A", 9.0, None, d1),
+            ("b", t(d1, "10:10"), "A", 7.0, t(d1, "11:00"), d1), ("c", t(d1, "11:00"), "A", None, None, d1),
+            ("d", t(d1, "11:00:01"), "A", None, None, d1), ("e", t(d1, "12:00"), "A", 3.0, t(d2, "09:00"), d1),
+            ("g", t(d1, "13:00"), "A", 4.0, t(d1, "14:00"), d2), ("h", t(d1, "15:00"), "A", None, None, d1),
+            ("f", t(d2, "10:00"), "A", None, None, d2), ("x", t(d1, "09:00"), "B", 100.0, t(d1, "09:01"), d1)]
+    events = spark.createDataFrame([(i, ts, c, 1.0, "ok", v, k, ds) for i, ts, c, v, k, ds in rows],
+                                   "id string, ts timestamp, card string, amount double, outcome string, "
+                                   "refunded double, refund_ts timestamp, ds date")
+    want = {"a": (0, 0, None), "i": (0, 0, None), "b": (0, 0, None), "c": (1, 5, 5), "d": (2, 12, 7), "e": (2, 12, 7),
+            "h": (2, 12, None), "f": (4, 19, None), "g": (2, 12, None)}
+    ranged = {r["id"]: r for r in features.compute_features(events, spec, d1, d2).collect()}
+    one_day = {r["id"]: r for d in (d1, d2)
+               for r in features.compute_features(events.where(F.col("ds") <= d), spec, d, d).collect()}
+    for got in (ranged, one_day):
+        assert {k: (r["refunds_n_1d"], r["refunds_sum_1d"], r["refund_max_2h"]) for k, r in got.items() if k != "x"} == want
+        assert got["x"]["refunds_n_1d"] == 0  # card B's own refund is not its past
+        assert got["f"]["n_1d"] == 8 and got["h"]["n_1d"] == 6  # plain counts: every earlier landed row, known or not
 
 
 def test_a_late_column_known_before_the_event_is_allowed(spark):
@@ -281,7 +319,7 @@ AS_OF_SPEC = {
             {"name": "obs_id", "type": "string"}, {"name": "obs_ts", "type": "timestamp"}, {"name": "airport", "type": "string"},
             {"name": "wind_kt", "type": "double"}]}},
     "label": {"name": "delayed", "expr": "arr_delay > 15"},
-    "features": {"as_of": {"origin_weather": {"source": "weather", "on": {"origin": "airport"}, "max_age": "6h",
+    "features": {"as_of": {"origin_weather": {"source": "weather", "keys": {"origin": "airport"}, "max_age": "6h",
                                               "columns": {"wind_kt": "origin_wind_kt"}}}}}
 
 
