@@ -8,6 +8,7 @@ reported but the model is blessed), ``disabled`` (no checks)."""
 from __future__ import annotations
 
 import json
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -22,14 +23,24 @@ from jobs.common.errors import ConfigError, DataError
 from jobs.common.files import write_json_atomic
 from jobs.drift import profile
 from jobs.features import attr_col
-from jobs.metrics import binary_metrics, bootstrap_replicates, curve_points, interval, replicate_intervals
+from jobs.metrics import (binary_metrics, bootstrap_replicates, curve_points, interval, regression_metrics,
+                          regression_replicates, replicate_intervals)
 from jobs.model import Model, encode, feature_matrix, from_registry, from_run, predict
 
 GATE_MODES = ("enabled", "dry_run", "disabled")
 HEADLINE = ("n", "n_pos", "n_neg", "auc", "pr_auc", "logloss", "brier", "ece", "precision", "recall", "f1", "fpr",
             "recall_at_fpr", "prevalence", "mean_score")
+REGRESSION_HEADLINE = ("n", "rmse", "mae", "r2", "mean_residual", "mean_label", "mean_score")
+# the metric a challenger is compared on with the champion and the golden set: name, better when higher
+PRIMARY = {"binary": ("auc", True), "regression": ("rmse", False)}
 
-
+METRIC_CHECKS = {  # per task: params key, check name, metric, op
+    "binary": (("min_auc", "auc", "auc", ">="), ("min_pr_auc", "pr_auc", "pr_auc", ">="),
+               ("max_auc", "auc_below_leakage_ceiling", "auc", "<="), ("max_logloss", "logloss", "logloss", "<="),
+               ("max_ece", "ece", "ece", "<="), ("min_recall_at_fpr", "recall_at_fpr", "recall_at_fpr", ">=")),
+    "regression": (("min_r2", "r2", "r2", ">="), ("max_r2", "r2_below_leakage_ceiling", "r2", "<="),
+                   ("max_rmse", "rmse", "rmse", "<="), ("max_mae", "mae", "mae", "<=")),
+}
 FAIRNESS_CHECKS = (  # params key, fairness_summary field, op
     ("max_slice_auc_gap", "auc_gap", "<="),
     ("max_demographic_parity_difference", "demographic_parity_difference", "<="),
@@ -37,14 +48,20 @@ FAIRNESS_CHECKS = (  # params key, fairness_summary field, op
     ("max_equalized_odds_difference", "equalized_odds_difference", "<="),
     ("max_equal_opportunity_difference", "equal_opportunity_difference", "<="),
 )
+REGRESSION_FAIRNESS_CHECKS = (  # spreads between a sensitive attribute's groups, in the label's unit
+    ("max_slice_mae_gap", "mae_gap", "<="),
+    ("max_slice_mean_residual_gap", "mean_residual_gap", "<="),
+)
 
 
 def gate(metrics: dict[str, Any], champion: dict[str, Any] | None, fairness: list[dict], p: dict[str, Any],
-         importance: dict[str, float] | None = None, golden: dict[str, Any] | None = None) -> list[dict]:
+         importance: dict[str, float] | None = None, golden: dict[str, Any] | None = None, task: str = "binary") -> list[dict]:
     """Each check: name, value, op, threshold, passed, severity. Absolute, relative-to-champion, golden-set,
-    fairness and leakage checks (an AUC too good to be true, one feature carrying the model). A check whose
-    params key is listed in ``warn_only`` is recorded but does not refuse the model."""
+    fairness and leakage checks (an AUC or R² too good to be true, one feature carrying the model), those of
+    the ``task`` (``METRIC_CHECKS``; a key of the other task is not this model's bar). A check whose params
+    key is listed in ``warn_only`` is recorded but does not refuse the model."""
     checks = []
+    p = {k: v for k, v in p.items() if v is not None}  # a bar left null: not checked
     warn_only = set(p.get("warn_only") or [])
 
     def check(key: str, name: str, value: float | None, op: str, sign: float = 1.0, ci: list[float] | None = None) -> None:
@@ -57,34 +74,43 @@ def gate(metrics: dict[str, Any], champion: dict[str, Any] | None, fairness: lis
                        "severity": "warning" if key in warn_only else "blocking",
                        **({"ci": ci, "decided_on": "ci_upper" if op == ">=" else "ci_lower"} if ci else {})})
 
-    if "min_auc" in p:
-        check("min_auc", "auc", metrics.get("auc"), ">=")
-    if "min_pr_auc" in p:
-        check("min_pr_auc", "pr_auc", metrics.get("pr_auc"), ">=")
-    if "max_auc" in p:
-        check("max_auc", "auc_below_leakage_ceiling", metrics.get("auc"), "<=")
+    if metrics:
+        for key, name, metric, op in METRIC_CHECKS[task]:
+            if key in p:
+                check(key, name, metrics.get(metric), op)
     if "max_top_feature_share" in p and importance:
         check("max_top_feature_share", f"top_feature_gain_share[{max(importance, key=importance.get)}]",
               max(importance.values()) / sum(importance.values()), "<=")
-    for key, metric in (("max_logloss", "logloss"), ("max_ece", "ece")):
-        if key in p:
-            check(key, metric, metrics.get(metric), "<=")
-    if "min_recall_at_fpr" in p:
-        check("min_recall_at_fpr", "recall_at_fpr", metrics.get("recall_at_fpr"), ">=")
-    if champion and champion.get("overall") and "max_auc_drop_vs_champion" in p:
-        delta = None if metrics.get("auc") is None else metrics["auc"] - champion["overall"]["auc"]
-        check("max_auc_drop_vs_champion", "auc_minus_champion_auc", delta, ">=", sign=-1.0)
-    if golden:  # regression check on the pinned golden set
-        if "min_golden_auc" in p:
-            check("min_golden_auc", f"golden_auc[v{golden['version']}]", golden["challenger_auc"], ">=")
-        if golden.get("champion_auc") is not None and "max_golden_auc_drop_vs_champion" in p:
-            check("max_golden_auc_drop_vs_champion", f"golden_auc_minus_champion[v{golden['version']}]",
-                  golden["challenger_auc"] - golden["champion_auc"], ">=", sign=-1.0)
+    if task == "binary":
+        if champion and champion.get("overall") and "max_auc_drop_vs_champion" in p:
+            delta = None if metrics.get("auc") is None else metrics["auc"] - champion["overall"]["auc"]
+            check("max_auc_drop_vs_champion", "auc_minus_champion_auc", delta, ">=", sign=-1.0)
+        if golden:  # regression check on the pinned golden set
+            if "min_golden_auc" in p:
+                check("min_golden_auc", f"golden_auc[v{golden['version']}]", golden["challenger_auc"], ">=")
+            if golden.get("champion_auc") is not None and "max_golden_auc_drop_vs_champion" in p:
+                check("max_golden_auc_drop_vs_champion", f"golden_auc_minus_champion[v{golden['version']}]",
+                      golden["challenger_auc"] - golden["champion_auc"], ">=", sign=-1.0)
+    elif task == "regression":  # the champion and the golden set compared on RMSE, relative: unit-free bars
+        if champion and champion.get("overall") and "max_rmse_rise_vs_champion" in p:
+            check("max_rmse_rise_vs_champion", "rmse_over_champion_rmse_minus_1",
+                  _rise(metrics.get("rmse"), champion["overall"].get("rmse")), "<=")
+        if golden:
+            if "max_golden_rmse" in p:
+                check("max_golden_rmse", f"golden_rmse[v{golden['version']}]", golden["challenger_rmse"], "<=")
+            if golden.get("champion_rmse") is not None and "max_golden_rmse_rise_vs_champion" in p:
+                check("max_golden_rmse_rise_vs_champion", f"golden_rmse_over_champion_minus_1[v{golden['version']}]",
+                      _rise(golden["challenger_rmse"], golden["champion_rmse"]), "<=")
     for f in fairness:
-        for key, field, op in FAIRNESS_CHECKS:
+        for key, field, op in (REGRESSION_FAIRNESS_CHECKS if task == "regression" else FAIRNESS_CHECKS):
             if key in p and f.get(field) is not None:
                 check(key, f"{field}[{f['attribute']}]", f[field], op, ci=f.get(f"{field}_ci"))
     return checks
+
+
+def _rise(value: float | None, reference: float | None) -> float | None:
+    """value / reference - 1: how much larger (an error metric) the value is, as a share of the reference."""
+    return None if value is None or not reference else value / reference - 1
 
 
 def bless(checks: list[dict], mode: str, sha: str) -> dict[str, Any]:
@@ -120,23 +146,9 @@ def fairness_summary(slices: list[dict], min_size: int, min_class_count: int = 1
     With bootstrap replicates per slice (``reps``, keyed by (attribute, value)) each measure also gets its
     ``<name>_ci`` interval, computed replicate by replicate over the same slices."""
     import numpy as np
-
-    def spread(rows: list[dict], key: str) -> tuple[float | None, str | None]:
-        vals = [(r[key], r["value"]) for r in rows if r.get(key) is not None]
-        if len(vals) < 2:
-            return None, None
-        (lo, lo_v), (hi, hi_v) = min(vals), max(vals)
-        return hi - lo, f"{hi_v} vs {lo_v}"
-
-    def rep_matrix(rows: list[dict], key: str):
-        if not reps or len(rows) < 2 or any((r["attribute"], r["value"]) not in reps for r in rows):
-            return None
-        return np.vstack([reps[(r["attribute"], r["value"])][key] for r in rows])
-
-    def rep_spread(rows: list[dict], key: str):
-        m = rep_matrix([r for r in rows if r.get(key) is not None], key)
-        return None if m is None else np.nanmax(m, axis=0) - np.nanmin(m, axis=0)
-
+    spread = _spread
+    rep_matrix = partial(_rep_matrix, reps)
+    rep_spread = partial(_rep_spread, reps)
     out = []
     for attr in dict.fromkeys(s["attribute"] for s in slices):
         rows = [s for s in slices if s["attribute"] == attr and s["n"] >= min_size]
@@ -167,6 +179,49 @@ def fairness_summary(slices: list[dict], min_size: int, min_class_count: int = 1
     return out
 
 
+def _spread(rows: list[dict], key: str) -> tuple[float | None, str | None]:
+    """(max - min of ``key`` over ``rows``, "the highest's value vs the lowest's"); None under two values."""
+    vals = [(r[key], r["value"]) for r in rows if r.get(key) is not None]
+    if len(vals) < 2:
+        return None, None
+    (lo, lo_v), (hi, hi_v) = min(vals), max(vals)
+    return hi - lo, f"{hi_v} vs {lo_v}"
+
+
+def _rep_matrix(reps: dict[tuple, dict[str, Any]] | None, rows: list[dict], key: str):
+    """The bootstrap replicates of ``key`` of ``rows`` (slices), one row per slice; None if any is missing."""
+    import numpy as np
+    if not reps or len(rows) < 2 or any((r["attribute"], r["value"]) not in reps for r in rows):
+        return None
+    return np.vstack([reps[(r["attribute"], r["value"])][key] for r in rows])
+
+
+def _rep_spread(reps: dict[tuple, dict[str, Any]] | None, rows: list[dict], key: str):
+    """The spread of ``key`` over ``rows``, replicate by replicate."""
+    import numpy as np
+    m = _rep_matrix(reps, [r for r in rows if r.get(key) is not None], key)
+    return None if m is None else np.nanmax(m, axis=0) - np.nanmin(m, axis=0)
+
+
+def regression_fairness(slices: list[dict], min_size: int, reps: dict[tuple, dict[str, Any]] | None = None,
+                        level: float = 0.95) -> list[dict]:
+    """Per sensitive attribute, over its slices of at least ``min_size`` rows: the spread (largest minus
+    smallest) of the per-group MAE (``mae_gap``: whom the model serves worse) and of the mean residual
+    (``mean_residual_gap``: whom it over- or under-predicts, in the label's unit), each with its interval
+    from the slices' bootstrap replicates (``<name>_ci``)."""
+    out = []
+    for attr in dict.fromkeys(s["attribute"] for s in slices):
+        rows = [s for s in slices if s["attribute"] == attr and s["n"] >= min_size]
+        f: dict[str, Any] = {"attribute": attr, "slices": len(rows)}
+        for name, key in (("mae_gap", "mae"), ("mean_residual_gap", "mean_residual")):
+            f[name], f[f"{name}_between"] = _spread(rows, key)
+            reps_spread = _rep_spread(reps, rows, key)
+            if reps_spread is not None and f[name] is not None:
+                f[f"{name}_ci"] = interval(reps_spread, level)
+        out.append(f)
+    return out
+
+
 def slice_frame(scored: DataFrame, attrs: list[str], pairs: bool = True) -> DataFrame:
     """One row per (example, slice): every attribute alone and, with ``pairs``, every pairwise intersection
     (``attribute`` 'a & b', ``value`` 'x & y'). One Spark pass then computes every slice's metrics."""
@@ -182,43 +237,59 @@ def slice_frame(scored: DataFrame, attrs: list[str], pairs: bool = True) -> Data
 
 def slice_metrics(scored: DataFrame, label: str, attrs: list[str], threshold: float, min_size: int = 0,
                   pairs: bool = True, fpr_target: float = 0.01, replicates: int = 200,
-                  seed: int = 0) -> tuple[list[dict], dict[tuple, dict[str, Any]]]:
-    """Metrics per slice with 95% bootstrap intervals (``<metric>_ci``), and the bootstrap replicates per
-    (attribute, value). Single-attribute slices are all kept (``small`` marks those under ``min_size``);
+                  seed: int = 0, task: str = "binary") -> tuple[list[dict], dict[tuple, dict[str, Any]]]:
+    """Metrics per slice (``HEADLINE``, or ``REGRESSION_HEADLINE`` for a regression) with 95% bootstrap
+    intervals (``<metric>_ci``), and the bootstrap replicates per (attribute, value). Single-attribute slices are all kept (``small`` marks those under ``min_size``);
     intersections under ``min_size`` rows are left out."""
     sliced = slice_frame(scored, attrs, pairs).cache()
-    reps = bootstrap_replicates(sliced, label, threshold, ["attribute", "value"], weight="weight",
-                                replicates=replicates, seed=seed) if replicates else {}
+    by = ["attribute", "value"]
+    if task == "regression":
+        reps = regression_replicates(sliced, label, by, weight="weight", replicates=replicates, seed=seed) if replicates else {}
+        metrics, keys = regression_metrics(sliced, label, by, weight="weight"), REGRESSION_HEADLINE
+    else:
+        reps = bootstrap_replicates(sliced, label, threshold, by, weight="weight",
+                                    replicates=replicates, seed=seed) if replicates else {}
+        metrics = binary_metrics(sliced, label, threshold, by, weight="weight", fpr_target=fpr_target)
+        keys = HEADLINE + ("predicted_positive_rate",)
     cis = replicate_intervals(reps)
     rows = []
-    for r in binary_metrics(sliced, label, threshold, ["attribute", "value"], weight="weight", fpr_target=fpr_target):
+    for r in metrics:
         if " & " in r["attribute"] and r["n"] < min_size:
             continue
         ci = cis.get((r["attribute"], r["value"]), {})
         rows.append({"attribute": r["attribute"], "value": r["value"], "small": r["n"] < min_size,
-                     **{k: r[k] for k in HEADLINE + ("predicted_positive_rate",)},
-                     **{f"{m}_ci": v for m, v in ci.items()}})
+                     **{k: r[k] for k in keys}, **{f"{m}_ci": v for m, v in ci.items()}})
     sliced.unpersist()
     return sorted(rows, key=lambda r: (" & " in r["attribute"], r["attribute"], str(r["value"]))), reps
 
 
 def fairness_checks(scored: DataFrame, label: str, threshold: float, sensitive: list[str], ev: dict[str, Any],
-                    seed: int = 0) -> tuple[list[dict], list[dict]]:
+                    seed: int = 0, task: str = "binary") -> tuple[list[dict], list[dict]]:
     """The gate's fairness checks alone, with its bars (``ev``: the evaluate params, ``warn_only`` ones
     recorded, not refusing), on rows other than a holdout (``scored``: score, label, weight, ``attr_``
     columns), per sensitive attribute: (slices, checks). Promote and monitor judge shadow and served days
     by it."""
     min_size = int(ev.get("min_slice_size", 100))
     slices, reps = slice_metrics(scored, label, sensitive, threshold, min_size, pairs=False,
-                                 replicates=int(ev.get("bootstrap_replicates", 200)), seed=seed)
-    fairness = fairness_summary(slices, min_size, int(ev.get("min_slice_class_count", 10)), reps)
+                                 replicates=int(ev.get("bootstrap_replicates", 200)), seed=seed, task=task)
+    fairness = regression_fairness(slices, min_size, reps) if task == "regression" else \
+        fairness_summary(slices, min_size, int(ev.get("min_slice_class_count", 10)), reps)
     gp = dict(ev.get("gate") or {})
-    fair_p = {k: gp[k] for k, _, _ in FAIRNESS_CHECKS if k in gp} | {"warn_only": gp.get("warn_only") or []}
-    return slices, gate({}, None, fairness, fair_p)
+    keys = REGRESSION_FAIRNESS_CHECKS if task == "regression" else FAIRNESS_CHECKS
+    fair_p = {k: gp[k] for k, _, _ in keys if k in gp} | {"warn_only": gp.get("warn_only") or []}
+    return slices, gate({}, None, fairness, fair_p, task=task)
 
 
-def _headline(m: dict[str, Any]) -> dict[str, Any]:
-    return {k: m.get(k) for k in HEADLINE}
+def _headline(m: dict[str, Any], task: str = "binary") -> dict[str, Any]:
+    return {k: m.get(k) for k in (REGRESSION_HEADLINE if task == "regression" else HEADLINE)}
+
+
+def overall_metrics(scored: DataFrame, label: str, threshold: float, fpr_target: float, task: str = "binary",
+                    weight: str | None = "weight") -> dict[str, Any]:
+    """The task's metrics of every row of ``scored`` (one dict)."""
+    if task == "regression":
+        return regression_metrics(scored, label, weight=weight)[0]
+    return binary_metrics(scored, label, threshold, weight=weight, fpr_target=fpr_target)[0]
 
 
 def shap_summary(df: DataFrame, n: int, booster, names: list[str], types: list[str], rows: int, seed: int,
@@ -256,8 +327,8 @@ def champion_metrics(holdout: DataFrame, registry, spec, names: list[str], label
         return {"version": champion.version, "note": "champion uses other features; not comparable on this holdout"}, None
     cs = predict(holdout, champion).cache()
     doc = {"version": champion.version, "sha256": champion.sha256,
-           "overall": _headline(binary_metrics(cs, label, threshold, weight="weight", fpr_target=fpr_target)[0]),
-           "curves": curve_points(cs, label, weight="weight")}
+           "overall": _headline(overall_metrics(cs, label, threshold, fpr_target, spec.task), spec.task),
+           "curves": task_curves(cs, label, spec.task)}
     cs.unpersist()
     return doc, champion
 
@@ -281,53 +352,75 @@ def run(ctx: StepContext) -> None:
     holdout = ts.select(*names, F.col(label).cast("double").alias(label), F.coalesce(F.col("weight"), F.lit(1.0)).alias("weight"),
                         *[attr_col(a) for a in attrs])
     scored = predict(holdout, model).cache()
-    overall = binary_metrics(scored, label, threshold, weight="weight", fpr_target=fpr_target)[0]
+    task = spec.task
+    overall = overall_metrics(scored, label, threshold, fpr_target, task)
     if not overall["n"]:
         raise DataError(f"training_set cutoff_ds={ctx.ds}: the holdout window is empty; nothing to evaluate")
     min_size = int(p.get("min_slice_size", 50))
     slices, reps = slice_metrics(scored, label, attrs, threshold, min_size, pairs=bool(p.get("slice_pairs", True)),
-                                 fpr_target=fpr_target, replicates=int(p.get("bootstrap_replicates", 200)), seed=seed)
-    fairness = fairness_summary([s for s in slices if s["attribute"] in spec.sensitive], min_size,
-                                int(p.get("min_slice_class_count", 10)), reps)
+                                 fpr_target=fpr_target, replicates=int(p.get("bootstrap_replicates", 200)), seed=seed,
+                                 task=task)
+    sensitive = [s for s in slices if s["attribute"] in spec.sensitive]
+    fairness = regression_fairness(sensitive, min_size, reps) if task == "regression" else \
+        fairness_summary(sensitive, min_size, int(p.get("min_slice_class_count", 10)), reps)
     champion, champ_model = champion_metrics(holdout, open_registry(ctx.settings.registry), spec, names, label,
                                              threshold, fpr_target)
     golden_version = golden_set.version(spark, ctx)
     golden = golden_metrics(spark, ctx, golden_version, model, champ_model, threshold) if golden_version is not None else None
     booster = model.booster()
     importance = {k: float(v) for k, v in booster.get_score(importance_type="total_gain").items()}
-    checks = gate(overall, champion, fairness, gp, importance, golden)
+    checks = gate(overall, champion, fairness, gp, importance, golden, task)
     blessing = bless(checks, gp.get("mode", "enabled"), sha)
     blessing.update({"dataset": spec.name, "ds": ctx.ds.isoformat(), "champion_version": champion.get("version")})
     lineage_dir = ctx.run_dir / "lineage"
     lineage = {f.stem: json.loads(f.read_text()).get("reads", {}) for f in sorted(lineage_dir.glob("*.json"))}
     windows = json.loads((lineage_dir / "features.json").read_text()).get("counts", {}).get("windows", {}) if (lineage_dir / "features.json").exists() else {}
-    doc = {"dataset": spec.name, "ds": ctx.ds.isoformat(), "overall": _headline(overall), "threshold": threshold,
+    doc = {"dataset": spec.name, "ds": ctx.ds.isoformat(), "task": task, "overall": _headline(overall, task), "threshold": threshold,
            "fpr_target": fpr_target, "slices": slices, "fairness": fairness, "blessing": blessing, "importance": importance,
            "shap": shap_summary(encode(scored, model.vocabularies), overall["n"], booster, names, types, int(p.get("shap_rows", 2000)), seed),
            "windows": windows, "score_profile": profile(scored.select("score"), ["score"], [])["score"],
-           "curves": {"challenger": curve_points(scored, label, weight="weight"), "champion": champion.get("curves")},
+           "curves": {"challenger": task_curves(scored, label, task), "champion": champion.get("curves")},
            "champion": {k: v for k, v in champion.items() if k != "curves"}, "golden": golden, "lineage": lineage,
            "model": {k: train_doc.get(k) for k in ("sha256", "params", "counts", "num_workers", "trained_on",
                                                     "best_iteration", "num_boosted_rounds", "feature_names", "tuned")},
            "sensitive": list(spec.sensitive), "label": label}
     out = ctx.run_dir / "evaluation"
     write_json_atomic(out / "blessing.json", blessing)
-    write_json_atomic(out / "metrics.json", {k: v for k, v in _headline(overall).items()} | {"blessed": blessing["blessed"]})
+    write_json_atomic(out / "metrics.json", _headline(overall, task) | {"blessed": blessing["blessed"]})
     write_json_atomic(out / "evaluation.json", doc)
     write_plots(out / "plots", doc)
     (out / "report.html").write_text(report.render(doc))
     (out / "model_card.md").write_text(report.model_card(doc))
     scored.unpersist()
-    ctx.counts.update({"auc": overall["auc"], "pr_auc": overall["pr_auc"], "blessed": blessing["blessed"],
-                       "failed": blessing["failed"], "warnings": blessing["warnings"]})
-    print(f"evaluate {spec.name} ds {ctx.ds}: auc {overall['auc']:.4f} pr_auc {overall['pr_auc']:.4f} on {overall['n']} "
+    key = ("rmse", "mae", "r2") if task == "regression" else ("auc", "pr_auc")
+    ctx.counts.update({k: overall[k] for k in key} | {"blessed": blessing["blessed"], "failed": blessing["failed"],
+                                                       "warnings": blessing["warnings"]})
+    print(f"evaluate {spec.name} ds {ctx.ds}: {' '.join(f'{k} {_num(overall[k])}' for k in key)} on {overall['n']} "
           f"holdout rows; {'BLESSED' if blessing['blessed'] else 'NOT BLESSED'} ({'; '.join(blessing['reasons'])}); "
           f"report {out / 'report.html'}")
 
 
+def _num(v: float | None) -> str:
+    return "n/a" if v is None else f"{v:.4f}"
+
+
+def task_curves(scored: DataFrame, label: str, task: str) -> list[dict]:
+    """Binary: ROC, PR and reliability points (``curve_points``); regression: the mean label per 20-quantile
+    bin of the prediction (a predicted-vs-actual curve), computed in Spark."""
+    if task != "regression":
+        return curve_points(scored, label, weight="weight")
+    edges = sorted(set(scored.approxQuantile("score", [i / 20 for i in range(1, 20)], 0.001)))
+    b = sum((F.col("score") >= F.lit(e)).cast("int") for e in edges) if edges else F.lit(0)
+    rows = (scored.groupBy(b.alias("bin")).agg((F.sum(F.col("weight") * F.col("score")) / F.sum("weight")).alias("mean_score"),
+                                               (F.sum(F.col("weight") * F.col(label)) / F.sum("weight")).alias("mean_label"),
+                                               F.count(F.lit(1)).alias("n")).orderBy("bin").collect())
+    return [{"bin": r["bin"], "mean_score": r["mean_score"], "mean_label": r["mean_label"], "n": r["n"]} for r in rows]
+
+
 def golden_metrics(spark, ctx: StepContext, version: int, model: Model, champion: Model | None,
                    threshold: float) -> dict[str, Any]:
-    """Challenger (and champion) on the golden set at a Delta version (``jobs.golden``)."""
+    """Challenger (and champion) on the golden set at a Delta version (``jobs.golden``): AUC (binary) or
+    RMSE (regression)."""
     label = ctx.dataset.label.name
     path = ctx.table("golden_set")
     if delta_io.latest_version(spark, path) is None:
@@ -336,15 +429,22 @@ def golden_metrics(spark, ctx: StepContext, version: int, model: Model, champion
     df = (spark.read.format("delta").option("versionAsOf", version).load(path)
           .select(*model.feature_names, F.col(label).cast("double").alias(label)))
     ctx.reads[f"golden_set@{version}"] = version
-    out = {"version": version, "challenger_auc": binary_metrics(predict(df, model), label, threshold)[0]["auc"]}
+    metric = PRIMARY[ctx.dataset.task][0]
+    of = lambda m: overall_metrics(predict(df, m), label, threshold, 0.01, ctx.dataset.task, weight=None)[metric]  # noqa: E731
+    out = {"version": version, "metric": metric, f"challenger_{metric}": of(model)}
     if champion:
-        out["champion_auc"] = binary_metrics(predict(df, champion), label, threshold)[0]["auc"]
+        out[f"champion_{metric}"] = of(champion)
     return out
 
 
 def write_plots(folder: Path, doc: dict[str, Any]) -> None:
     """Plot data as JSON lists, the shape ``dvc plots`` reads."""
     pts = doc["curves"]["challenger"]
+    if doc.get("task") == "regression":
+        write_json_atomic(folder / "predicted_vs_actual.json", [{"mean_score": p["mean_score"], "mean_label": p["mean_label"]}
+                                                                 for p in pts])
+        write_json_atomic(folder / "slices.json", [{"slice": f"{s['attribute']}={s['value']}", "mae": s["mae"]} for s in doc["slices"]])
+        return
     write_json_atomic(folder / "roc.json", [{"fpr": p["fpr"], "tpr": p["tpr"], "threshold": p["threshold"]} for p in pts])
     write_json_atomic(folder / "pr.json", [{"recall": p["recall"], "precision": p["precision"]} for p in pts])
     write_json_atomic(folder / "calibration.json", [{"mean_score": p["bin_mean_score"], "positive_rate": p["bin_positive_rate"]}

@@ -282,7 +282,11 @@ def inline_label(spec: DatasetSpec, examples: DataFrame) -> list[Column]:
     if not lab.expr:
         return []
     kind = sqlexpr.check(examples, lab.expr, f"{spec.path}: label.expr", spec.example_source.column_names)
-    if kind.typeName() not in ("boolean", "byte", "short", "integer", "long", "float", "double", "decimal"):
+    numbers = ("byte", "short", "integer", "long", "float", "double", "decimal")
+    if spec.task == "regression" and kind.typeName() not in numbers:
+        raise ConfigError(f"{spec.path}: label.expr '{lab.expr}' gives {kind.simpleString()} values; a regression "
+                          f"label is a number (e.g. \"arr_delay\")")
+    if kind.typeName() not in ("boolean", *numbers):
         raise ConfigError(f"{spec.path}: label.expr '{lab.expr}' gives {kind.simpleString()} values; a binary label "
                           f"is a boolean (e.g. \"arr_delay > 15\") or 0/1")
     return [F.expr(lab.expr).alias(lab.inline_column)]
@@ -333,7 +337,8 @@ def label_examples(features: DataFrame, spec: DatasetSpec, cutoff: dt.datetime, 
     if lab.inline_column:
         known = F.col(src.event_time) < cutoff_lit
         inline = F.col(lab.inline_column)
-        value = (inline.isin(*lab.positive_values) if lab.column else inline).cast("int")
+        value = (inline.cast("double") if spec.task == "regression"
+                 else (inline.isin(*lab.positive_values) if lab.column else inline).cast("int"))
         out = features.withColumn(lab.name, F.when(known, value)).drop(lab.inline_column).withColumn("weight", F.lit(1.0))
         return out.withColumn(LABEL_STATUS, F.when(F.col(lab.name).isNull(), "unknown").otherwise("known"))
     assert labels is not None
@@ -415,7 +420,9 @@ def run(ctx: StepContext) -> None:
     golden_rows = delta_io.read_pinned(spark, golden_path, ctx.reads, "golden_set") if delta_io.is_delta(spark, golden_path) else None
     ts = golden.exclude(ts, golden_rows, src.key)  # never fitted on: moved to split "golden"
     ts = ts.withColumn("cutoff_ds", F.lit(ctx.ds)).cache()
-    counts = {(r["split"], r[spec.label.name]): r["count"] for r in ts.groupBy("split", spec.label.name).count().collect()}
+    # per split and label value (binary), or labelled or not (regression: a value per row)
+    by = F.col(spec.label.name) if spec.task == "binary" else F.when(F.col(spec.label.name).isNotNull(), "labelled")
+    counts = {(r["split"], r["_label"]): r["count"] for r in ts.groupBy("split", by.alias("_label")).count().collect()}
     for needed in ("train", "valid", "holdout"):
         if not any(s == needed and lab is not None for (s, lab) in counts):
             raise DataError(f"training set for cutoff {ctx.ds}: no labelled examples in the {needed} window "

@@ -213,3 +213,70 @@ def paired_replicates(scored: DataFrame, label: str, scores: tuple[str, str], we
             out["auc"].append((pos_b * (neg_below + 0.5 * neg_b)).sum(1) / (P * N))
             out["pr_auc"].append((pos_b * precision).sum(1) / P)
     return {m: tuple(v) for m, v in out.items()}
+
+
+# ---------------------------------------------------------------- regression
+REGRESSION_SUMS = ("w", "se", "ae", "e", "y", "yy", "s")  # weighted sums: rows, squared error, absolute error,
+#                                                          residual (score - label), label, label squared, score
+
+
+def _regression_sums(score: str, label: str, w: F.Column) -> list[F.Column]:
+    e, y = F.col(score) - F.col(label), F.col(label)
+    return [F.sum(w).alias("w"), F.sum(w * e * e).alias("se"), F.sum(w * F.abs(e)).alias("ae"), F.sum(w * e).alias("e"),
+            F.sum(w * y).alias("y"), F.sum(w * y * y).alias("yy"), F.sum(w * F.col(score)).alias("s")]
+
+
+def regression_figures(w, se, ae, e, y, yy, s):
+    """RMSE, MAE, R² (1 - SSE / SST around the mean label), mean residual (score - label: > 0 over-predicts),
+    mean label and mean score from the weighted sums; numbers or numpy arrays (bootstrap replicates) alike."""
+    import numpy as np
+    with np.errstate(invalid="ignore", divide="ignore"):
+        sst = np.asarray(yy - y * y / w, dtype="float64")
+        r2 = np.where(sst > 0, 1 - se / np.where(sst > 0, sst, 1.0), np.nan)
+        out = {"rmse": np.sqrt(se / w), "mae": ae / w, "r2": r2, "mean_residual": e / w, "mean_label": y / w,
+               "mean_score": s / w}
+    if np.ndim(w) == 0:
+        return {k: (None if not np.isfinite(v) else float(v)) for k, v in out.items()}
+    return out
+
+
+def regression_metrics(scored: DataFrame, label: str, groups: list[str] | None = None, score: str = "score",
+                       weight: str | None = None) -> list[dict]:
+    """RMSE, MAE, R², mean residual, mean label and mean score per group (``regression_figures``), weighted,
+    from one aggregation: one small dict per group."""
+    g = list(groups or [])
+    out = []
+    for r in scored.groupBy(*g).agg(F.count(F.lit(1)).alias("n"), *_regression_sums(score, label, _w(weight))).collect():
+        d = r.asDict()
+        out.append({**{k: d[k] for k in g}, "n": d["n"], **regression_figures(*(d[k] for k in REGRESSION_SUMS))})
+    return out
+
+
+POISSON_1_CDF = (0.36787944117144233, 0.7357588823428847, 0.9196986029286058, 0.9810118431238462,
+                 0.9963401531726563, 0.9994058151824183, 0.9999167588507119, 0.9999897508033253)
+
+
+def regression_replicates(scored: DataFrame, label: str, groups: list[str], score: str = "score",
+                          weight: str | None = None, replicates: int = 200, seed: int = 0) -> dict[tuple, dict[str, Any]]:
+    """Poisson bootstrap replicates of the ``regression_figures`` per group. Each row gets, per replicate, a
+    Poisson(1) count drawn from a hash of its values, the replicate and the seed (the same rows and seed give
+    the same replicates); Spark sums the weighted rows per (group, replicate), so only groups x replicates
+    sums reach the driver. The rows are expanded ``replicates`` times inside that one aggregation."""
+    import numpy as np
+    u = F.pmod(F.xxhash64(F.lit(seed), F.col("_r"), *[F.col(c) for c in scored.columns]), F.lit(1 << 30)) / float(1 << 30)
+    k = sum((u > F.lit(c)).cast("double") for c in POISSON_1_CDF)
+    rows = (scored.select("*", F.explode(F.sequence(F.lit(0), F.lit(replicates - 1))).alias("_r"))
+            .withColumn("_k", k)
+            .groupBy(*groups, "_r").agg(*_regression_sums(score, label, F.col("_k") * _w(weight))).collect())
+    by_group: dict[tuple, np.ndarray] = {}
+    for r in rows:
+        sums = by_group.setdefault(tuple(r[c] for c in groups), np.zeros((len(REGRESSION_SUMS), replicates)))
+        sums[:, r["_r"]] = [r[c] or 0.0 for c in REGRESSION_SUMS]
+    return {key: regression_figures(*sums) for key, sums in sorted(by_group.items(), key=lambda kv: str(kv[0]))}
+
+
+def headline(m: dict[str, Any]) -> str:
+    """A model's key holdout figures in words, from its metrics (binary: AUC and PR-AUC; regression: RMSE,
+    MAE and R²), e.g. for a status line."""
+    keys = [k for k in ("auc", "pr_auc", "rmse", "mae", "r2") if k in m]
+    return ", ".join(f"{k} {'n/a' if m[k] is None else f'{m[k]:.4f}'}" for k in keys) or "no metrics"

@@ -433,7 +433,8 @@ def main(argv: list[str] | None = None) -> None:
             chall = (reg.alias(a.model, "challenger") or {}).get("version")
             for m in reg.versions(a.model):
                 mark = "*" if m["version"] == champ else "~" if m["version"] == chall else " "
-                print(f"{mark} {m['version']}  ds={m.get('ds')}  auc={m.get('metrics', {}).get('auc')}  sha256={m['sha256'][:12]}")
+                from jobs.metrics import headline  # pyspark only when a model's figures are shown
+                print(f"{mark} {m['version']}  ds={m.get('ds')}  {headline(m.get('metrics') or {})}  sha256={m['sha256'][:12]}")
             print(f"champion: {champ}  (*)\nchallenger: {chall}  (~, scored in the shadow until promote decides)")
         elif a.cmd == "show":
             version = a.version or (reg.alias(a.model, "champion") or {}).get("version")

@@ -167,21 +167,13 @@ def table(rows: Iterable[dict[str, Any]], cols: list[str]) -> str:
 
 
 def render(doc: dict[str, Any]) -> str:
-    """``doc``: the evaluation document (overall, slices, fairness, curves, blessing, importance)."""
+    """``doc``: the evaluation document (overall, slices, fairness, curves, blessing, importance); its
+    ``task`` (binary, regression) picks the metrics, plots and fairness measures shown."""
     b = doc["blessing"]
     verdict = "BLESSED" if b["blessed"] else "NOT BLESSED"
     color = "#2ca02c" if b["blessed"] else "#d62728"
-    curves = doc["curves"]
-    roc = {"challenger": [(p["fpr"], p["tpr"]) for p in curves["challenger"]]}
-    pr = {"challenger": [(p["recall"], p["precision"]) for p in curves["challenger"]]}
-    if curves.get("champion"):
-        roc["champion"] = [(p["fpr"], p["tpr"]) for p in curves["champion"]]
-        pr["champion"] = [(p["recall"], p["precision"]) for p in curves["champion"]]
-    calib = {"challenger": [(p["bin_mean_score"], p["bin_positive_rate"]) for p in sorted(curves["challenger"], key=lambda p: p["threshold"]) if p["bin_n"] >= 20]}
-    slice_rows = doc["slices"]
     imp = sorted(doc.get("importance", {}).items(), key=lambda kv: -kv[1])[:15]
     vmax = max([v for _, v in imp] or [1.0])
-    overall = doc["overall"]
     sections = [
         f"<h1>trainyard evaluation — {html.escape(doc['dataset'])} · ds {html.escape(doc['ds'])}</h1>",
         f'<p class="verdict" style="color:{color}">{verdict} (gate mode: {html.escape(b["mode"])})</p>',
@@ -190,8 +182,31 @@ def render(doc: dict[str, Any]) -> str:
         "<h2>Gate checks</h2><p>A check with an interval (fairness) fails only when its whole 95% bootstrap "
         "interval is on the wrong side of the threshold; warnings never refuse.</p>",
         table([c | {"95ci": _ci(c.get("ci"))} for c in b["checks"]], ["name", "value", "95ci", "op", "threshold", "severity", "passed"]),
-        "<h2>Overall (holdout)</h2>", table([overall | {"model": "challenger"}] + ([doc["champion"]["overall"] | {"model": "champion"}] if doc.get("champion", {}).get("overall") else []),
-                                            ["model", "n", "n_pos", "auc", "pr_auc", "logloss", "brier", "ece", "precision", "recall", "f1", "recall_at_fpr"]),
+        *(_regression_sections(doc) if doc.get("task") == "regression" else _binary_sections(doc)),
+        "<h2>Feature importance (total gain)</h2>", bar_chart(imp, "Top features by total gain", vmax=vmax, w=600),
+        "<h2>SHAP summary</h2>", shap_plot(doc.get("shap") or {}),
+        "<h2>Lineage</h2>", f"<pre>{html.escape(json.dumps(doc.get('lineage', {}), indent=1))}</pre>",
+    ]
+    return _page("trainyard evaluation", sections)
+
+
+def _overall_rows(doc: dict[str, Any]) -> list[dict]:
+    champion = doc.get("champion", {}).get("overall")
+    return [doc["overall"] | {"model": "challenger"}] + ([champion | {"model": "champion"}] if champion else [])
+
+
+def _binary_sections(doc: dict[str, Any]) -> list[str]:
+    curves = doc["curves"]
+    roc = {"challenger": [(p["fpr"], p["tpr"]) for p in curves["challenger"]]}
+    pr = {"challenger": [(p["recall"], p["precision"]) for p in curves["challenger"]]}
+    if curves.get("champion"):
+        roc["champion"] = [(p["fpr"], p["tpr"]) for p in curves["champion"]]
+        pr["champion"] = [(p["recall"], p["precision"]) for p in curves["champion"]]
+    calib = {"challenger": [(p["bin_mean_score"], p["bin_positive_rate"]) for p in sorted(curves["challenger"], key=lambda p: p["threshold"]) if p["bin_n"] >= 20]}
+    slice_rows = doc["slices"]
+    return [
+        "<h2>Overall (holdout)</h2>", table(_overall_rows(doc), ["model", "n", "n_pos", "auc", "pr_auc", "logloss", "brier", "ece",
+                                                                "precision", "recall", "f1", "recall_at_fpr"]),
         f"<p>operating threshold {_fmt(doc['threshold'])}; recall_at_fpr: recall at a false-positive rate of at most "
         f"{_fmt(doc.get('fpr_target'))}; ece: expected calibration error over 10 score bins.</p>",
         '<div class="plots">' + line_chart(roc, "ROC", "false positive rate", "true positive rate", diagonal=True)
@@ -208,14 +223,40 @@ def render(doc: dict[str, Any]) -> str:
         "<h2>Fairness</h2>", table([f | {k + " 95ci": _ci(f.get(k + "_ci")) for k in FAIRNESS_COLS} for f in doc["fairness"]],
                                    ["attribute", "slices"] + [c for k in FAIRNESS_COLS for c in (k, k + " 95ci")]
                                    + ["auc_gap_between", "equal_opportunity_difference_between"]),
-        "<h2>Feature importance (total gain)</h2>", bar_chart(imp, "Top features by total gain", vmax=vmax, w=600),
-        "<h2>SHAP summary</h2>", shap_plot(doc.get("shap") or {}),
-        "<h2>Lineage</h2>", f"<pre>{html.escape(json.dumps(doc.get('lineage', {}), indent=1))}</pre>",
     ]
-    style = ("body{font-family:system-ui,sans-serif;margin:24px;color:#222}table{border-collapse:collapse;margin:8px 0}"
-             "td,th{border:1px solid #ddd;padding:3px 8px;font-size:12px;text-align:right}th{background:#f3f3f3}"
-             ".plots{display:flex;flex-wrap:wrap;gap:12px}.verdict{font-size:20px;font-weight:bold}pre{font-size:11px}")
-    return f"<!doctype html><html><head><meta charset='utf-8'><title>trainyard evaluation</title><style>{style}</style></head><body>{''.join(sections)}</body></html>"
+
+
+REGRESSION_FAIRNESS_COLS = ("mae_gap", "mean_residual_gap")
+
+
+def _regression_sections(doc: dict[str, Any]) -> list[str]:
+    curves = doc["curves"]
+    fit = {"challenger": [(p["mean_score"], p["mean_label"]) for p in curves["challenger"]]}
+    if curves.get("champion"):
+        fit["champion"] = [(p["mean_score"], p["mean_label"]) for p in curves["champion"]]
+    slice_rows = doc["slices"]
+    mae_max = max([s["mae_ci"][1] if s.get("mae_ci") else s["mae"] or 0 for s in slice_rows] or [1.0]) or 1.0
+    return [
+        "<h2>Overall (holdout)</h2>", table(_overall_rows(doc), ["model", "n", "rmse", "mae", "r2", "mean_residual",
+                                                                "mean_label", "mean_score"]),
+        f"<p>label <code>{html.escape(str(doc.get('label')))}</code>; residual = prediction - label (above 0: "
+        "over-predicted).</p>",
+        '<div class="plots">' + line_chart(fit, "Predicted vs actual (20 prediction quantiles)", "mean predicted",
+                                           "mean actual", diagonal=True) + "</div>",
+        "<h2>Slices</h2><p>Bars: MAE per slice with its 95% bootstrap interval. Intersections of two attributes "
+        "are listed when they hold at least the minimum slice size.</p>",
+        '<div class="plots">' + "".join(
+            bar_chart([(f"{s['value']} (n={s['n']})", s["mae"], s.get("mae_ci")) for s in slice_rows if s["attribute"] == attr],
+                      f"MAE by {attr}", vmax=mae_max)
+            for attr in dict.fromkeys(s["attribute"] for s in slice_rows if " & " not in s["attribute"])) + "</div>",
+        table([s | {"rmse_95ci": _ci(s.get("rmse_ci")), "mae_95ci": _ci(s.get("mae_ci")),
+                    "mean_residual_95ci": _ci(s.get("mean_residual_ci"))} for s in slice_rows],
+              ["attribute", "value", "n", "rmse", "rmse_95ci", "mae", "mae_95ci", "r2", "mean_residual", "mean_residual_95ci"]),
+        "<h2>Fairness</h2><p>Per sensitive attribute: the spread between its groups of the MAE (whom the model "
+        "serves worse) and of the mean residual (whom it over- or under-predicts), in the label's unit.</p>",
+        table([f | {k + " 95ci": _ci(f.get(k + "_ci")) for k in REGRESSION_FAIRNESS_COLS} for f in doc["fairness"]],
+              ["attribute", "slices"] + [c for k in REGRESSION_FAIRNESS_COLS for c in (k, k + " 95ci", k + "_between")]),
+    ]
 
 
 def _page(title: str, sections: list[str]) -> str:
@@ -265,7 +306,8 @@ def model_card(doc: dict[str, Any]) -> str:
     b, o, m = doc["blessing"], doc["overall"], doc.get("model") or {}
     f = lambda v: _fmt(v) if not isinstance(v, str) else v  # noqa: E731
     lines = [f"# Model card: {doc['dataset']} · ds {doc['ds']}", "",
-             f"- **Task**: binary classification of `{doc.get('label')}`; XGBoost (hist), trained on Spark; "
+             f"- **Task**: {'regression' if doc.get('task') == 'regression' else 'binary classification'} of "
+             f"`{doc.get('label')}`; XGBoost (hist), trained on Spark; "
              f"artifact sha256 `{b['artifact_sha256']}`.",
              f"- **Verdict**: {'BLESSED' if b['blessed'] else 'NOT BLESSED'} (gate mode `{b['mode']}`): {'; '.join(b['reasons'])}.",
              f"- **Champion at evaluation**: {doc.get('champion', {}).get('version') or 'none'}.",
@@ -277,7 +319,27 @@ def model_card(doc: dict[str, Any]) -> str:
     reads = {t: v for step in (doc.get("lineage") or {}).values() for t, v in step.items()}
     lines += ["", "Delta table versions read: " + ", ".join(f"`{t}@v{v}`" for t, v in sorted(reads.items())), "",
               "## Metrics (holdout)", "", "| metric | value |", "| --- | ---: |"]
-    lines += [f"| {k} | {f(o.get(k))} |" for k in ("n", "n_pos", "auc", "pr_auc", "logloss", "brier", "ece", "precision",
+    if doc.get("task") == "regression":
+        lines += _regression_card_metrics(doc)
+    else:
+        lines += _binary_card_metrics(doc)
+    lines += ["", "## Gate checks", "", "| check | value | op | threshold | severity | passed |", "| --- | ---: | --- | ---: | --- | --- |"]
+    lines += [f"| {c['name']} | {f(c['value'])} | {c['op']} | {f(c['threshold'])} | {c.get('severity', 'blocking')} | {c['passed']} |"
+              for c in b["checks"]]
+    lines += ["", "## Caveats", "",
+              "- Metrics come from one time-based holdout window; the interval columns show how much a slice's metric "
+              "moves under resampling of that window, not under drift.",
+              "- Slices under the minimum size are listed but left out of the fairness checks; intersections under it are not listed.",
+              *(["- Scores are not calibrated probabilities when `scale_pos_weight` reweights the classes (see ece); use "
+                 "rankings or re-calibrate before reading them as probabilities."] if doc.get("task") != "regression" else []),
+              f"- Sensitive attributes ({', '.join(doc.get('sensitive') or [])}) are evaluated, never used as model inputs.", ""]
+    return "\n".join(lines)
+
+
+def _binary_card_metrics(doc: dict[str, Any]) -> list[str]:
+    o = doc["overall"]
+    f = lambda v: _fmt(v) if not isinstance(v, str) else v  # noqa: E731
+    lines = [f"| {k} | {f(o.get(k))} |" for k in ("n", "n_pos", "auc", "pr_auc", "logloss", "brier", "ece", "precision",
                                                     "recall", "f1", "recall_at_fpr")]
     lines += ["", f"Threshold {doc['threshold']}; recall_at_fpr at FPR <= {doc.get('fpr_target')}.", "",
               "## Slices (95% bootstrap intervals)", "", "| slice | n | positives | AUC | AUC 95% CI | recall | flagged |",
@@ -291,14 +353,19 @@ def model_card(doc: dict[str, Any]) -> str:
     for r in doc["fairness"]:
         lines.append(f"| {r['attribute']} | {f(r['auc_gap'])} | {f(r['demographic_parity_difference'])} | "
                      f"{f(r['disparate_impact_ratio'])} | {f(r['equal_opportunity_difference'])} | {f(r['equalized_odds_difference'])} |")
-    lines += ["", "## Gate checks", "", "| check | value | op | threshold | severity | passed |", "| --- | ---: | --- | ---: | --- | --- |"]
-    lines += [f"| {c['name']} | {f(c['value'])} | {c['op']} | {f(c['threshold'])} | {c.get('severity', 'blocking')} | {c['passed']} |"
-              for c in b["checks"]]
-    lines += ["", "## Caveats", "",
-              "- Metrics come from one time-based holdout window; the interval columns show how much a slice's AUC "
-              "moves under resampling of that window, not under drift.",
-              "- Slices under the minimum size are listed but left out of the fairness checks; intersections under it are not listed.",
-              "- Scores are not calibrated probabilities when `scale_pos_weight` reweights the classes (see ece); use "
-              "rankings or re-calibrate before reading them as probabilities.",
-              f"- Sensitive attributes ({', '.join(doc.get('sensitive') or [])}) are evaluated, never used as model inputs.", ""]
-    return "\n".join(lines)
+    return lines
+
+
+def _regression_card_metrics(doc: dict[str, Any]) -> list[str]:
+    o = doc["overall"]
+    f = lambda v: _fmt(v) if not isinstance(v, str) else v  # noqa: E731
+    lines = [f"| {k} | {f(o.get(k))} |" for k in ("n", "rmse", "mae", "r2", "mean_residual", "mean_label", "mean_score")]
+    lines += ["", "Residual = prediction - label.", "", "## Slices (95% bootstrap intervals)", "",
+              "| slice | n | RMSE | MAE | MAE 95% CI | mean residual | flagged |", "| --- | ---: | ---: | ---: | --- | ---: | --- |"]
+    for s in doc["slices"]:
+        lines.append(f"| {s['attribute']}={s['value']} | {s['n']} | {f(s['rmse'])} | {f(s['mae'])} | {_ci(s.get('mae_ci')) or '–'} "
+                     f"| {f(s['mean_residual'])} | {'small' if s.get('small') else ''} |")
+    lines += ["", "## Fairness (per sensitive attribute)", "", "| attribute | MAE gap | mean residual gap |",
+              "| --- | ---: | ---: |"]
+    lines += [f"| {r['attribute']} | {f(r['mae_gap'])} | {f(r['mean_residual_gap'])} |" for r in doc["fairness"]]
+    return lines

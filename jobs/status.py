@@ -51,8 +51,8 @@ def _model_line(reg, name: str, alias: str) -> str:
     if not doc:
         return f"  {alias:<10} none"
     m = reg.manifest(name, doc["version"])
-    auc = (m.get("metrics") or {}).get("auc")
-    return (f"  {alias:<10} {doc['version']}  ds {m.get('ds')}  holdout auc {auc if auc is None else round(auc, 4)}  "
+    from jobs.metrics import headline  # pyspark only when a model's figures are shown
+    return (f"  {alias:<10} {doc['version']}  ds {m.get('ds')}  holdout {headline(m.get('metrics') or {})}  "
             f"since {doc.get('at', '?')[:19]} ({doc.get('event')}: {doc.get('reason', '')[:90]})")
 
 

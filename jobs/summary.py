@@ -30,7 +30,8 @@ def run(ctx: StepContext) -> None:
     ev = ctx.run_dir / "evaluation"
     if (ev / "metrics.json").exists():
         m = json.loads((ev / "metrics.json").read_text())
-        print(f"evaluation: auc {m['auc']:.4f}, pr_auc {m['pr_auc']:.4f}, blessed {m['blessed']}")
+        from jobs.metrics import headline  # pyspark only when a model's figures are shown
+        print(f"evaluation: {headline(m)}, blessed {m['blessed']}")
         print(f"report: {ev / 'report.html'}")
     reg = open_registry(ctx.settings.registry)
     champ = reg.alias(ctx.dataset.name, "champion")

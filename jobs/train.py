@@ -83,12 +83,17 @@ def load_training_frame(spark, ctx: StepContext) -> tuple[DataFrame, dict[str, i
           .where(F.col("cutoff_ds") == F.lit(ctx.ds)))
     vocabularies = learn_vocabularies(ts.where(F.col("split") == "train"), ctx.dataset)
     df = encode(training_frame(ts, ctx.dataset), vocabularies)
-    counts = class_balance(df, ctx.dataset.label.name)
+    counts = class_balance(df, ctx.dataset.label.name, ctx.dataset.task)
     check_trainable(counts, f"training_set cutoff_ds={ctx.ds}")
     return df, counts, vocabularies
 
 
-def class_balance(df: DataFrame, label: str) -> dict[str, int]:
+def class_balance(df: DataFrame, label: str, task: str = "binary") -> dict[str, int]:
+    """Rows of the train and valid windows: per class (binary), or in all (regression)."""
+    if task == "regression":
+        rows = df.where(F.col("weight") > 0).groupBy(VALID_COL).count().collect()
+        return {f"{'valid' if r[VALID_COL] else 'train'}_rows": r["count"] for r in rows} | {
+            k: 0 for k in ("train_rows", "valid_rows") if not any(r[VALID_COL] == (k == "valid_rows") for r in rows)}
     rows = df.where(F.col("weight") > 0).groupBy(VALID_COL, label).count().collect()
     get = lambda v, y: sum(r["count"] for r in rows if r[VALID_COL] == v and r[label] == y)  # noqa: E731
     return {"train_pos": get(False, 1.0), "train_neg": get(False, 0.0), "valid_pos": get(True, 1.0), "valid_neg": get(True, 0.0)}
@@ -96,7 +101,10 @@ def class_balance(df: DataFrame, label: str) -> dict[str, int]:
 
 def check_trainable(counts: dict[str, int], where: str) -> None:
     for part in ("train", "valid"):
-        if counts[f"{part}_pos"] == 0 or counts[f"{part}_neg"] == 0:
+        if f"{part}_rows" in counts:
+            if not counts[f"{part}_rows"]:
+                raise DataError(f"{where}: the {part} window has no labelled row; no model is trained from it")
+        elif counts[f"{part}_pos"] == 0 or counts[f"{part}_neg"] == 0:
             raise DataError(f"{where}: the {part} window needs both classes, found {counts}; "
                             "no model is trained from it")
 
@@ -235,16 +243,29 @@ def resolve_workers(value: Any, spark, device: str = "cpu") -> int:
     return int(value)
 
 
-def xgb_params(p: dict[str, Any], counts: dict[str, int]) -> dict[str, Any]:
+TASK_DEFAULTS = {"binary": {"objective": "binary:logistic", "eval_metric": "aucpr"},
+                 "regression": {"objective": "reg:squarederror", "eval_metric": "rmse"}}
+
+
+def xgb_params(p: dict[str, Any], counts: dict[str, int], task: str = "binary") -> dict[str, Any]:
+    """The estimator's params from the train section: ``objective`` and ``eval_metric`` ``auto`` are the
+    task's (``TASK_DEFAULTS``); ``scale_pos_weight`` ``auto`` balances the classes (binary only)."""
+    auto = {k: (TASK_DEFAULTS[task][k] if p.get(k, "auto") in (None, "auto") else p[k]) for k in ("objective", "eval_metric")}
+    if task == "regression":
+        return {**_estimator_params(p), **auto}
     spw = p.get("scale_pos_weight", "auto")
     if spw == "auto":
         spw = counts["train_neg"] / max(counts["train_pos"], 1)
+    return {**_estimator_params(p), **auto, "scale_pos_weight": float(spw)}
+
+
+def _estimator_params(p: dict[str, Any]) -> dict[str, Any]:
     return {"n_estimators": int(p.get("n_estimators", 300)), "max_depth": int(p.get("max_depth", 6)),
             "learning_rate": float(p.get("learning_rate", 0.1)), "subsample": float(p.get("subsample", 1.0)),
             "colsample_bytree": float(p.get("colsample_bytree", 1.0)), "min_child_weight": float(p.get("min_child_weight", 1.0)),
             "reg_lambda": float(p.get("reg_lambda", 1.0)), "max_cat_to_onehot": int(p.get("max_cat_to_onehot", 4)),
-            "scale_pos_weight": float(spw), "early_stopping_rounds": int(p.get("early_stopping_rounds", 30)) or None,
-            "eval_metric": p.get("eval_metric", "aucpr"), "tree_method": "hist", "device": p.get("device", "cpu"),
+            "early_stopping_rounds": int(p.get("early_stopping_rounds", 30)) or None,
+            "tree_method": "hist", "device": p.get("device", "cpu"),
             "verbose": bool(p.get("verbose", False)),
             "random_state": int(p.get("seed", 42))}
 
@@ -292,13 +313,13 @@ def resume_point(directory: str, fingerprint: str):
 
 def fit(df: DataFrame, spec: DatasetSpec, params: dict[str, Any], num_workers: int, callbacks: list | None = None,
         init_model=None):
-    """The spark engine: xgboost.spark's ``SparkXGBClassifier`` on ``df`` with ``num_workers`` barrier tasks
+    """The spark engine: xgboost.spark's ``SparkXGBClassifier`` (``SparkXGBRegressor``) on ``df`` with ``num_workers`` barrier tasks
     (``common.xgb_spark``: the library's fit, with its crash on one-sided batches fixed and without its
     training-set evaluation); ``init_model`` continues boosting from a checkpoint."""
     extra = {"callbacks": callbacks} if callbacks else {}
     if init_model is not None:
         extra["xgb_model"] = init_model
-    return xgb_spark.fit_binary(df, features_col=spec.features.names, label_col=spec.label.name,
+    return xgb_spark.fit_estimator(df, spec.task, features_col=spec.features.names, label_col=spec.label.name,
                                 validation_indicator_col=VALID_COL, weight_col="weight", num_workers=num_workers,
                                 feature_types=feature_types(spec), missing=float("nan"), **params, **extra)
 
@@ -312,7 +333,7 @@ def fit_local(spark, df: DataFrame, table: str, spec: DatasetSpec, params: dict[
     print(f"train: local engine, {data.num_rows} rows from {how}")
     parts = xgb_local.split(data, features=spec.features.names, label=spec.label.name, weight="weight", valid=VALID_COL)
     del data
-    return xgb_local.fit(parts, feature_types=feature_types(spec), params=params, callbacks=callbacks, init_model=init_model,
+    return xgb_local.fit(parts, task=spec.task, feature_types=feature_types(spec), params=params, callbacks=callbacks, init_model=init_model,
                          nthread=local_cores(spark.sparkContext.master) or os.cpu_count() or 1)
 
 
@@ -332,7 +353,7 @@ def run(ctx: StepContext) -> None:
     tuned = tuned_params(ctx.run_dir, ctx.reads["training_set"])
     if tuned:
         print(f"train: tuned params from the tune step: {tuned}")
-    params = xgb_params({**p, **(tuned or {})}, counts)
+    params = xgb_params({**p, **(tuned or {})}, counts, spec.task)
     workers = resolve_workers(requested, spark, params["device"]) if engine == "spark" else 1
     # resumable: a retried task continues from the last checkpoint of the same input and params
     ckpt_dir = storage.join(ctx.run_uri, "model", "checkpoints")  # the workers write there: the root, not a copy
@@ -369,7 +390,7 @@ def run(ctx: StepContext) -> None:
         + (f" ({device})" if device != "cpu" else "")
     print(f"train {spec.name} cutoff {ctx.ds}: {doc['num_boosted_rounds']} rounds (best {doc['best_iteration']}, "
           f"valid {params['eval_metric']} {doc['best_score']}) on {on} -> {path} sha256 {doc['sha256'][:12]}; "
-          f"baseline: label rate per {baseline['segment'] or 'nothing (one rate)'}, overall {baseline['overall']:.4f}")
+          f"baseline: label mean per {baseline['segment'] or 'nothing (one mean)'}, overall {baseline['overall']:.4f}")
 
 
 def baseline_segment(spec: DatasetSpec, value: Any) -> str | None:

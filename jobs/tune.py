@@ -61,8 +61,11 @@ def suggest(trial, space: dict[str, dict[str, Any]]) -> dict[str, Any]:
 def booster_params(params: dict[str, Any]) -> dict[str, Any]:
     """The train step's (scikit-learn style) params as ``xgb.train`` params."""
     skip = {"n_estimators", "early_stopping_rounds", "verbose"}
-    return {**{k: v for k, v in params.items() if k not in skip}, "objective": "binary:logistic",
+    return {"objective": "binary:logistic", **{k: v for k, v in params.items() if k not in skip},
             "nthread": os.cpu_count() or 1}
+
+
+MAXIMIZED = ("auc", "aucpr", "pre", "ndcg", "map")  # xgboost's eval metrics where higher is better; the rest are losses
 
 
 def pruning_callback(trial, metric: str):
@@ -91,7 +94,8 @@ def search(train, valid, base: dict[str, Any], space: dict[str, Any], storage: s
     metric = base.get("eval_metric", "aucpr")
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     rdb = optuna.storages.RDBStorage(storage)
-    study = optuna.create_study(study_name=study_name, storage=rdb, load_if_exists=True, direction="maximize",
+    direction = "maximize" if metric.split("@")[0] in MAXIMIZED else "minimize"
+    study = optuna.create_study(study_name=study_name, storage=rdb, load_if_exists=True, direction=direction,
                                 sampler=optuna.samplers.TPESampler(seed=seed),
                                 pruner=optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=warmup_rounds))
     # one process per study (one Airflow task per ds): a trial still RUNNING was cut off by a kill
@@ -166,10 +170,10 @@ def run(ctx: StepContext) -> None:
     space = check_space(p.get("space") or {})
     spark = get_spark(ctx.settings, "tune")
     df, counts, _ = train.load_training_frame(spark, ctx)  # the learned categoricals coded as train codes them
-    base = train.xgb_params(ctx.params.get("train", {}), counts)
+    base = train.xgb_params(ctx.params.get("train", {}), counts, spec.task)
     seed = int(p.get("seed", base["random_state"]))
     tr, va = sample_frames(df, int(p.get("max_train_rows", 200_000)), int(p.get("max_valid_rows", 100_000)), seed)
-    if tr[label].nunique() < 2 or va[label].nunique() < 2:
+    if spec.task == "binary" and (tr[label].nunique() < 2 or va[label].nunique() < 2):
         raise DataError(f"tune: the sampled train ({len(tr)} rows) or valid ({len(va)} rows) window has one class; "
                         "raise tune.max_train_rows / max_valid_rows")
     storage = study_storage(p.get("storage"), ctx.settings.runs, ctx.dataset.name)

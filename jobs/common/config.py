@@ -171,6 +171,7 @@ class AsOf:
 
 
 NUMERIC_TYPES = ("int", "long", "double", "boolean")
+TASKS = ("binary", "regression")  # binary: a 0/1 label, scores are probabilities; regression: a numeric label
 
 
 @dataclass(frozen=True)
@@ -221,6 +222,7 @@ class DatasetSpec:
     path: str = ""
     expectations: str = ""  # the GX suites' prefix: expectations/<prefix>_silver_<source>.json (default: name)
     params: dict[str, Any] = field(default_factory=dict)  # this dataset's overrides of params.yaml, by section
+    task: str = "binary"    # binary | regression (TASKS)
 
     @property
     def example_source(self) -> Source:
@@ -270,9 +272,19 @@ class DatasetSpec:
             raise ConfigError(f"{where}: label needs exactly one of 'column' (inline, with positive_values), 'expr' "
                               f"(inline, a Spark SQL expression over the examples' columns, e.g. \"arr_delay > 15\") "
                               f"or 'source' (a label feed)")
-        if label.column and not label.positive_values:
+        task = str(d.get("task", "binary"))
+        if task not in TASKS:
+            raise ConfigError(f"{where}: task '{task}' is not one of {list(TASKS)}")
+        if task == "binary" and label.column and not label.positive_values:
             raise ConfigError(f"{where}: label.column '{label.column}' needs positive_values (or state the label as "
                               f"label.expr)")
+        if task == "regression" and label.column and d.get("examples") in sources and \
+                {c.name: c.type for c in sources[d["examples"]].columns}.get(label.column) not in ("int", "long", "double"):
+            raise ConfigError(f"{where}: label.column '{label.column}' of a regression must be a numeric column (int, "
+                              f"long, double) of the examples")
+        if task == "regression" and (label.source or label.positive_values):
+            raise ConfigError(f"{where}: a regression label is a number: label.column (a numeric column, no "
+                              f"positive_values) or label.expr, not {'a label feed' if label.source else 'positive_values'}")
         if label.expr is not None:
             allowed = sources[_req(d, "examples", where)].column_names if d.get("examples") in sources else []
             if not str(label.expr).strip() or not referenced_columns(str(label.expr), allowed):
@@ -296,7 +308,7 @@ class DatasetSpec:
         return cls(name=_req(d, "name", where), origin=dict(d.get("origin", {})), sources=sources, examples=examples,
                    entity=d.get("entity", sources[examples].key), label=label, sensitive=tuple(d.get("sensitive", [])),
                    slices=tuple(d.get("slices", [])), features=feats, path=where,
-                   expectations=str(d.get("expectations") or d["name"]), params=_params_section(d, where))
+                   expectations=str(d.get("expectations") or d["name"]), params=_params_section(d, where), task=task)
 
 
 def _params_section(d: dict, where: str) -> dict[str, Any]:

@@ -101,15 +101,16 @@ def split(data, *, features: list[str], label: str, weight: str, valid: str) -> 
 
 
 def fit(parts: dict[str, tuple], *, feature_types: list[str], params: dict[str, Any], nthread: int,
-        callbacks: list | None = None, init_model=None):
-    """Fit ``xgboost.XGBClassifier`` on ``parts["train"]`` with early stopping on ``parts["valid"]`` (the only
+        callbacks: list | None = None, init_model=None, task: str = "binary"):
+    """Fit ``xgboost.XGBClassifier`` (``XGBRegressor`` for ``task`` regression) on ``parts["train"]`` with early stopping on ``parts["valid"]`` (the only
     set evaluated); ``params`` are the estimator's (``train.xgb_params``), ``init_model`` continues boosting
     from a checkpoint. Returns the fitted classifier (``get_booster()``)."""
     import numpy as np
     import xgboost as xgb
     params = dict(params)
     verbose = bool(params.pop("verbose", False))
-    clf = xgb.XGBClassifier(**params, feature_types=feature_types, enable_categorical=True, missing=np.nan,
+    estimator = xgb.XGBRegressor if task == "regression" else xgb.XGBClassifier
+    clf = estimator(**params, feature_types=feature_types, enable_categorical=True, missing=np.nan,
                             n_jobs=nthread, callbacks=callbacks)
     (x, y, w), (xv, yv, wv) = parts.pop("train"), parts.pop("valid")
     clf.fit(x, y, sample_weight=w, eval_set=[(xv, yv)], sample_weight_eval_set=[wv], xgb_model=init_model,

@@ -1,6 +1,6 @@
 """xgboost.spark as its authors intended, plus the two changes a cluster needs that the library cannot make.
 
-``fit_binary`` trains a ``SparkXGBClassifier``: the library repartitions the input into one partition per
+``fit_estimator`` trains a ``SparkXGBClassifier`` (or ``SparkXGBRegressor``): the library repartitions the input into one partition per
 worker, runs one barrier stage of ``num_workers`` tasks, and the workers build their matrices from Arrow
 batches and boost together through the collective's allreduce. Two functions of the library are replaced,
 each only for an xgboost version it was checked against (``CHECKED_VERSIONS``). On any other version the
@@ -121,13 +121,14 @@ def _swapped(module, **replacements):
             setattr(module, name, fn)
 
 
-def fit_binary(df, **params):
-    """Fit a ``SparkXGBClassifier`` on ``df`` and return the Spark model: the library's fit, with this
-    module's two substitutions on a checked xgboost version and the library as is on any other."""
+def fit_estimator(df, task: str = "binary", **params):
+    """Fit a ``SparkXGBClassifier`` (``SparkXGBRegressor`` for ``task`` regression) on ``df`` and return the
+    Spark model: the library's fit, with this module's two substitutions on a checked xgboost version and the
+    library as is on any other."""
     import xgboost
     import xgboost.spark.core as core
-    from xgboost.spark import SparkXGBClassifier
-    clf = SparkXGBClassifier(**params)
+    from xgboost.spark import SparkXGBClassifier, SparkXGBRegressor
+    clf = (SparkXGBRegressor if task == "regression" else SparkXGBClassifier)(**params)
     if not substitutions_apply(xgboost.__version__):
         print(f"train: xgboost {xgboost.__version__} is not one the xgboost.spark substitutions were checked "
               f"against ({', '.join(CHECKED_VERSIONS)}); fitting with the library as is")

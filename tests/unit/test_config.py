@@ -27,6 +27,12 @@ def test_shipped_specs_load(cards, adult):
     ({"label": {"name": "y", "column": "c", "expr": "c > 1"}}, "label needs exactly one of 'column' .*, 'expr' .* or 'source'"),
     ({"label": {"name": "y", "column": "c"}}, "label.column 'c' needs positive_values"),
     ({"label": {"name": "y", "expr": "delay > 15"}}, r"label.expr 'delay > 15' reads none of the examples' columns \['k', 't', 'c'\]"),
+    ({"task": "multilabel"}, r"x.yaml: task 'multilabel' is not one of \['binary', 'regression'\]"),
+    ({"task": "regression", "label": {"name": "y", "expr": "length(c)", "positive_values": ["1"]}},
+     "a regression label is a number: .* not positive_values"),
+    ({"task": "regression", "label": {"name": "y", "column": "c"}}, "label.column 'c' of a regression must be a numeric column"),
+    ({"task": "regression", "label": {"name": "y", "source": "e", "source_key": "k", "known_at": "t"}},
+     "a regression label is a number: .* not a label feed"),
 ])
 def test_bad_spec_is_named(patch, message):
     with pytest.raises(ConfigError, match=message):

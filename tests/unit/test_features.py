@@ -294,6 +294,23 @@ def test_a_label_expression_labels_each_example_known_by_the_cutoff(spark):
         features.compute_features(events, leaky, dt.date(2026, 10, 1), dt.date(2026, 10, 2))
 
 
+def test_a_regression_label_is_the_expressions_number_and_a_boolean_one_is_refused(spark):
+    doc = {"name": "flights", "examples": "flights", "entity": "plane", "task": "regression",
+           "sources": {"flights": {"path": "p", "key": "id", "event_time": "ts", "columns": [
+               {"name": "id", "type": "string"}, {"name": "ts", "type": "timestamp"}, {"name": "plane", "type": "string"},
+               {"name": "arr_delay", "type": "double"}]}},
+           "label": {"name": "delay_min", "expr": "arr_delay"}, "features": {"derived": {"hour": "hour(ts)"}}}
+    events = spark.createDataFrame([("a", dt.datetime(2026, 10, 1, 8), "P", 40.5), ("b", dt.datetime(2026, 10, 1, 12), "P", -3.0)],
+                                   "id string, ts timestamp, plane string, arr_delay double").withColumn("ds", F.to_date("ts"))
+    day = dt.date(2026, 10, 1)
+    spec = DatasetSpec.from_dict(doc)
+    feats = features.compute_features(events, spec, day, day)
+    out = {r["id"]: r["delay_min"] for r in features.label_examples(feats, spec, dt.datetime(2026, 10, 2), None).collect()}
+    assert out == {"a": 40.5, "b": -3.0}
+    with pytest.raises(ConfigError, match=r"label.expr 'arr_delay > 15' gives boolean values; a regression label is a number"):
+        features.compute_features(events, DatasetSpec.from_dict({**doc, "label": {"name": "d", "expr": "arr_delay > 15"}}), day, day)
+
+
 def test_a_learned_categorical_keeps_its_raw_value_in_the_features_a_fixed_one_its_code(spark):
     spec = DatasetSpec.from_dict({
         "name": "flights", "examples": "flights", "entity": "plane",

@@ -89,3 +89,24 @@ def test_fairness_gaps_get_bootstrap_intervals_and_the_gate_decides_on_them():
     [f2] = fairness_summary(rows, 100, 20, tight)
     [c2] = gate({}, None, [f2], {"max_equal_opportunity_difference": 0.2})
     assert not c2["passed"] and f2["equal_opportunity_difference_ci"][0] > 0.2
+
+
+def test_a_regression_is_gated_on_its_own_metrics_the_champions_rmse_and_its_error_spreads():
+    from jobs.evaluate import regression_fairness
+    p = {"min_auc": 0.75, "min_r2": 0.0, "max_r2": 0.995, "max_rmse": None, "max_rmse_rise_vs_champion": 0.01,
+         "max_slice_mae_gap": 5.0, "max_slice_mean_residual_gap": None, "max_golden_rmse_rise_vs_champion": 0.02}
+    slices = [{"attribute": "carrier", "value": v, "n": 500, "mae": mae, "mean_residual": res}
+              for v, mae, res in (("AA", 8.0, 1.0), ("DL", 14.5, -3.0), ("UA", 9.0, 0.5), ("tiny", 40.0, 9.0))]
+    slices[-1]["n"] = 10  # under the minimum size: not in the spread
+    fairness = regression_fairness(slices, min_size=100)
+    assert fairness == [{"attribute": "carrier", "slices": 3, "mae_gap": 6.5, "mae_gap_between": "DL vs AA",
+                         "mean_residual_gap": 4.0, "mean_residual_gap_between": "AA vs DL"}]
+    checks = gate({"rmse": 12.2, "mae": 9.0, "r2": 0.41}, {"overall": {"rmse": 12.0}}, fairness, p, task="regression",
+                  golden={"version": 0, "metric": "rmse", "challenger_rmse": 11.0, "champion_rmse": 11.5})
+    by = {c["name"]: c for c in checks}
+    assert set(by) == {"r2", "r2_below_leakage_ceiling", "rmse_over_champion_rmse_minus_1",
+                       "golden_rmse_over_champion_minus_1[v0]", "mae_gap[carrier]"}  # no AUC bar, no null bar
+    assert by["rmse_over_champion_rmse_minus_1"]["value"] == pytest.approx(12.2 / 12.0 - 1)
+    assert not by["rmse_over_champion_rmse_minus_1"]["passed"] and by["golden_rmse_over_champion_minus_1[v0]"]["passed"]
+    assert not by["mae_gap[carrier]"]["passed"] and by["r2"]["passed"]
+    assert bless(checks, "enabled", "sha")["failed"] == ["rmse_over_champion_rmse_minus_1", "mae_gap[carrier]"]

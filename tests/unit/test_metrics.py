@@ -103,3 +103,49 @@ def test_bootstrap_intervals_cover_the_estimate_and_narrow_with_more_rows(spark)
     width = {g: ci[(g,)]["auc"][1] - ci[(g,)]["auc"][0] for g in ("small", "large")}
     assert width["large"] < width["small"] / 2  # ~1/sqrt(n): 20x the rows, ~4.5x narrower
     assert ci == bootstrap_intervals(df, "y", 0.5, ["g"], replicates=200, seed=1)  # seeded
+
+
+def test_regression_metrics_match_sklearn_weighted_and_per_group(spark):
+    from sklearn.metrics import mean_absolute_error, mean_squared_error, r2_score
+
+    from jobs.metrics import regression_metrics
+    rng = np.random.default_rng(5)
+    n = 500
+    y = rng.normal(20, 15, n).round(1)
+    s = (y + rng.normal(2, 8, n)).round(1)
+    w = rng.choice([0.5, 1.0, 2.0], n)
+    g = np.where(rng.random(n) < 0.4, "a", "b")
+    df = spark.createDataFrame([(float(a), float(b), float(c), str(d)) for a, b, c, d in zip(y, s, w, g)],
+                               "y double, score double, weight double, g string")
+    [m] = regression_metrics(df, "y", weight="weight")
+    assert m["n"] == n
+    assert m["rmse"] == pytest.approx(np.sqrt(mean_squared_error(y, s, sample_weight=w)), rel=1e-9)
+    assert m["mae"] == pytest.approx(mean_absolute_error(y, s, sample_weight=w), rel=1e-9)
+    assert m["r2"] == pytest.approx(r2_score(y, s, sample_weight=w), rel=1e-9)
+    assert m["mean_residual"] == pytest.approx(np.average(s - y, weights=w), rel=1e-9)
+    for got in regression_metrics(df, "y", ["g"]):
+        k = g == got["g"]
+        assert got["rmse"] == pytest.approx(np.sqrt(mean_squared_error(y[k], s[k])), rel=1e-9)
+        assert got["r2"] == pytest.approx(r2_score(y[k], s[k]), rel=1e-9)
+
+
+def test_regression_bootstrap_intervals_cover_the_estimate_narrow_with_rows_and_are_seeded(spark):
+    from jobs.metrics import regression_metrics, regression_replicates, replicate_intervals
+    rng = np.random.default_rng(12)
+    rows = []
+    for g, n in (("small", 200), ("large", 4000)):
+        y = rng.normal(10, 5, n)
+        rows += [(float(a), float(a + e), g) for a, e in zip(y, rng.normal(0, 3, n))]
+    df = spark.createDataFrame(rows, "y double, score double, g string")
+    reps = regression_replicates(df, "y", ["g"], replicates=100, seed=2)
+    assert reps[("small",)]["mae"].shape == (100,)
+    ci = replicate_intervals(reps)
+    exact = {r["g"]: r for r in regression_metrics(df, "y", ["g"])}
+    for g in ("small", "large"):
+        for metric in ("rmse", "mae", "mean_residual"):
+            lo, hi = ci[(g,)][metric]
+            assert lo < exact[g][metric] < hi, (g, metric)
+    width = {g: ci[(g,)]["mae"][1] - ci[(g,)]["mae"][0] for g in ("small", "large")}
+    assert width["large"] < width["small"] / 2.5  # ~1/sqrt(n): 20x the rows, ~4.5x narrower
+    again = regression_replicates(df, "y", ["g"], replicates=100, seed=2)
+    assert all(np.array_equal(again[k]["mae"], reps[k]["mae"]) for k in reps)

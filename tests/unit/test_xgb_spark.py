@@ -47,7 +47,7 @@ def test_a_fit_whose_validation_rows_all_sit_on_one_worker_reports_their_exact_a
           .withColumn("is_valid", F.col("id") >= 7600))
     per_partition = df.groupBy(F.spark_partition_id().alias("p")).agg(F.count_if("is_valid").alias("n")).collect()
     assert sorted(r["n"] for r in per_partition) == [0, 400]  # the library keeps partitions that match the workers
-    model = xgb_spark.fit_binary(df, features_col=["x", "z"], label_col="label", weight_col="weight",
+    model = xgb_spark.fit_estimator(df, features_col=["x", "z"], label_col="label", weight_col="weight",
                                  validation_indicator_col="is_valid", num_workers=2, n_estimators=5, max_depth=2,
                                  eval_metric="auc", random_state=1)
     booster = model.get_booster()
@@ -79,7 +79,7 @@ def test_another_xgboost_fits_with_the_library_as_is(spark, monkeypatch, capsys)
     monkeypatch.setattr(xgb_spark, "_swapped", lambda *a, **k: seen.append(k) or pytest.fail("swapped"))
     df = (spark.range(0, 400, 1, 1).withColumn("x", F.rand(1)).withColumn("label", (F.col("x") > 0.5).cast("double"))
           .withColumn("is_valid", F.col("id") % 4 == 0))  # one partition, each batch mixes both kinds of rows
-    model = xgb_spark.fit_binary(df, features_col=["x"], label_col="label", validation_indicator_col="is_valid",
+    model = xgb_spark.fit_estimator(df, features_col=["x"], label_col="label", validation_indicator_col="is_valid",
                                  num_workers=1, n_estimators=3)
     assert model.get_booster().num_boosted_rounds() == 3 and not seen and core.create_dmatrix_from_partitions is real
     assert "xgboost 9.9.0 is not one the xgboost.spark substitutions were checked against" in capsys.readouterr().out
