@@ -256,17 +256,39 @@ POISSON_1_CDF = (0.36787944117144233, 0.7357588823428847, 0.9196986029286058, 0.
                  0.9963401531726563, 0.9994058151824183, 0.9999167588507119, 0.9999897508033253)
 
 
+def _poisson_resamples(df: DataFrame, replicates: int, seed: int) -> DataFrame:
+    """``df`` repeated ``replicates`` times (``_r``), each row with a Poisson(1) count ``_k`` drawn from a hash
+    of its values, the replicate and the seed: the same rows and seed give the same resamples."""
+    u = F.pmod(F.xxhash64(F.lit(seed), F.col("_r"), *[F.col(c) for c in df.columns]), F.lit(1 << 30)) / float(1 << 30)
+    return (df.select("*", F.explode(F.sequence(F.lit(0), F.lit(replicates - 1))).alias("_r"))
+            .withColumn("_k", sum((u > F.lit(c)).cast("double") for c in POISSON_1_CDF)))
+
+
+def paired_regression_replicates(scored: DataFrame, label: str, scores: tuple[str, str], replicates: int = 200,
+                                 seed: int = 0) -> dict[str, Any]:
+    """Paired bootstrap replicates of the RMSE and MAE of two predictions of the same rows (``scores``): each
+    replicate's one resample (``_poisson_resamples``) measures both. Returns {"rmse": (reps of a, reps of b),
+    "mae": (...)}, arrays of ``replicates``."""
+    import numpy as np
+    sums = [x for i, c in enumerate(scores) for x in (
+        F.sum(F.col("_k") * (F.col(c) - F.col(label)) ** 2).alias(f"se{i}"),
+        F.sum(F.col("_k") * F.abs(F.col(c) - F.col(label))).alias(f"ae{i}"))]
+    rows = _poisson_resamples(scored, replicates, seed).groupBy("_r").agg(F.sum("_k").alias("w"), *sums).collect()
+    got = np.full((5, replicates), np.nan)
+    for r in rows:
+        got[:, r["_r"]] = [r["w"], r["se0"], r["ae0"], r["se1"], r["ae1"]]
+    w, se0, ae0, se1, ae1 = got
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return {"rmse": (np.sqrt(se0 / w), np.sqrt(se1 / w)), "mae": (ae0 / w, ae1 / w)}
+
+
 def regression_replicates(scored: DataFrame, label: str, groups: list[str], score: str = "score",
                           weight: str | None = None, replicates: int = 200, seed: int = 0) -> dict[tuple, dict[str, Any]]:
-    """Poisson bootstrap replicates of the ``regression_figures`` per group. Each row gets, per replicate, a
-    Poisson(1) count drawn from a hash of its values, the replicate and the seed (the same rows and seed give
-    the same replicates); Spark sums the weighted rows per (group, replicate), so only groups x replicates
-    sums reach the driver. The rows are expanded ``replicates`` times inside that one aggregation."""
+    """Poisson bootstrap replicates of the ``regression_figures`` per group (``_poisson_resamples``): Spark
+    sums the weighted rows per (group, replicate), so only groups x replicates sums reach the driver. The rows
+    are expanded ``replicates`` times inside that one aggregation."""
     import numpy as np
-    u = F.pmod(F.xxhash64(F.lit(seed), F.col("_r"), *[F.col(c) for c in scored.columns]), F.lit(1 << 30)) / float(1 << 30)
-    k = sum((u > F.lit(c)).cast("double") for c in POISSON_1_CDF)
-    rows = (scored.select("*", F.explode(F.sequence(F.lit(0), F.lit(replicates - 1))).alias("_r"))
-            .withColumn("_k", k)
+    rows = (_poisson_resamples(scored, replicates, seed)
             .groupBy(*groups, "_r").agg(*_regression_sums(score, label, F.col("_k") * _w(weight))).collect())
     by_group: dict[tuple, np.ndarray] = {}
     for r in rows:

@@ -63,6 +63,10 @@ def _row(kind: str, metric: str, value: float | None = None, feature: str | None
             "breached": None if breached is None else bool(breached), "detail": detail, "subject_ds": subject}
 
 
+REALIZED = ("auc", "pr_auc", "rmse", "r2")  # the realized figures kept over time (binary; regression)
+HIGHER_IS_BETTER = ("auc", "pr_auc", "r2", "disparate_impact_ratio")
+
+
 def _thresholds(p: dict[str, Any]) -> dict[str, float]:
     return {"psi": float(p.get("psi_threshold", 0.2)), "js_distance": float(p.get("js_threshold", 0.1)),
             "wasserstein": float(p.get("wasserstein_threshold", 0.1))}
@@ -146,7 +150,7 @@ def day_signals(rows: list[dict], p: dict[str, Any]) -> dict[str, dict[str, Any]
         bad = [r for r in mine if r["breached"] and (kind == "fairness" or r["slice"] is None)]
         unjudged = next((r["detail"] for r in mine if (r["detail"] or "").startswith("not judged")), None)
         said = ", ".join(f"{r['metric']}{'[' + r['slice'] + ']' if r['slice'] else ''} {r['value']:.4f} "
-                         f"({'<' if r['metric'] in ('auc', 'pr_auc', 'disparate_impact_ratio') else '>'} bar {r['threshold']})"
+                         f"({'<' if r['metric'] in HIGHER_IS_BETTER else '>'} bar {r['threshold']})"
                          for r in bad) or unjudged or ("within the bars" if mine else "nothing judged")
         out[kind] = {"on": bool(bad), "value": len(bad),
                      "detail": (f"day {mine[0]['subject_ds']}: " if mine and mine[0]["subject_ds"] else "") + said}
@@ -224,11 +228,12 @@ def prediction_rows(predictions: DataFrame, score_ref: dict[str, Any] | None, se
 
 
 def realized_rows(spark, ctx: StepContext, subject: dt.date, threshold: float, p: dict[str, Any]) -> list[dict]:
-    """Realized AUC, PR-AUC and ECE of what served ``subject`` (its labels all matured by this run's cutoff),
-    overall against the bars of ``monitor.realized`` and per slice, and the gate's fairness checks."""
+    """Realized AUC, PR-AUC and ECE (a regression: RMSE, MAE and R²) of what served ``subject`` (its labels
+    all matured by this run's cutoff), overall against the bars of ``monitor.realized`` and per slice, and the
+    gate's fairness checks."""
     from jobs.evaluate import fairness_checks
     from jobs.features import attr_col, label_examples
-    from jobs.metrics import binary_metrics
+    from jobs.metrics import binary_metrics, regression_metrics
     spec, r = ctx.dataset, dict(p.get("realized") or {})
     key, label = spec.example_source.key, spec.label.name
     preds = (delta_io.read_pinned(spark, ctx.table("predictions"), ctx.reads, "predictions")
@@ -246,27 +251,37 @@ def realized_rows(spark, ctx: StepContext, subject: dt.date, threshold: float, p
     rows = label_examples(preds.join(feats, key, "left"), spec, ctx.cutoff, labels, policy="exclude")
     rows = rows.where(F.col(label).isNotNull()).withColumn(label, F.col(label).cast("double")).cache()
     versions = [x[0] for x in rows.groupBy("model_version").count().orderBy(F.desc("count")).collect()]
-    m = binary_metrics(rows, label, threshold, weight="weight")[0] if versions else {"n": 0, "n_pos": 0}
-    min_pos = int(r.get("min_positives", 10))
-    if not m["n"] or (m.get("n_pos") or 0) < min_pos:
+    regression = spec.task == "regression"
+    if not versions:
+        m = {"n": 0, "n_pos": 0}
+    else:
+        m = regression_metrics(rows, label, weight="weight")[0] if regression else binary_metrics(rows, label, threshold, weight="weight")[0]
+    min_pos, min_rows = int(r.get("min_positives", 10)), int(r.get("min_rows", p.get("min_rows", 100)))
+    if not m["n"] or (regression and m["n"] < min_rows) or (not regression and (m.get("n_pos") or 0) < min_pos):
         rows.unpersist()
+        why = (f"{m['n']} labelled row(s), min_rows {min_rows}" if regression else
+               f"{int(m.get('n_pos') or 0)} positive(s), min_positives {min_pos}")
         return [_row("performance", "n", m["n"], subject=subject, breached=False,
-                     detail=f"not judged: {int(m.get('n_pos') or 0)} positive(s), min_positives {min_pos}"
-                     if m["n"] else "not judged: no labelled prediction of the day")]
-    bars = {"auc": r.get("min_auc"), "pr_auc": r.get("min_pr_auc"), "ece": r.get("max_ece")}
-    out = [_row("performance", "n", m["n"], subject=subject), _row("performance", "n_pos", m["n_pos"], subject=subject)]
-    for metric, bar in bars.items():
+                     detail=f"not judged: {why}" if m["n"] else "not judged: no labelled prediction of the day")]
+    # metric -> (bar, worse when above it)
+    bars = ({"rmse": (r.get("max_rmse"), True), "mae": (r.get("max_mae"), True), "r2": (r.get("min_r2"), False)} if regression
+            else {"auc": (r.get("min_auc"), False), "pr_auc": (r.get("min_pr_auc"), False), "ece": (r.get("max_ece"), True)})
+    out = [_row("performance", "n", m["n"], subject=subject)]
+    if not regression:
+        out.append(_row("performance", "n_pos", m["n_pos"], subject=subject))
+    for metric, (bar, above) in bars.items():
         v = m.get(metric)
-        worse = v is not None and bar is not None and (v > float(bar) if metric == "ece" else v < float(bar))
+        worse = v is not None and bar is not None and (v > float(bar) if above else v < float(bar))
         out.append(_row("performance", metric, v, subject=subject, threshold=bar, breached=worse,
                         detail=f"served by {', '.join(versions)}"))
     ev = {**ctx.params.get("evaluate", {}), "bootstrap_replicates": int(r.get("bootstrap_replicates", 0))}
-    slices, checks = fairness_checks(rows, label, threshold, list(spec.sensitive), ev, seed=int(r.get("seed", 0)))
+    slices, checks = fairness_checks(rows, label, threshold, list(spec.sensitive), ev, seed=int(r.get("seed", 0)),
+                                     task=spec.task)
     rows.unpersist()
     for s in slices:
-        for metric in ("auc", "pr_auc", "ece"):
+        for metric in bars:
             out.append(_row("performance", metric, s.get(metric), slice_=f"{s['attribute']}={s['value']}", subject=subject,
-                            detail=f"n {s['n']}, positives {s['n_pos']}"))
+                            detail=f"n {s['n']}" + ("" if regression else f", positives {s['n_pos']}")))
     for c in checks:
         metric, _, attr = c["name"].partition("[")
         out.append(_row("fairness", metric, c["value"], slice_=attr.rstrip("]") or None, subject=subject,
@@ -306,7 +321,7 @@ def history(spark, path: str, ds: dt.date, window: int, cooldown: int, realized_
     wanted = ((F.col("kind") == "signal") & F.col("breached") & since(window)
               | (F.col("kind") == "trigger") & F.col("breached") & since(cooldown)
               | (F.col("kind") == "data_quality") & (F.col("metric") == "failed_warnings") & (F.col("value") > 0) & since(window)
-              | (F.col("kind") == "performance") & F.col("slice").isNull() & F.col("metric").isin("auc", "pr_auc")
+              | (F.col("kind") == "performance") & F.col("slice").isNull() & F.col("metric").isin(*REALIZED)
               & F.col("value").isNotNull())
     rows = (spark.read.format("delta").load(path)
             .where(delta_io.ds_predicate(ds - dt.timedelta(days=max(window, cooldown, realized_days)), ds - dt.timedelta(days=1)))
@@ -328,14 +343,15 @@ def history(spark, path: str, ds: dt.date, window: int, cooldown: int, realized_
 
 
 def realized_series(past: dict[tuple[str, dt.date], tuple[dt.date, float]], today: list[dict]) -> dict[str, list[tuple[str, float]]]:
-    """Realized AUC and PR-AUC per matured day: the earlier days' figures (``history``) and today's rows."""
+    """Realized AUC and PR-AUC (RMSE and R²) per matured day: the earlier days' figures (``history``) and
+    today's rows."""
     merged = dict(past)
     for r in today:
-        if r["kind"] == "performance" and r["slice"] is None and r["metric"] in ("auc", "pr_auc") and r["value"] is not None:
+        if r["kind"] == "performance" and r["slice"] is None and r["metric"] in REALIZED and r["value"] is not None:
             merged[(r["metric"], r["subject_ds"])] = (None, r["value"])
-    out: dict[str, list[tuple[str, float]]] = {"auc": [], "pr_auc": []}
+    out: dict[str, list[tuple[str, float]]] = {}
     for (metric, day), (_, v) in sorted(merged.items(), key=lambda kv: (kv[0][0], kv[0][1])):
-        out[metric].append((day.isoformat(), v))
+        out.setdefault(metric, []).append((day.isoformat(), v))
     return out
 
 
@@ -413,7 +429,8 @@ def run(ctx: StepContext) -> None:
                "retrain": retrain, "reason": why, "signals": signals, "run_id": ctx.run_id}
     out = storage.join(ctx.run_uri, "monitor")
     storage.write_bytes(storage.join(out, VERDICT), json.dumps(verdict, indent=2, default=str).encode())
-    bars = {m: (p.get("realized") or {}).get(k) for m, k in (("auc", "min_auc"), ("pr_auc", "min_pr_auc"))}
+    bars = {m: (p.get("realized") or {}).get(k) for m, k in (("auc", "min_auc"), ("pr_auc", "min_pr_auc"),
+                                                              ("rmse", "max_rmse"), ("r2", "min_r2"))}
     page = render_drift({**verdict, "top": top, "score": score_doc, "realized": realized_series(past["realized"], rows), "bars": bars,
                          "rows_table": [r for r in rows if r["kind"] in ("feature_drift", "prediction_drift", "null_rate", "volume")
                                         and r["value"] is not None]})

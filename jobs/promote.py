@@ -7,9 +7,10 @@ this step compares the two on exactly the same labelled rows: the rows the champ
 fallback) and the challenger scored, of the matured days only, and only of days after either model's
 valid window (a day a model was fitted or early-stopped on would flatter it). It measures
 
-- AUC and PR-AUC of both, and their differences with a paired bootstrap 95% interval (one resample of the
-  rows measures both models, ``metrics.paired_replicates``);
-- how often their decisions agree at the threshold;
+- AUC and PR-AUC of both (a regression: RMSE and MAE), and their differences with a paired bootstrap 95%
+  interval (one resample of the rows measures both models, ``metrics.paired_replicates``,
+  ``paired_regression_replicates``);
+- how often their decisions agree at the threshold (binary);
 - the challenger's per-slice metrics and the evaluation gate's fairness checks on those rows (the same
   thresholds, ``evaluate.gate``; ``warn_only`` ones recorded, not refusing).
 
@@ -18,7 +19,8 @@ and decides, saying why:
 - ``retire`` when a blocking fairness check fails, when the AUC difference's interval lies below zero, or
   when ``max_days`` matured days brought no clear gain: the challenger alias is cleared (logged);
 - ``promote`` when the AUC difference's interval lies above ``min_auc_gain`` and PR-AUC is not clearly
-  worse: the champion moves to the challenger by compare-and-swap from the champion it was compared with
+  worse (a regression: the RMSE difference's below -``min_rmse_gain`` x the champion's RMSE, MAE not
+  clearly worse): the champion moves to the challenger by compare-and-swap from the champion it was compared with
   (logged), and the challenger alias is cleared;
 - ``wait`` otherwise (too few matured days, or an interval across the bar).
 
@@ -38,7 +40,8 @@ from jobs.common.cli import StepContext, run_step
 from jobs.common.files import write_json_atomic
 from jobs.evaluate import fairness_checks
 from jobs.features import attr_col, inline_label, label_examples
-from jobs.metrics import binary_metrics, interval, paired_replicates
+from jobs.metrics import (binary_metrics, interval, paired_regression_replicates, paired_replicates,
+                          regression_metrics)
 
 DECISIONS = ("promote", "wait", "retire")
 SCORES = ("champion_score", "challenger_score")
@@ -81,23 +84,33 @@ def matured(rows: DataFrame, spec, cutoff: dt.datetime, labels: DataFrame | None
     return labelled.where(F.col(spec.label.name).isNotNull()), done, days
 
 
-def compare(rows: DataFrame, label: str, threshold: float, p: dict[str, Any], ev: dict[str, Any], sensitive: list[str]
-            ) -> dict[str, Any]:
-    """Both models' metrics on ``rows`` (cached by the caller), their paired differences with intervals,
-    decision agreement, and the challenger's fairness checks (the gate's)."""
+def compare(rows: DataFrame, label: str, threshold: float, p: dict[str, Any], ev: dict[str, Any], sensitive: list[str],
+            task: str = "binary") -> dict[str, Any]:
+    """Both models' metrics on ``rows`` (cached by the caller), their paired differences with intervals
+    (binary: AUC and PR-AUC; regression: RMSE and MAE), decision agreement (binary), and the challenger's
+    fairness checks (the gate's)."""
     metrics = {}
+    replicates, seed = int(p.get("bootstrap_replicates", 500)), int(p.get("seed", 0))
     for name in SCORES:
-        m = binary_metrics(rows.withColumn("score", F.col(name)), label, threshold)[0]
-        metrics[name.split("_")[0]] = {k: m.get(k) for k in ("n", "n_pos", "auc", "pr_auc", "recall", "precision", "fpr")}
-    reps = paired_replicates(rows, label, SCORES, replicates=int(p.get("bootstrap_replicates", 500)), seed=int(p.get("seed", 0)))
+        scored = rows.withColumn("score", F.col(name))
+        if task == "regression":
+            m = regression_metrics(scored, label)[0]
+            metrics[name.split("_")[0]] = {k: m.get(k) for k in ("n", "rmse", "mae", "r2", "mean_residual")}
+        else:
+            m = binary_metrics(scored, label, threshold)[0]
+            metrics[name.split("_")[0]] = {k: m.get(k) for k in ("n", "n_pos", "auc", "pr_auc", "recall", "precision", "fpr")}
+    if task == "regression":
+        reps, compared, agree = paired_regression_replicates(rows, label, SCORES, replicates, seed), ("rmse", "mae"), None
+    else:
+        reps, compared = paired_replicates(rows, label, SCORES, replicates=replicates, seed=seed), ("auc", "pr_auc")
+        agree = rows.select(F.avg((F.col("champion_decision") == F.col("challenger_decision")).cast("double"))).first()[0]
     diff = {}
-    for m in ("auc", "pr_auc"):
+    for m in compared:
         a, b = metrics["champion"][m], metrics["challenger"][m]
         diff[m] = None if a is None or b is None else b - a
         diff[f"{m}_ci"] = interval(reps[m][1] - reps[m][0])
-    agree = rows.select(F.avg((F.col("champion_decision") == F.col("challenger_decision")).cast("double"))).first()[0]
     chal = rows.withColumn("score", F.col("challenger_score")).withColumn("weight", F.lit(1.0))
-    slices, checks = fairness_checks(chal, label, threshold, sensitive, ev, seed=int(p.get("seed", 0)))
+    slices, checks = fairness_checks(chal, label, threshold, sensitive, ev, seed=seed, task=task)
     return {"metrics": metrics, "difference": diff, "decision_agreement": agree, "fairness_checks": checks,
             "slices": slices}
 
@@ -110,6 +123,8 @@ def decide(days: int, result: dict[str, Any] | None, p: dict[str, Any]) -> tuple
     failed = [c["name"] for c in result["fairness_checks"] if not c["passed"] and c["severity"] == "blocking"]
     if failed:
         return "retire", f"fails the fairness check(s) {', '.join(failed)} on the shadow rows"
+    if "rmse" in result["difference"]:
+        return _decide_regression(days, result, p)
     d, ci, pr_ci = result["difference"]["auc"], result["difference"]["auc_ci"], result["difference"]["pr_auc_ci"]
     if d is None or ci is None:
         return "wait", "the AUC difference is not defined on these rows (one class only)"
@@ -120,6 +135,27 @@ def decide(days: int, result: dict[str, Any] | None, p: dict[str, Any]) -> tuple
         return "promote", f"better: {said}, above {gain:+.4f}"
     if ci[1] < 0:
         return "retire", f"worse: {said}, below 0"
+    if days >= max_days:
+        return "retire", f"no clear gain after {days} matured shadow days (max_days {max_days}): {said}"
+    return "wait", f"not decided yet: {said}"
+
+
+def _decide_regression(days: int, result: dict[str, Any], p: dict[str, Any]) -> tuple[str, str]:
+    """A regression's decision on the RMSE difference (challenger - champion; below 0: better): promote when
+    its interval lies below -``min_rmse_gain`` x the champion's RMSE and MAE is not clearly worse, retire
+    when it lies above 0 or after ``max_days`` with no clear gain."""
+    max_days, gain = int(p.get("max_days", 14)), float(p.get("min_rmse_gain", 0.0))
+    d, ci, mae_ci = result["difference"]["rmse"], result["difference"]["rmse_ci"], result["difference"].get("mae_ci")
+    champ, chal = result["metrics"]["champion"], result["metrics"]["challenger"]
+    if d is None or ci is None:
+        return "wait", "the RMSE difference is not defined on these rows"
+    said = (f"RMSE challenger {chal['rmse']:.4f} vs champion {champ['rmse']:.4f} on {champ['n']} rows of {days} day(s): "
+            f"difference {d:+.4f}, 95% interval [{ci[0]:+.4f}, {ci[1]:+.4f}]")
+    bar = -gain * champ["rmse"]
+    if ci[1] < bar and (mae_ci is None or mae_ci[0] <= 0):
+        return "promote", f"better: {said}, below {bar:+.4f}"
+    if ci[0] > 0:
+        return "retire", f"worse: {said}, above 0"
     if days >= max_days:
         return "retire", f"no clear gain after {days} matured shadow days (max_days {max_days}): {said}"
     return "wait", f"not decided yet: {said}"
@@ -159,7 +195,7 @@ def run(ctx: StepContext) -> None:
                        spec, champion["version"], challenger["version"], ctx.ds, after)
     labelled, done, days = matured(rows, spec, ctx.cutoff, labels)
     labelled = labelled.cache()
-    result = compare(labelled, spec.label.name, threshold, p, ev, list(spec.sensitive)) \
+    result = compare(labelled, spec.label.name, threshold, p, ev, list(spec.sensitive), spec.task) \
         if len(done) >= int(p.get("min_days", 3)) else None
     decision, why = decide(len(done), result, p)
     act(registry, spec.name, decision, why, champion["version"], challenger["version"])

@@ -10,10 +10,11 @@ when the one before cannot serve the day, for a reason code:
   only nulls in it;
 - ``validation_failed``: the day failed a critical expectation (it was never published to silver): its
   staged rows are scored, but only by a model that reads no feature (the baseline);
-- ``scores_invalid``: it produced a NaN or a score outside [0, 1].
+- ``scores_invalid``: it produced a NaN or a score outside [0, 1] (a regression: a NaN or infinite one).
 
 The first that can serves every row of the day into ``predictions`` (partition ds, replaced on rerun): key,
-entity, event time, ``score``, ``decision`` (score >= threshold), ``model_version``, ``served_by``
+entity, event time, ``score``, ``decision`` (score >= threshold; null for a regression, whose score is the
+predicted value), ``model_version``, ``served_by``
 (``champion`` or ``fallback:<name>``) and ``reason`` (why the ones before it could not; null for the
 champion). The baseline is the one published with the champion (``jobs.model``), else with an earlier one.
 No row is dropped: the rows written equal the day's examples, or the step fails. When nothing in the
@@ -131,9 +132,11 @@ def input_reason(model: Model, nonnull: dict[str, int], validated: bool) -> str 
     return None
 
 
-def invalid_scores(scored: DataFrame, col: str = "score") -> int:
+def invalid_scores(scored: DataFrame, col: str = "score", probabilities: bool = True) -> int:
+    """Rows whose score is missing, NaN or infinite, or (``probabilities``) outside [0, 1]."""
     s = F.col(col)
-    return scored.where(s.isNull() | F.isnan(s) | (s < 0) | (s > 1)).count()
+    bad = s.isNull() | F.isnan(s) | (F.abs(s) == float("inf"))
+    return scored.where(bad | (s < 0) | (s > 1) if probabilities else bad).count()
 
 
 # ---------------------------------------------------------------- the day's rows
@@ -196,12 +199,13 @@ def nonnull_counts(feats: DataFrame) -> dict[str, int]:
     return feats.select([F.count(F.col(c)).alias(c) for c in feats.columns]).first().asDict()
 
 
-def serve(feats: DataFrame, keep: list[str], links, validated: bool, threshold: float, role: str = "serving",
+def serve(feats: DataFrame, keep: list[str], links, validated: bool, threshold: float | None, role: str = "serving",
           nonnull: dict[str, int] | None = None) -> tuple[DataFrame | None, dict[str, Any]]:
     """The first link of ``links`` that can score ``feats`` (cached by the caller): (its scored rows, cached,
     with the ``keep`` columns, score, decision, model_version, served_by and reason; the event) or (None, the
-    event) when none can. The event lists every attempt. ``nonnull``: ``nonnull_counts(feats)``, when the
-    caller has it already."""
+    event) when none can. The event lists every attempt. ``threshold`` None: a regression, whose score is
+    the prediction itself (any finite number) and has no decision. ``nonnull``: ``nonnull_counts(feats)``,
+    when the caller has it already."""
     nonnull = nonnull_counts(feats) if nonnull is None else nonnull
     attempts: list[dict[str, Any]] = []
     for i, (name, load) in enumerate(links):
@@ -213,10 +217,11 @@ def serve(feats: DataFrame, keep: list[str], links, validated: bool, threshold: 
             served_by = name if role == "shadow" or (i == 0 and name == "champion") else f"fallback:{name}"
             why = "; ".join(f"{a['candidate']}: {a['reason']}" for a in attempts) or None
             scored = predict(feats, model).select(
-                *keep, "score", (F.col("score") >= F.lit(threshold)).alias("decision"),
+                *keep, "score", (F.col("score") >= F.lit(threshold) if threshold is not None else F.lit(None).cast("boolean")
+                                 ).alias("decision"),
                 F.lit(model.version).alias("model_version"), F.lit(served_by).alias("served_by"),
                 F.lit(why).cast("string").alias("reason")).cache()
-            bad = invalid_scores(scored)
+            bad = invalid_scores(scored, probabilities=threshold is not None)
             if not bad:
                 attempts.append({"candidate": name, "version": model.version, "reason": None})
                 return scored, {"role": role, "served_by": served_by, "model_version": model.version, "reason": why,
@@ -235,6 +240,7 @@ def run(ctx: StepContext) -> None:
     spark = get_spark(ctx.settings, "score")
     spec, p = ctx.dataset, ctx.step_params()
     threshold = float(p["threshold"] if p.get("threshold") is not None else ctx.params.get("evaluate", {}).get("threshold", 0.5))
+    threshold = None if spec.task == "regression" else threshold  # a regression's score is its prediction: no decision
     registry = open_registry(ctx.settings.registry)
     validated, records = validation_state(ctx)
     if not validated:

@@ -60,13 +60,19 @@ def runs(tmp_path_factory):
         from airflow.utils.session import create_session
         dag_ids = [f"train_pipeline__{n}" for n in (NAME, REGRESSION)]
         with create_session() as session:  # runs an earlier session left in the tests' Airflow database
-            session.query(DagRun).filter(DagRun.dag_id.in_(dag_ids)).delete(synchronize_session=False)
+            session.query(DagRun).filter(DagRun.dag_id.in_([*dag_ids, *[f"{k}_pipeline__{REGRESSION}" for k in ("score", "monitor")]])
+                                         ).delete(synchronize_session=False)
         out = {}
         for name, dag_id in zip((NAME, REGRESSION), dag_ids):
             mp.setenv("TRAINYARD_DATASET", name)
             dag = DagBag(str(REPO / "dags")).get_dag(dag_id)
             out[name] = dag.test(logical_date=pendulum.datetime(DS.year, DS.month, DS.day, tz="UTC"),
                                  run_conf={"start_ds": START.isoformat()})
+        # the regression's day served: its prediction in minutes, then monitored (labels mature the same day)
+        mp.setenv("TRAINYARD_DATASET", REGRESSION)
+        day = pendulum.datetime(DS.year, DS.month, DS.day, tz="UTC")
+        out["scored"] = DagBag(str(REPO / "dags")).get_dag(f"score_pipeline__{REGRESSION}").test(logical_date=day)
+        out["monitored"] = DagBag(str(REPO / "dags")).get_dag(f"monitor_pipeline__{REGRESSION}").test(logical_date=day)
         yield root, out
 
 
@@ -232,3 +238,26 @@ def test_the_regression_variant_runs_by_spec_alone_with_metrics_equal_to_sklearn
     assert "Predicted vs actual" in html and "MAE by carrier" in html and "ROC" not in html
     manifest = reg.manifest(REGRESSION, model.version)
     assert manifest["metrics"]["rmse"] == pytest.approx(o["rmse"]) and "regression" in (folder / "evaluation" / "model_card.md").read_text()
+
+
+def test_the_regression_serves_its_day_in_minutes_and_monitoring_measures_realized_rmse(runs, spark):
+    """score_pipeline of the regression: every example of the day gets its predicted delay (no decision: a
+    regression has no threshold), and the day's monitoring records realized RMSE, MAE and R² equal to
+    scikit-learn's on those predictions and the labels."""
+    from sklearn.metrics import mean_absolute_error, mean_squared_error, r2_score
+    root, scored = runs[0], runs[1]["scored"]
+    states = {ti.task_id: str(ti.state) for ti in scored.get_task_instances()}
+    assert states == {"landed": "success", "etl": "skipped", "validate": "skipped", "score": "success",
+                      "promote": "success", "monitor": "success"}, states
+    assert str(runs[1]["monitored"].get_task_instance("monitor").state) == "success"
+    lake = root / "lake" / REGRESSION
+    preds = spark.read.format("delta").load(str(lake / "predictions")).where(f"ds = DATE'{DS}'").toPandas()
+    silver = spark.read.format("delta").load(str(lake / "silver_flights")).where(f"ds = DATE'{DS}'").toPandas()
+    assert len(preds) == len(silver) and set(preds["served_by"]) == {"champion"} and preds["decision"].isna().all()
+    assert (preds["score"] < 0).any()  # minutes, not a probability: early arrivals are predicted too
+    joined = preds.merge(silver[["flight_id", "arr_delay"]], on="flight_id")
+    figures = (spark.read.format("delta").load(str(lake / "monitoring"))
+               .where(f"ds = DATE'{DS}' AND kind = 'performance' AND slice IS NULL").toPandas().set_index("metric")["value"])
+    assert figures["rmse"] == pytest.approx(np.sqrt(mean_squared_error(joined["arr_delay"], joined["score"])), rel=1e-9)
+    assert figures["mae"] == pytest.approx(mean_absolute_error(joined["arr_delay"], joined["score"]), rel=1e-9)
+    assert figures["r2"] == pytest.approx(r2_score(joined["arr_delay"], joined["score"]), rel=1e-9)

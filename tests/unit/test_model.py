@@ -132,6 +132,42 @@ def test_promote_decides_from_matured_days_the_auc_interval_and_blocking_fairnes
     assert got == decision and said in why, why
 
 
+def _rmse_result(diff: float, ci: tuple[float, float], mae_ci: tuple[float, float] = (-1.0, 0.5)) -> dict:
+    return {"metrics": {"champion": {"rmse": 10.0, "n": 1000}, "challenger": {"rmse": 10.0 + diff, "n": 1000}},
+            "difference": {"rmse": diff, "rmse_ci": list(ci), "mae": 0.0, "mae_ci": list(mae_ci)}, "fairness_checks": []}
+
+
+@pytest.mark.parametrize("days, result, decision, said", [
+    (3, _rmse_result(-0.8, (-1.2, -0.6)), "promote", "better: RMSE challenger 9.2000 vs champion 10.0000"),
+    (3, _rmse_result(-0.8, (-1.2, -0.3)), "wait", "not decided yet"),  # not below -5% of the champion's 10.0
+    (3, _rmse_result(-0.8, (-1.2, -0.6), mae_ci=(0.1, 0.4)), "wait", "not decided yet"),  # MAE clearly worse
+    (3, _rmse_result(0.5, (0.2, 0.9)), "retire", "worse: RMSE"),
+    (14, _rmse_result(-0.1, (-0.4, 0.2)), "retire", "no clear gain after 14"),
+])
+def test_promote_decides_a_regression_on_the_rmse_difference_lower_is_better(days, result, decision, said):
+    got, why = promote.decide(days, result, {"min_days": 3, "max_days": 14, "min_rmse_gain": 0.05})
+    assert got == decision and said in why, why
+
+
+def test_paired_regression_replicates_measure_both_predictions_on_one_resample(spark):
+    import numpy as np
+
+    from jobs.metrics import interval, paired_regression_replicates, regression_metrics
+    rng = np.random.default_rng(4)
+    y = rng.normal(0, 10, 3000)
+    hard = rng.normal(0, 6, 3000)  # both models miss the same hard rows (the usual case), b a little less
+    a, b = y + hard + rng.normal(0, 3, 3000), y + hard + rng.normal(0, 2, 3000)
+    df = spark.createDataFrame([(float(*v[:1]), float(v[1]), float(v[2])) for v in zip(y, a, b)], "y double, a double, b double")
+    reps = paired_regression_replicates(df, "y", ("a", "b"), replicates=200, seed=3)
+    exact = {c: regression_metrics(df.withColumnRenamed(c, "score"), "y")[0] for c in ("a", "b")}
+    diff = exact["b"]["rmse"] - exact["a"]["rmse"]
+    lo, hi = interval(reps["rmse"][1] - reps["rmse"][0])
+    assert lo < diff < hi < 0  # clearly better
+    # one resample measures both: narrower than the difference of two independent intervals would be
+    wa, wb = (np.diff(interval(reps["rmse"][i]))[0] for i in (0, 1))
+    assert hi - lo < np.hypot(wa, wb)
+
+
 def test_a_model_whose_scores_are_out_of_range_or_whose_feature_is_all_null_hands_the_day_on(spark):
     from jobs import score
     prior = lambda rates, overall: model.Model("segment_prior", json.dumps(  # noqa: E731
