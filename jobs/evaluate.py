@@ -31,8 +31,7 @@ GATE_MODES = ("enabled", "dry_run", "disabled")
 HEADLINE = ("n", "n_pos", "n_neg", "auc", "pr_auc", "logloss", "brier", "ece", "precision", "recall", "f1", "fpr",
             "recall_at_fpr", "prevalence", "mean_score")
 REGRESSION_HEADLINE = ("n", "rmse", "mae", "r2", "mean_residual", "mean_label", "mean_score")
-# the metric a challenger is compared on with the champion and the golden set: name, better when higher
-PRIMARY = {"binary": ("auc", True), "regression": ("rmse", False)}
+PRIMARY = {"binary": "auc", "regression": "rmse"}  # what the golden set reports per task
 
 METRIC_CHECKS = {  # per task: params key, check name, metric, op
     "binary": (("min_auc", "auc", "auc", ">="), ("min_pr_auc", "pr_auc", "pr_auc", ">="),
@@ -429,7 +428,7 @@ def golden_metrics(spark, ctx: StepContext, version: int, model: Model, champion
     df = (spark.read.format("delta").option("versionAsOf", version).load(path)
           .select(*model.feature_names, F.col(label).cast("double").alias(label)))
     ctx.reads[f"golden_set@{version}"] = version
-    metric = PRIMARY[ctx.dataset.task][0]
+    metric = PRIMARY[ctx.dataset.task]
     of = lambda m: overall_metrics(predict(df, m), label, threshold, 0.01, ctx.dataset.task, weight=None)[metric]  # noqa: E731
     out = {"version": version, "metric": metric, f"challenger_{metric}": of(model)}
     if champion:
