@@ -297,6 +297,79 @@ def regression_replicates(scored: DataFrame, label: str, groups: list[str], scor
     return {key: regression_figures(*sums) for key, sums in sorted(by_group.items(), key=lambda kv: str(kv[0]))}
 
 
+# ---------------------------------------------------------------- multiclass
+MULTICLASS_SUMS = ("w", "ll", "tp", "support", "predicted")  # per class for the last three
+
+
+def _multiclass_sums(label: str, probs: str, k: int, w: F.Column) -> list[F.Column]:
+    """Weighted sums of one group: rows, log loss of the true class's probability (clipped like log loss
+    everywhere), and per class c: true positives, rows of class c, rows predicted c (the most probable class;
+    ties to the lowest index)."""
+    y = F.col(label).cast("int")
+    p_true = F.least(F.greatest(F.element_at(F.col(probs), y + 1), F.lit(EPS)), F.lit(1 - EPS))
+    pred = F.array_position(F.col(probs), F.array_max(F.col(probs))).cast("int") - 1
+    out = [F.sum(w).alias("w"), F.sum(-w * F.log(p_true)).alias("ll")]
+    for c in range(k):
+        out += [F.sum(w * ((pred == c) & (y == c)).cast("double")).alias(f"tp{c}"),
+                F.sum(w * (y == c).cast("double")).alias(f"support{c}"),
+                F.sum(w * (pred == c).cast("double")).alias(f"predicted{c}")]
+    return out
+
+
+def multiclass_figures(w, ll, tp, support, predicted, classes: list[str]) -> dict[str, Any]:
+    """Log loss, accuracy, macro-F1 (the mean F1 over the classes that occur as a label or a prediction,
+    scikit-learn's default) and per-class recall and precision from the weighted sums (``tp``, ``support``,
+    ``predicted``: one entry per class, numbers or arrays of replicates)."""
+    import numpy as np
+    tp, support, predicted = (np.asarray(x, dtype="float64") for x in (tp, support, predicted))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        recall = np.where(support > 0, tp / np.where(support > 0, support, 1), np.nan)
+        precision = np.where(predicted > 0, tp / np.where(predicted > 0, predicted, 1), 0.0)
+        f1 = np.where(support + predicted > 0, 2 * tp / np.where(support + predicted > 0, support + predicted, 1), 0.0)
+        seen = (support + predicted) > 0
+        macro_f1 = np.where(seen, f1, 0.0).sum(axis=0) / np.maximum(seen.sum(axis=0), 1)
+        out = {"logloss": ll / w, "accuracy": tp.sum(axis=0) / w, "macro_f1": macro_f1}
+    scalar = np.ndim(w) == 0
+    num = (lambda v: None if not np.isfinite(v) else float(v)) if scalar else (lambda v: v)  # noqa: E731
+    res = {k: num(v) for k, v in out.items()}
+    for i, c in enumerate(classes):
+        res[f"recall[{c}]"], res[f"precision[{c}]"] = num(recall[i]), num(precision[i])
+    return res
+
+
+def multiclass_metrics(scored: DataFrame, label: str, classes: list[str], groups: list[str] | None = None,
+                       probs: str = "probabilities", weight: str | None = None) -> list[dict]:
+    """Log loss, accuracy, macro-F1 and per-class recall and precision per group (``multiclass_figures``),
+    weighted, from one aggregation. ``label``: the class index (0..K-1), ``probs``: the K class probabilities."""
+    g, k = list(groups or []), len(classes)
+    out = []
+    for r in scored.groupBy(*g).agg(F.count(F.lit(1)).alias("n"), *_multiclass_sums(label, probs, k, _w(weight))).collect():
+        d = r.asDict()
+        per = {s: [d[f"{s}{c}"] for c in range(k)] for s in MULTICLASS_SUMS[2:]}
+        out.append({**{x: d[x] for x in g}, "n": d["n"], **multiclass_figures(d["w"], d["ll"], **per, classes=classes)})
+    return out
+
+
+def multiclass_replicates(scored: DataFrame, label: str, classes: list[str], groups: list[str],
+                          probs: str = "probabilities", weight: str | None = None, replicates: int = 200,
+                          seed: int = 0) -> dict[tuple, dict[str, Any]]:
+    """Poisson bootstrap replicates of the ``multiclass_figures`` per group (``_poisson_resamples``)."""
+    import numpy as np
+    k = len(classes)
+    rows = (_poisson_resamples(scored, replicates, seed)
+            .groupBy(*groups, "_r").agg(*_multiclass_sums(label, probs, k, F.col("_k") * _w(weight))).collect())
+    names = ["w", "ll", *[f"{s}{c}" for s in MULTICLASS_SUMS[2:] for c in range(k)]]
+    by_group: dict[tuple, np.ndarray] = {}
+    for r in rows:
+        sums = by_group.setdefault(tuple(r[c] for c in groups), np.zeros((len(names), replicates)))
+        sums[:, r["_r"]] = [r[n] or 0.0 for n in names]
+    out = {}
+    for key, s in sorted(by_group.items(), key=lambda kv: str(kv[0])):
+        per = {name: s[2 + i * k: 2 + (i + 1) * k] for i, name in enumerate(MULTICLASS_SUMS[2:])}
+        out[key] = multiclass_figures(s[0], s[1], **per, classes=classes)
+    return out
+
+
 def headline(m: dict[str, Any]) -> str:
     """A model's key holdout figures in words, from its metrics (binary: AUC and PR-AUC; regression: RMSE,
     MAE and R²), e.g. for a status line."""

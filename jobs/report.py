@@ -300,11 +300,15 @@ def render_drift(doc: dict[str, Any]) -> str:
     return _page("trainyard drift report", sections)
 
 
+def _md(v: Any) -> str:
+    """A markdown cell: numbers formatted, text as it is."""
+    return v if isinstance(v, str) else _fmt(v)
+
+
 def model_card(doc: dict[str, Any]) -> str:
     """A model card (markdown) from the evaluation document: what the model is, the data windows and table
     versions it came from, its metrics overall and per slice, fairness, the gate's verdict, and caveats."""
-    b, o, m = doc["blessing"], doc["overall"], doc.get("model") or {}
-    f = lambda v: _fmt(v) if not isinstance(v, str) else v  # noqa: E731
+    b, m, f = doc["blessing"], doc.get("model") or {}, _md
     lines = [f"# Model card: {doc['dataset']} · ds {doc['ds']}", "",
              f"- **Task**: {'regression' if doc.get('task') == 'regression' else 'binary classification'} of "
              f"`{doc.get('label')}`; XGBoost (hist), trained on Spark; "
@@ -337,8 +341,7 @@ def model_card(doc: dict[str, Any]) -> str:
 
 
 def _binary_card_metrics(doc: dict[str, Any]) -> list[str]:
-    o = doc["overall"]
-    f = lambda v: _fmt(v) if not isinstance(v, str) else v  # noqa: E731
+    o, f = doc["overall"], _md
     lines = [f"| {k} | {f(o.get(k))} |" for k in ("n", "n_pos", "auc", "pr_auc", "logloss", "brier", "ece", "precision",
                                                     "recall", "f1", "recall_at_fpr")]
     lines += ["", f"Threshold {doc['threshold']}; recall_at_fpr at FPR <= {doc.get('fpr_target')}.", "",
@@ -357,8 +360,7 @@ def _binary_card_metrics(doc: dict[str, Any]) -> list[str]:
 
 
 def _regression_card_metrics(doc: dict[str, Any]) -> list[str]:
-    o = doc["overall"]
-    f = lambda v: _fmt(v) if not isinstance(v, str) else v  # noqa: E731
+    o, f = doc["overall"], _md
     lines = [f"| {k} | {f(o.get(k))} |" for k in ("n", "rmse", "mae", "r2", "mean_residual", "mean_label", "mean_score")]
     lines += ["", "Residual = prediction - label.", "", "## Slices (95% bootstrap intervals)", "",
               "| slice | n | RMSE | MAE | MAE 95% CI | mean residual | flagged |", "| --- | ---: | ---: | ---: | --- | ---: | --- |"]

@@ -149,3 +149,36 @@ def test_regression_bootstrap_intervals_cover_the_estimate_narrow_with_rows_and_
     assert width["large"] < width["small"] / 2.5  # ~1/sqrt(n): 20x the rows, ~4.5x narrower
     again = regression_replicates(df, "y", ["g"], replicates=100, seed=2)
     assert all(np.array_equal(again[k]["mae"], reps[k]["mae"]) for k in reps)
+
+
+def test_multiclass_metrics_match_sklearn_weighted_and_per_group_with_bootstrap_intervals(spark):
+    from sklearn.metrics import accuracy_score, f1_score, log_loss, precision_score, recall_score
+
+    from jobs.metrics import multiclass_metrics, multiclass_replicates, replicate_intervals
+    rng = np.random.default_rng(8)
+    n, classes = 900, ["ontime", "late", "cancelled"]
+    y = rng.choice(3, n, p=[0.6, 0.3, 0.1])
+    logits = rng.normal(0, 1, (n, 3)) + 1.5 * np.eye(3)[y]
+    probs = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
+    w = rng.choice([0.5, 1.0, 2.0], n)
+    g = np.where(rng.random(n) < 0.5, "a", "b")
+    df = spark.createDataFrame([(float(a), [float(x) for x in p], float(c), str(d)) for a, p, c, d in zip(y, probs, w, g)],
+                               "y double, probabilities array<double>, weight double, g string")
+    [m] = multiclass_metrics(df, "y", classes, weight="weight")
+    pred = probs.argmax(1)
+    assert m["n"] == n
+    assert m["logloss"] == pytest.approx(log_loss(y, probs, sample_weight=w), rel=1e-9)
+    assert m["accuracy"] == pytest.approx(accuracy_score(y, pred, sample_weight=w), rel=1e-9)
+    assert m["macro_f1"] == pytest.approx(f1_score(y, pred, average="macro", sample_weight=w), rel=1e-9)
+    for i, c in enumerate(classes):
+        assert m[f"recall[{c}]"] == pytest.approx(recall_score(y, pred, labels=[i], average=None, sample_weight=w)[0], rel=1e-9)
+        assert m[f"precision[{c}]"] == pytest.approx(precision_score(y, pred, labels=[i], average=None, sample_weight=w)[0], rel=1e-9)
+    for got in multiclass_metrics(df, "y", classes, ["g"]):
+        k = g == got["g"]
+        assert got["macro_f1"] == pytest.approx(f1_score(y[k], pred[k], average="macro"), rel=1e-9)
+        assert got["logloss"] == pytest.approx(log_loss(y[k], probs[k], labels=[0, 1, 2]), rel=1e-9)
+    ci = replicate_intervals(multiclass_replicates(df, "y", classes, ["g"], replicates=100, seed=1))
+    for got in multiclass_metrics(df, "y", classes, ["g"]):
+        for metric in ("logloss", "macro_f1", "recall[late]"):
+            lo, hi = ci[(got["g"],)][metric]
+            assert lo < got[metric] < hi, metric
