@@ -319,6 +319,8 @@ def fit(df: DataFrame, spec: DatasetSpec, params: dict[str, Any], num_workers: i
     extra = {"callbacks": callbacks} if callbacks else {}
     if init_model is not None:
         extra["xgb_model"] = init_model
+    if spec.task != "regression":  # SparkXGBClassifier sets the objective from the label's classes, refuses a set one
+        params = {k: v for k, v in params.items() if k != "objective"}
     return xgb_spark.fit_estimator(df, spec.task, features_col=spec.features.names, label_col=spec.label.name,
                                 validation_indicator_col=VALID_COL, weight_col="weight", num_workers=num_workers,
                                 feature_types=feature_types(spec), missing=float("nan"), **params, **extra)

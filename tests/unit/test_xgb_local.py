@@ -2,6 +2,8 @@
 the Spark frame's, and it falls back to Spark where the files alone are not the frame."""
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -68,6 +70,25 @@ def test_a_local_fit_is_reproducible_and_keeps_the_model_contract(spark, cards, 
     assert saved.suffix == ".ubj" and loaded.feature_names == cards.features.names
     assert loaded.feature_types == model.feature_types(cards) and "c" in loaded.feature_types
     assert train.trained_on(booster) == "cpu"
+
+
+def test_both_engines_fit_the_train_params_of_a_binary_and_a_regression_task(spark, cards, tmp_path):
+    """The params train gives both engines (``xgb_params``, with the task's objective and metric) are ones
+    each estimator takes: xgboost.spark's classifier refuses a set objective, its regressor takes one."""
+    import dataclasses
+    path = str(tmp_path / "ts")
+    df = train.training_frame(small_training_set(spark, cards, path), cards)
+    base = {"n_estimators": 5, "early_stopping_rounds": 3, "seed": 3}
+    binary = train.xgb_params(base, train.class_balance(df, "is_fraud"))
+    assert binary["objective"] == "binary:logistic" and binary["eval_metric"] == "aucpr"
+    for fit in (lambda p, spec: train.fit(df, spec, p, 1), lambda p, spec: train.fit_local(spark, df, path, spec, p)):
+        assert fit(binary, cards).get_booster().num_boosted_rounds() >= 1
+    regression = dataclasses.replace(cards, task="regression")
+    reg = train.xgb_params(base, train.class_balance(df, "is_fraud", "regression"), "regression")
+    assert reg["objective"] == "reg:squarederror" and reg["eval_metric"] == "rmse" and "scale_pos_weight" not in reg
+    for fit in (lambda p, spec: train.fit(df, spec, p, 1), lambda p, spec: train.fit_local(spark, df, path, spec, p)):
+        booster = fit(reg, regression).get_booster()
+        assert json.loads(booster.save_config())["learner"]["objective"]["name"] == "reg:squarederror"
 
 
 def test_the_files_are_those_of_the_pinned_version(spark, tmp_path):
