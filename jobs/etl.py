@@ -121,7 +121,7 @@ def rejection(source: Source, label: LabelSpec | None = None) -> SparkColumn:
     """The first rule a row breaks, as struct(reason, rule), or null for a good row. Expects the standardised
     raw columns and their parsed values in ``<col>__v``. ``label``: the inline label of the examples source,
     whose rows without a label value (the expression, or the column, is null) are quarantined as
-    ``null_label``."""
+    ``null_label``, and a multiclass label outside its classes as ``unknown_label``."""
     checks: list[tuple[SparkColumn, str, str]] = [(F.col(CORRUPT).isNotNull(), "malformed_row", "row must have every declared field")]
     for c in source.columns:
         raw, val = F.col(c.name), F.col(f"{c.name}__v")
@@ -139,6 +139,9 @@ def rejection(source: Source, label: LabelSpec | None = None) -> SparkColumn:
     if label is not None and label.inline_column:
         value = F.col(f"{label.column}__v") if label.column else F.expr(rebind(label.expr, {c: f"{c}__v" for c in source.column_names}))
         checks.append((value.isNull(), "null_label", f"label {label.name} = {label.column or label.expr} is not null"))
+        if label.classes:
+            checks.append((~value.cast("string").isin(*label.classes), "unknown_label",
+                           f"label {label.name} = {label.column or label.expr} in {list(label.classes)}"))
     ts = F.col(f"{source.event_time}__v")
     checks.append((ts >= F.date_add(F.col("ds"), 1).cast("timestamp"), "future_event",
                    f"{source.event_time} < end of its landing day (ds + 1 day)"))

@@ -23,15 +23,16 @@ from jobs.common.errors import ConfigError, DataError
 from jobs.common.files import write_json_atomic
 from jobs.drift import profile
 from jobs.features import attr_col
-from jobs.metrics import (binary_metrics, bootstrap_replicates, curve_points, interval, regression_metrics,
-                          regression_replicates, replicate_intervals)
+from jobs.metrics import (binary_metrics, bootstrap_replicates, curve_points, interval, multiclass_metrics,
+                          multiclass_replicates, regression_metrics, regression_replicates, replicate_intervals)
 from jobs.model import Model, encode, feature_matrix, from_registry, from_run, predict
 
 GATE_MODES = ("enabled", "dry_run", "disabled")
 HEADLINE = ("n", "n_pos", "n_neg", "auc", "pr_auc", "logloss", "brier", "ece", "precision", "recall", "f1", "fpr",
             "recall_at_fpr", "prevalence", "mean_score")
 REGRESSION_HEADLINE = ("n", "rmse", "mae", "r2", "mean_residual", "mean_label", "mean_score")
-PRIMARY = {"binary": "auc", "regression": "rmse"}  # what the golden set reports per task
+MULTICLASS_HEADLINE = ("n", "logloss", "accuracy", "macro_f1")  # and recall[<class>], precision[<class>]
+PRIMARY = {"binary": "auc", "regression": "rmse", "multiclass": "logloss"}  # what the golden set reports per task
 
 METRIC_CHECKS = {  # per task: params key, check name, metric, op
     "binary": (("min_auc", "auc", "auc", ">="), ("min_pr_auc", "pr_auc", "pr_auc", ">="),
@@ -39,7 +40,10 @@ METRIC_CHECKS = {  # per task: params key, check name, metric, op
                ("max_ece", "ece", "ece", "<="), ("min_recall_at_fpr", "recall_at_fpr", "recall_at_fpr", ">=")),
     "regression": (("min_r2", "r2", "r2", ">="), ("max_r2", "r2_below_leakage_ceiling", "r2", "<="),
                    ("max_rmse", "rmse", "rmse", "<="), ("max_mae", "mae", "mae", "<=")),
+    "multiclass": (("min_macro_f1", "macro_f1", "macro_f1", ">="), ("max_logloss", "logloss", "logloss", "<=")),
 }
+# the champion and the golden set: a loss compared as a relative rise (unit-free): params key stem, metric
+LOSS_VS_CHAMPION = {"regression": ("rmse", "rmse"), "multiclass": ("logloss", "logloss")}
 FAIRNESS_CHECKS = (  # params key, fairness_summary field, op
     ("max_slice_auc_gap", "auc_gap", "<="),
     ("max_demographic_parity_difference", "demographic_parity_difference", "<="),
@@ -51,6 +55,12 @@ REGRESSION_FAIRNESS_CHECKS = (  # spreads between a sensitive attribute's groups
     ("max_slice_mae_gap", "mae_gap", "<="),
     ("max_slice_mean_residual_gap", "mean_residual_gap", "<="),
 )
+MULTICLASS_FAIRNESS_CHECKS = (  # the largest spread between groups of one class's recall; of macro-F1
+    ("max_slice_recall_gap", "recall_gap", "<="),
+    ("max_slice_macro_f1_gap", "macro_f1_gap", "<="),
+)
+TASK_FAIRNESS_CHECKS = {"binary": FAIRNESS_CHECKS, "regression": REGRESSION_FAIRNESS_CHECKS,
+                        "multiclass": MULTICLASS_FAIRNESS_CHECKS}
 
 
 def gate(metrics: dict[str, Any], champion: dict[str, Any] | None, fairness: list[dict], p: dict[str, Any],
@@ -90,18 +100,19 @@ def gate(metrics: dict[str, Any], champion: dict[str, Any] | None, fairness: lis
             if golden.get("champion_auc") is not None and "max_golden_auc_drop_vs_champion" in p:
                 check("max_golden_auc_drop_vs_champion", f"golden_auc_minus_champion[v{golden['version']}]",
                       golden["challenger_auc"] - golden["champion_auc"], ">=", sign=-1.0)
-    elif task == "regression":  # the champion and the golden set compared on RMSE, relative: unit-free bars
-        if champion and champion.get("overall") and "max_rmse_rise_vs_champion" in p:
-            check("max_rmse_rise_vs_champion", "rmse_over_champion_rmse_minus_1",
-                  _rise(metrics.get("rmse"), champion["overall"].get("rmse")), "<=")
+    else:  # the champion and the golden set compared on the task's loss (RMSE, log loss), relative: unit-free bars
+        stem, m = LOSS_VS_CHAMPION[task]
+        if champion and champion.get("overall") and f"max_{stem}_rise_vs_champion" in p:
+            check(f"max_{stem}_rise_vs_champion", f"{m}_over_champion_{m}_minus_1",
+                  _rise(metrics.get(m), champion["overall"].get(m)), "<=")
         if golden:
-            if "max_golden_rmse" in p:
-                check("max_golden_rmse", f"golden_rmse[v{golden['version']}]", golden["challenger_rmse"], "<=")
-            if golden.get("champion_rmse") is not None and "max_golden_rmse_rise_vs_champion" in p:
-                check("max_golden_rmse_rise_vs_champion", f"golden_rmse_over_champion_minus_1[v{golden['version']}]",
-                      _rise(golden["challenger_rmse"], golden["champion_rmse"]), "<=")
+            if f"max_golden_{stem}" in p:
+                check(f"max_golden_{stem}", f"golden_{m}[v{golden['version']}]", golden[f"challenger_{m}"], "<=")
+            if golden.get(f"champion_{m}") is not None and f"max_golden_{stem}_rise_vs_champion" in p:
+                check(f"max_golden_{stem}_rise_vs_champion", f"golden_{m}_over_champion_minus_1[v{golden['version']}]",
+                      _rise(golden[f"challenger_{m}"], golden[f"champion_{m}"]), "<=")
     for f in fairness:
-        for key, field, op in (REGRESSION_FAIRNESS_CHECKS if task == "regression" else FAIRNESS_CHECKS):
+        for key, field, op in TASK_FAIRNESS_CHECKS[task]:
             if key in p and f.get(field) is not None:
                 check(key, f"{field}[{f['attribute']}]", f[field], op, ci=f.get(f"{field}_ci"))
     return checks
@@ -221,6 +232,44 @@ def regression_fairness(slices: list[dict], min_size: int, reps: dict[tuple, dic
     return out
 
 
+def multiclass_fairness(slices: list[dict], min_size: int, classes: list[str],
+                        reps: dict[tuple, dict[str, Any]] | None = None, level: float = 0.95) -> list[dict]:
+    """Per sensitive attribute, over its slices of at least ``min_size`` rows: per class, the spread of its
+    recall between groups (``recall_gap[<class>]``); ``recall_gap``, the largest of them (``recall_gap_class``:
+    whose), and the spread of macro-F1 (``macro_f1_gap``), with intervals from the slices' replicates (the
+    largest spread taken replicate by replicate)."""
+    import numpy as np
+    out = []
+    for attr in dict.fromkeys(s["attribute"] for s in slices):
+        rows = [s for s in slices if s["attribute"] == attr and s["n"] >= min_size]
+        f: dict[str, Any] = {"attribute": attr, "slices": len(rows)}
+        per = {c: _spread(rows, f"recall[{c}]") for c in classes}
+        for c, (gap, between) in per.items():
+            f[f"recall_gap[{c}]"], f[f"recall_gap[{c}]_between"] = gap, between
+        known = {c: g for c, (g, _) in per.items() if g is not None}
+        worst = max(known, key=known.get) if known else None
+        f["recall_gap"], f["recall_gap_class"] = (known[worst], worst) if worst else (None, None)
+        f["macro_f1_gap"], f["macro_f1_gap_between"] = _spread(rows, "macro_f1")
+        reps_gap = [g for c in classes if (g := _rep_spread(reps, rows, f"recall[{c}]")) is not None]
+        if reps_gap and f["recall_gap"] is not None:
+            f["recall_gap_ci"] = interval(np.nanmax(np.vstack(reps_gap), axis=0), level)
+        f1_reps = _rep_spread(reps, rows, "macro_f1")
+        if f1_reps is not None and f["macro_f1_gap"] is not None:
+            f["macro_f1_gap_ci"] = interval(f1_reps, level)
+        out.append(f)
+    return out
+
+
+def task_fairness(task: str, slices: list[dict], min_size: int, reps: dict[tuple, dict[str, Any]] | None,
+                  min_class_count: int = 10, classes: tuple[str, ...] = ()) -> list[dict]:
+    """The fairness measures of the ``task``, per sensitive attribute of ``slices``."""
+    if task == "regression":
+        return regression_fairness(slices, min_size, reps)
+    if task == "multiclass":
+        return multiclass_fairness(slices, min_size, list(classes), reps)
+    return fairness_summary(slices, min_size, min_class_count, reps)
+
+
 def slice_frame(scored: DataFrame, attrs: list[str], pairs: bool = True) -> DataFrame:
     """One row per (example, slice): every attribute alone and, with ``pairs``, every pairwise intersection
     (``attribute`` 'a & b', ``value`` 'x & y'). One Spark pass then computes every slice's metrics."""
@@ -236,7 +285,7 @@ def slice_frame(scored: DataFrame, attrs: list[str], pairs: bool = True) -> Data
 
 def slice_metrics(scored: DataFrame, label: str, attrs: list[str], threshold: float, min_size: int = 0,
                   pairs: bool = True, fpr_target: float = 0.01, replicates: int = 200,
-                  seed: int = 0, task: str = "binary") -> tuple[list[dict], dict[tuple, dict[str, Any]]]:
+                  seed: int = 0, task: str = "binary", classes: tuple[str, ...] = ()) -> tuple[list[dict], dict[tuple, dict[str, Any]]]:
     """Metrics per slice (``HEADLINE``, or ``REGRESSION_HEADLINE`` for a regression) with 95% bootstrap
     intervals (``<metric>_ci``), and the bootstrap replicates per (attribute, value). Single-attribute slices are all kept (``small`` marks those under ``min_size``);
     intersections under ``min_size`` rows are left out."""
@@ -245,6 +294,10 @@ def slice_metrics(scored: DataFrame, label: str, attrs: list[str], threshold: fl
     if task == "regression":
         reps = regression_replicates(sliced, label, by, weight="weight", replicates=replicates, seed=seed) if replicates else {}
         metrics, keys = regression_metrics(sliced, label, by, weight="weight"), REGRESSION_HEADLINE
+    elif task == "multiclass":
+        reps = multiclass_replicates(sliced, label, list(classes), by, weight="weight", replicates=replicates,
+                                     seed=seed) if replicates else {}
+        metrics, keys = multiclass_metrics(sliced, label, list(classes), by, weight="weight"), headline_keys(task, classes)
     else:
         reps = bootstrap_replicates(sliced, label, threshold, by, weight="weight",
                                     replicates=replicates, seed=seed) if replicates else {}
@@ -263,31 +316,38 @@ def slice_metrics(scored: DataFrame, label: str, attrs: list[str], threshold: fl
 
 
 def fairness_checks(scored: DataFrame, label: str, threshold: float, sensitive: list[str], ev: dict[str, Any],
-                    seed: int = 0, task: str = "binary") -> tuple[list[dict], list[dict]]:
+                    seed: int = 0, task: str = "binary", classes: tuple[str, ...] = ()) -> tuple[list[dict], list[dict]]:
     """The gate's fairness checks alone, with its bars (``ev``: the evaluate params, ``warn_only`` ones
     recorded, not refusing), on rows other than a holdout (``scored``: score, label, weight, ``attr_``
     columns), per sensitive attribute: (slices, checks). Promote and monitor judge shadow and served days
     by it."""
     min_size = int(ev.get("min_slice_size", 100))
     slices, reps = slice_metrics(scored, label, sensitive, threshold, min_size, pairs=False,
-                                 replicates=int(ev.get("bootstrap_replicates", 200)), seed=seed, task=task)
-    fairness = regression_fairness(slices, min_size, reps) if task == "regression" else \
-        fairness_summary(slices, min_size, int(ev.get("min_slice_class_count", 10)), reps)
+                                 replicates=int(ev.get("bootstrap_replicates", 200)), seed=seed, task=task, classes=classes)
+    fairness = task_fairness(task, slices, min_size, reps, int(ev.get("min_slice_class_count", 10)), classes)
     gp = dict(ev.get("gate") or {})
-    keys = REGRESSION_FAIRNESS_CHECKS if task == "regression" else FAIRNESS_CHECKS
-    fair_p = {k: gp[k] for k, _, _ in keys if k in gp} | {"warn_only": gp.get("warn_only") or []}
+    fair_p = {k: gp[k] for k, _, _ in TASK_FAIRNESS_CHECKS[task] if k in gp} | {"warn_only": gp.get("warn_only") or []}
     return slices, gate({}, None, fairness, fair_p, task=task)
 
 
-def _headline(m: dict[str, Any], task: str = "binary") -> dict[str, Any]:
-    return {k: m.get(k) for k in (REGRESSION_HEADLINE if task == "regression" else HEADLINE)}
+def headline_keys(task: str, classes: tuple[str, ...] = ()) -> tuple[str, ...]:
+    """The metrics a model of ``task`` is reported on."""
+    if task == "multiclass":
+        return MULTICLASS_HEADLINE + tuple(f"{m}[{c}]" for c in classes for m in ("recall", "precision"))
+    return REGRESSION_HEADLINE if task == "regression" else HEADLINE
+
+
+def _headline(m: dict[str, Any], task: str = "binary", classes: tuple[str, ...] = ()) -> dict[str, Any]:
+    return {k: m.get(k) for k in headline_keys(task, classes)}
 
 
 def overall_metrics(scored: DataFrame, label: str, threshold: float, fpr_target: float, task: str = "binary",
-                    weight: str | None = "weight") -> dict[str, Any]:
+                    weight: str | None = "weight", classes: tuple[str, ...] = ()) -> dict[str, Any]:
     """The task's metrics of every row of ``scored`` (one dict)."""
     if task == "regression":
         return regression_metrics(scored, label, weight=weight)[0]
+    if task == "multiclass":
+        return multiclass_metrics(scored, label, list(classes), weight=weight)[0]
     return binary_metrics(scored, label, threshold, weight=weight, fpr_target=fpr_target)[0]
 
 
@@ -303,7 +363,11 @@ def shap_summary(df: DataFrame, n: int, booster, names: list[str], types: list[s
     if pdf.empty:
         return {}
     x = pdf.astype("float32")
-    contrib = booster.predict(feature_matrix(x, names, types), pred_contribs=True)[:, :-1]
+    dm = feature_matrix(x, names, types)
+    contrib = booster.predict(dm, pred_contribs=True)
+    if contrib.ndim == 3:  # multiclass: each row's contributions towards its most probable class
+        contrib = contrib[np.arange(len(contrib)), booster.predict(dm).argmax(axis=1)]
+    contrib = contrib[:, :-1]
     mean_abs = np.abs(contrib).mean(axis=0)
     order = np.argsort(-mean_abs)[:top]
     rng = np.random.default_rng(seed)
@@ -326,7 +390,8 @@ def champion_metrics(holdout: DataFrame, registry, spec, names: list[str], label
         return {"version": champion.version, "note": "champion uses other features; not comparable on this holdout"}, None
     cs = predict(holdout, champion).cache()
     doc = {"version": champion.version, "sha256": champion.sha256,
-           "overall": _headline(overall_metrics(cs, label, threshold, fpr_target, spec.task), spec.task),
+           "overall": _headline(overall_metrics(cs, label, threshold, fpr_target, spec.task, classes=spec.label.classes),
+                                spec.task, spec.label.classes),
            "curves": task_curves(cs, label, spec.task)}
     cs.unpersist()
     return doc, champion
@@ -351,17 +416,16 @@ def run(ctx: StepContext) -> None:
     holdout = ts.select(*names, F.col(label).cast("double").alias(label), F.coalesce(F.col("weight"), F.lit(1.0)).alias("weight"),
                         *[attr_col(a) for a in attrs])
     scored = predict(holdout, model).cache()
-    task = spec.task
-    overall = overall_metrics(scored, label, threshold, fpr_target, task)
+    task, classes = spec.task, spec.label.classes
+    overall = overall_metrics(scored, label, threshold, fpr_target, task, classes=classes)
     if not overall["n"]:
         raise DataError(f"training_set cutoff_ds={ctx.ds}: the holdout window is empty; nothing to evaluate")
     min_size = int(p.get("min_slice_size", 50))
     slices, reps = slice_metrics(scored, label, attrs, threshold, min_size, pairs=bool(p.get("slice_pairs", True)),
                                  fpr_target=fpr_target, replicates=int(p.get("bootstrap_replicates", 200)), seed=seed,
-                                 task=task)
+                                 task=task, classes=classes)
     sensitive = [s for s in slices if s["attribute"] in spec.sensitive]
-    fairness = regression_fairness(sensitive, min_size, reps) if task == "regression" else \
-        fairness_summary(sensitive, min_size, int(p.get("min_slice_class_count", 10)), reps)
+    fairness = task_fairness(task, sensitive, min_size, reps, int(p.get("min_slice_class_count", 10)), classes)
     champion, champ_model = champion_metrics(holdout, open_registry(ctx.settings.registry), spec, names, label,
                                              threshold, fpr_target)
     golden_version = golden_set.version(spark, ctx)
@@ -374,7 +438,8 @@ def run(ctx: StepContext) -> None:
     lineage_dir = ctx.run_dir / "lineage"
     lineage = {f.stem: json.loads(f.read_text()).get("reads", {}) for f in sorted(lineage_dir.glob("*.json"))}
     windows = json.loads((lineage_dir / "features.json").read_text()).get("counts", {}).get("windows", {}) if (lineage_dir / "features.json").exists() else {}
-    doc = {"dataset": spec.name, "ds": ctx.ds.isoformat(), "task": task, "overall": _headline(overall, task), "threshold": threshold,
+    doc = {"dataset": spec.name, "ds": ctx.ds.isoformat(), "task": task, "classes": list(classes) or None,
+           "overall": _headline(overall, task, classes), "threshold": threshold,
            "fpr_target": fpr_target, "slices": slices, "fairness": fairness, "blessing": blessing, "importance": importance,
            "shap": shap_summary(encode(scored, model.vocabularies), overall["n"], booster, names, types, int(p.get("shap_rows", 2000)), seed),
            "windows": windows, "score_profile": profile(scored.select("score"), ["score"], [])["score"],
@@ -385,13 +450,13 @@ def run(ctx: StepContext) -> None:
            "sensitive": list(spec.sensitive), "label": label}
     out = ctx.run_dir / "evaluation"
     write_json_atomic(out / "blessing.json", blessing)
-    write_json_atomic(out / "metrics.json", _headline(overall, task) | {"blessed": blessing["blessed"]})
+    write_json_atomic(out / "metrics.json", _headline(overall, task, classes) | {"blessed": blessing["blessed"]})
     write_json_atomic(out / "evaluation.json", doc)
     write_plots(out / "plots", doc)
     (out / "report.html").write_text(report.render(doc))
     (out / "model_card.md").write_text(report.model_card(doc))
     scored.unpersist()
-    key = ("rmse", "mae", "r2") if task == "regression" else ("auc", "pr_auc")
+    key = {"regression": ("rmse", "mae", "r2"), "multiclass": ("logloss", "macro_f1", "accuracy")}.get(task, ("auc", "pr_auc"))
     ctx.counts.update({k: overall[k] for k in key} | {"blessed": blessing["blessed"], "failed": blessing["failed"],
                                                        "warnings": blessing["warnings"]})
     print(f"evaluate {spec.name} ds {ctx.ds}: {' '.join(f'{k} {_num(overall[k])}' for k in key)} on {overall['n']} "
@@ -406,6 +471,8 @@ def _num(v: float | None) -> str:
 def task_curves(scored: DataFrame, label: str, task: str) -> list[dict]:
     """Binary: ROC, PR and reliability points (``curve_points``); regression: the mean label per 20-quantile
     bin of the prediction (a predicted-vs-actual curve), computed in Spark."""
+    if task == "multiclass":
+        return []
     if task != "regression":
         return curve_points(scored, label, weight="weight")
     edges = sorted(set(scored.approxQuantile("score", [i / 20 for i in range(1, 20)], 0.001)))
@@ -429,7 +496,8 @@ def golden_metrics(spark, ctx: StepContext, version: int, model: Model, champion
           .select(*model.feature_names, F.col(label).cast("double").alias(label)))
     ctx.reads[f"golden_set@{version}"] = version
     metric = PRIMARY[ctx.dataset.task]
-    of = lambda m: overall_metrics(predict(df, m), label, threshold, 0.01, ctx.dataset.task, weight=None)[metric]  # noqa: E731
+    of = lambda m: overall_metrics(predict(df, m), label, threshold, 0.01, ctx.dataset.task, weight=None,  # noqa: E731
+                                   classes=ctx.dataset.label.classes)[metric]
     out = {"version": version, "metric": metric, f"challenger_{metric}": of(model)}
     if champion:
         out[f"champion_{metric}"] = of(champion)
@@ -439,6 +507,10 @@ def golden_metrics(spark, ctx: StepContext, version: int, model: Model, champion
 def write_plots(folder: Path, doc: dict[str, Any]) -> None:
     """Plot data as JSON lists, the shape ``dvc plots`` reads."""
     pts = doc["curves"]["challenger"]
+    if doc.get("task") == "multiclass":
+        write_json_atomic(folder / "slices.json", [{"slice": f"{s['attribute']}={s['value']}", "macro_f1": s["macro_f1"]}
+                                                   for s in doc["slices"]])
+        return
     if doc.get("task") == "regression":
         write_json_atomic(folder / "predicted_vs_actual.json", [{"mean_score": p["mean_score"], "mean_label": p["mean_label"]}
                                                                  for p in pts])

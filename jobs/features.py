@@ -283,6 +283,8 @@ def inline_label(spec: DatasetSpec, examples: DataFrame) -> list[Column]:
         return []
     kind = sqlexpr.check(examples, lab.expr, f"{spec.path}: label.expr", spec.example_source.column_names)
     numbers = ("byte", "short", "integer", "long", "float", "double", "decimal")
+    if spec.task == "multiclass":  # any value: compared as text with label.classes
+        return [F.expr(lab.expr).alias(lab.inline_column)]
     if spec.task == "regression" and kind.typeName() not in numbers:
         raise ConfigError(f"{spec.path}: label.expr '{lab.expr}' gives {kind.simpleString()} values; a regression "
                           f"label is a number (e.g. \"arr_delay\")")
@@ -337,8 +339,13 @@ def label_examples(features: DataFrame, spec: DatasetSpec, cutoff: dt.datetime, 
     if lab.inline_column:
         known = F.col(src.event_time) < cutoff_lit
         inline = F.col(lab.inline_column)
-        value = (inline.cast("double") if spec.task == "regression"
-                 else (inline.isin(*lab.positive_values) if lab.column else inline).cast("int"))
+        if spec.task == "regression":
+            value = inline.cast("double")
+        elif spec.task == "multiclass":  # the class index, 0..K-1 (array_position is 1-based, 0 when absent)
+            value = F.when(inline.cast("string").isin(*lab.classes),
+                           F.array_position(F.array(*map(F.lit, lab.classes)), inline.cast("string")) - 1).cast("int")
+        else:
+            value = (inline.isin(*lab.positive_values) if lab.column else inline).cast("int")
         out = features.withColumn(lab.name, F.when(known, value)).drop(lab.inline_column).withColumn("weight", F.lit(1.0))
         return out.withColumn(LABEL_STATUS, F.when(F.col(lab.name).isNull(), "unknown").otherwise("known"))
     assert labels is not None

@@ -282,6 +282,27 @@ def paired_regression_replicates(scored: DataFrame, label: str, scores: tuple[st
         return {"rmse": (np.sqrt(se0 / w), np.sqrt(se1 / w)), "mae": (ae0 / w, ae1 / w)}
 
 
+def paired_logloss_replicates(scored: DataFrame, label: str, probs: tuple[str, str], replicates: int = 200,
+                              seed: int = 0) -> dict[str, Any]:
+    """Paired bootstrap replicates of the log loss and accuracy of two multiclass predictions of the same
+    rows (``probs``: two columns of class probabilities; ``label``: the class index), one resample
+    (``_poisson_resamples``) measuring both. Returns {"logloss": (reps of a, reps of b), "accuracy": (...)}."""
+    import numpy as np
+    y = F.col(label).cast("int")
+    sums = []
+    for i, c in enumerate(probs):
+        p_true = F.least(F.greatest(F.element_at(F.col(c), y + 1), F.lit(EPS)), F.lit(1 - EPS))
+        hit = (F.array_position(F.col(c), F.array_max(F.col(c))).cast("int") - 1 == y).cast("double")
+        sums += [F.sum(-F.col("_k") * F.log(p_true)).alias(f"ll{i}"), F.sum(F.col("_k") * hit).alias(f"hit{i}")]
+    rows = _poisson_resamples(scored, replicates, seed).groupBy("_r").agg(F.sum("_k").alias("w"), *sums).collect()
+    got = np.full((5, replicates), np.nan)
+    for r in rows:
+        got[:, r["_r"]] = [r["w"], r["ll0"], r["hit0"], r["ll1"], r["hit1"]]
+    w, ll0, hit0, ll1, hit1 = got
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return {"logloss": (ll0 / w, ll1 / w), "accuracy": (hit0 / w, hit1 / w)}
+
+
 def regression_replicates(scored: DataFrame, label: str, groups: list[str], score: str = "score",
                           weight: str | None = None, replicates: int = 200, seed: int = 0) -> dict[tuple, dict[str, Any]]:
     """Poisson bootstrap replicates of the ``regression_figures`` per group (``_poisson_resamples``): Spark

@@ -51,6 +51,7 @@ class Model:
     feature_types: list[str]
     version: str | None = None
     vocabularies: dict[str, list[str]] | None = None  # learned categoricals: the values coded 0..n-1 (n: any other)
+    classes: list[str] | None = None  # multiclass: the label's classes, the order of its probabilities
 
     def required_columns(self) -> list[str]:
         """The columns a frame must hold (non-null somewhere) for this model to score it."""
@@ -161,7 +162,7 @@ def from_run(run_dir: Path) -> Model:
     doc = json.loads((run_dir / "model" / "train.json").read_text())
     art = artifact_path(run_dir, doc)
     return Model("xgboost", read_verified(art, doc["sha256"], f"run {run_dir}"), doc["sha256"],
-                 doc["feature_names"], doc["feature_types"], vocabularies=doc.get("vocabularies"))
+                 doc["feature_names"], doc["feature_types"], vocabularies=doc.get("vocabularies"), classes=doc.get("classes"))
 
 
 def baseline_from_run(run_dir: Path) -> Model | None:
@@ -189,7 +190,7 @@ def from_registry(registry, name: str, version: str, which: str = "model") -> Mo
     data = read_verified(registry.artifact_file(name, version, entry["artifact"]), entry["sha256"], what)
     names, types = (manifest["feature_names"], manifest["feature_types"]) if entry["kind"] == "xgboost" else ([], [])
     vocab = manifest.get("vocabularies") if entry["kind"] == "xgboost" else None
-    return Model(entry["kind"], data, entry["sha256"], names, types, version, vocab)
+    return Model(entry["kind"], data, entry["sha256"], names, types, version, vocab, manifest.get("classes"))
 
 
 def profile_from_registry(registry, name: str, version: str) -> dict[str, Any]:
@@ -210,7 +211,11 @@ def predict(df: DataFrame, model: Model, out: str = "score") -> DataFrame:
     booster is broadcast as bytes, each Arrow batch predicted in place from float32 features); the prior is a
     column expression."""
     if model.kind == "segment_prior":
-        return df.withColumn(out, prior_column(model.prior(), df.columns))
+        prior = model.prior()
+        if prior.get("classes"):
+            probs = F.array(*[prior_column(p, df.columns) for p in prior["per_class"]])
+            return with_classes(df.withColumn(PROBABILITIES, probs), prior["classes"], out)
+        return df.withColumn(out, prior_column(prior, df.columns))
     if model.kind != "xgboost":
         raise IntegrityError(f"model kind '{model.kind}' is not one of {KINDS}")
     from pyspark.sql.types import DoubleType, StructField, StructType
@@ -218,23 +223,40 @@ def predict(df: DataFrame, model: Model, out: str = "score") -> DataFrame:
         raw = {n: f"__raw_{n}" for n in model.vocabularies if n in df.columns}
         coded = encode(df.select("*", *[F.col(n).alias(r) for n, r in raw.items()]), model.vocabularies)
         scored = predict(coded, dataclasses.replace(model, vocabularies=None), out)
-        return scored.drop(*raw).select(*[F.col(raw[c]).alias(c) if c in raw else F.col(c) for c in df.columns], out)
+        added = [c for c in scored.columns if c not in coded.columns]
+        return scored.drop(*raw).select(*[F.col(raw[c]).alias(c) if c in raw else F.col(c) for c in df.columns], *added)
+    from pyspark.sql.types import ArrayType
     bc = df.sparkSession.sparkContext.broadcast(model.data)
-    schema = StructType([*df.schema.fields, StructField(out, DoubleType())])  # df.schema.add would mutate df
+    col, kind = (PROBABILITIES, ArrayType(DoubleType())) if model.classes else (out, DoubleType())
+    schema = StructType([*df.schema.fields, StructField(col, kind)])  # df.schema.add would mutate df
     names, types = model.feature_names, model.feature_types
 
     def batches(it):
         booster = booster_from_bytes(bc.value)
         for pdf in it:
             if len(pdf):
-                yield pdf.assign(**{out: predict_pandas(booster, pdf, names, types)})
+                got = predict_pandas(booster, pdf, names, types)
+                yield pdf.assign(**{col: [r.tolist() for r in got] if got.ndim == 2 else got})
 
-    return df.mapInPandas(batches, schema)
+    scored = df.mapInPandas(batches, schema)
+    return with_classes(scored, model.classes, out) if model.classes else scored
+
+
+PROBABILITIES = "probabilities"  # a multiclass model's output: one probability per class, in the model's order
+
+
+def with_classes(df: DataFrame, classes: list[str], out: str = "score") -> DataFrame:
+    """A multiclass frame with ``probabilities``: ``predicted_class`` (the most probable class; ties to the
+    first) and ``out``, its probability."""
+    top = F.array_max(F.col(PROBABILITIES))
+    return (df.withColumn(out, top)
+              .withColumn("predicted_class", F.element_at(F.array(*map(F.lit, classes)), F.array_position(F.col(PROBABILITIES), top).cast("int"))))
 
 
 def predict_pandas(booster, pdf, names: list[str], types: list[str]):
-    """Probabilities (float64) of the rows of ``pdf``: XGBoost's ``inplace_predict`` on the float32 feature
-    matrix, categoricals as their integer codes (the booster's own feature types say which)."""
+    """Probabilities (float64) of the rows of ``pdf`` (multiclass: rows x classes): XGBoost's
+    ``inplace_predict`` on the float32 feature matrix, categoricals as their integer codes (the booster's own
+    feature types say which)."""
     import numpy as np
     if booster.feature_types != types:  # a booster saved without them (save_booster always sets them)
         booster.feature_names, booster.feature_types = names, types
@@ -251,10 +273,17 @@ def prior_column(prior: dict[str, Any], columns: list[str]):
     return F.coalesce(rates[F.col(prior["column"]).cast("string")], overall)
 
 
-def fit_prior(df: DataFrame, label: str, column: str | None, smoothing: float = 100.0) -> dict[str, Any]:
+def fit_prior(df: DataFrame, label: str, column: str | None, smoothing: float = 100.0,
+              classes: list[str] | None = None) -> dict[str, Any]:
     """The ``segment_prior`` of ``df``'s labelled rows (a ``weight`` column, if any, weighs them): per value of
     ``column``, (positives + smoothing x overall) / (rows + smoothing), so a small segment stays near the
-    overall rate. One aggregation pass."""
+    overall rate. One aggregation pass. Multiclass (``classes``; the label is the class index): one such
+    prior per class (``per_class``), whose rates sum to 1 in every segment."""
+    if classes:
+        per = [fit_prior(df.withColumn(label, (F.col(label) == i).cast("double")), label, column, smoothing)
+               for i in range(len(classes))]
+        return {"kind": "segment_prior", "column": column, "classes": list(classes), "per_class": per,
+                "overall": [p["overall"] for p in per], "smoothing": smoothing, "rows": per[0]["rows"], "label": label}
     w = F.coalesce(F.col("weight"), F.lit(1.0)) if "weight" in df.columns else F.lit(1.0)
     y = F.col(label).cast("double")
     rows = (df.where(F.col(label).isNotNull())

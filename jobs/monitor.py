@@ -63,8 +63,8 @@ def _row(kind: str, metric: str, value: float | None = None, feature: str | None
             "breached": None if breached is None else bool(breached), "detail": detail, "subject_ds": subject}
 
 
-REALIZED = ("auc", "pr_auc", "rmse", "r2")  # the realized figures kept over time (binary; regression)
-HIGHER_IS_BETTER = ("auc", "pr_auc", "r2", "disparate_impact_ratio")
+REALIZED = ("auc", "pr_auc", "rmse", "r2", "logloss", "macro_f1")  # the realized figures kept over time, per task
+HIGHER_IS_BETTER = ("auc", "pr_auc", "r2", "macro_f1", "disparate_impact_ratio")
 
 
 def _thresholds(p: dict[str, Any]) -> dict[str, float]:
@@ -233,11 +233,14 @@ def realized_rows(spark, ctx: StepContext, subject: dt.date, threshold: float, p
     gate's fairness checks."""
     from jobs.evaluate import fairness_checks
     from jobs.features import attr_col, label_examples
-    from jobs.metrics import binary_metrics, regression_metrics
+    from jobs.metrics import binary_metrics, multiclass_metrics, regression_metrics
+    from jobs.model import PROBABILITIES
     spec, r = ctx.dataset, dict(p.get("realized") or {})
     key, label = spec.example_source.key, spec.label.name
-    preds = (delta_io.read_pinned(spark, ctx.table("predictions"), ctx.reads, "predictions")
-             .where(delta_io.ds_predicate(subject, subject)).select(key, "ds", spec.example_source.event_time, "score", "model_version"))
+    table = delta_io.read_pinned(spark, ctx.table("predictions"), ctx.reads, "predictions")
+    probs = [PROBABILITIES] if PROBABILITIES in table.columns else []  # a multiclass model's
+    preds = (table.where(delta_io.ds_predicate(subject, subject))
+             .select(key, "ds", spec.example_source.event_time, "score", *probs, "model_version"))
     if not preds.limit(1).count():
         return [_row("performance", "n", 0, subject=subject, breached=False, detail="not judged: the day was not scored")]
     attrs = list(dict.fromkeys([*spec.sensitive, *spec.slices]))
@@ -251,23 +254,27 @@ def realized_rows(spark, ctx: StepContext, subject: dt.date, threshold: float, p
     rows = label_examples(preds.join(feats, key, "left"), spec, ctx.cutoff, labels, policy="exclude")
     rows = rows.where(F.col(label).isNotNull()).withColumn(label, F.col(label).cast("double")).cache()
     versions = [x[0] for x in rows.groupBy("model_version").count().orderBy(F.desc("count")).collect()]
-    regression = spec.task == "regression"
+    by_rows = spec.task != "binary"  # judged on rows, not positives: a regression or a multiclass model
     if not versions:
         m = {"n": 0, "n_pos": 0}
+    elif spec.task == "multiclass":
+        m = multiclass_metrics(rows, label, list(spec.label.classes), weight="weight")[0]
     else:
-        m = regression_metrics(rows, label, weight="weight")[0] if regression else binary_metrics(rows, label, threshold, weight="weight")[0]
+        m = regression_metrics(rows, label, weight="weight")[0] if spec.task == "regression" else binary_metrics(rows, label, threshold, weight="weight")[0]
     min_pos, min_rows = int(r.get("min_positives", 10)), int(r.get("min_rows", p.get("min_rows", 100)))
-    if not m["n"] or (regression and m["n"] < min_rows) or (not regression and (m.get("n_pos") or 0) < min_pos):
+    if not m["n"] or (by_rows and m["n"] < min_rows) or (not by_rows and (m.get("n_pos") or 0) < min_pos):
         rows.unpersist()
-        why = (f"{m['n']} labelled row(s), min_rows {min_rows}" if regression else
+        why = (f"{m['n']} labelled row(s), min_rows {min_rows}" if by_rows else
                f"{int(m.get('n_pos') or 0)} positive(s), min_positives {min_pos}")
         return [_row("performance", "n", m["n"], subject=subject, breached=False,
                      detail=f"not judged: {why}" if m["n"] else "not judged: no labelled prediction of the day")]
     # metric -> (bar, worse when above it)
-    bars = ({"rmse": (r.get("max_rmse"), True), "mae": (r.get("max_mae"), True), "r2": (r.get("min_r2"), False)} if regression
-            else {"auc": (r.get("min_auc"), False), "pr_auc": (r.get("min_pr_auc"), False), "ece": (r.get("max_ece"), True)})
+    bars = {"regression": {"rmse": (r.get("max_rmse"), True), "mae": (r.get("max_mae"), True), "r2": (r.get("min_r2"), False)},
+            "multiclass": {"logloss": (r.get("max_logloss"), True), "macro_f1": (r.get("min_macro_f1"), False),
+                           "accuracy": (None, False)},
+            }.get(spec.task, {"auc": (r.get("min_auc"), False), "pr_auc": (r.get("min_pr_auc"), False), "ece": (r.get("max_ece"), True)})
     out = [_row("performance", "n", m["n"], subject=subject)]
-    if not regression:
+    if not by_rows:
         out.append(_row("performance", "n_pos", m["n_pos"], subject=subject))
     for metric, (bar, above) in bars.items():
         v = m.get(metric)
@@ -276,12 +283,12 @@ def realized_rows(spark, ctx: StepContext, subject: dt.date, threshold: float, p
                         detail=f"served by {', '.join(versions)}"))
     ev = {**ctx.params.get("evaluate", {}), "bootstrap_replicates": int(r.get("bootstrap_replicates", 0))}
     slices, checks = fairness_checks(rows, label, threshold, list(spec.sensitive), ev, seed=int(r.get("seed", 0)),
-                                     task=spec.task)
+                                     task=spec.task, classes=spec.label.classes)
     rows.unpersist()
     for s in slices:
         for metric in bars:
             out.append(_row("performance", metric, s.get(metric), slice_=f"{s['attribute']}={s['value']}", subject=subject,
-                            detail=f"n {s['n']}" + ("" if regression else f", positives {s['n_pos']}")))
+                            detail=f"n {s['n']}" + ("" if by_rows else f", positives {s['n_pos']}")))
     for c in checks:
         metric, _, attr = c["name"].partition("[")
         out.append(_row("fairness", metric, c["value"], slice_=attr.rstrip("]") or None, subject=subject,
@@ -430,7 +437,8 @@ def run(ctx: StepContext) -> None:
     out = storage.join(ctx.run_uri, "monitor")
     storage.write_bytes(storage.join(out, VERDICT), json.dumps(verdict, indent=2, default=str).encode())
     bars = {m: (p.get("realized") or {}).get(k) for m, k in (("auc", "min_auc"), ("pr_auc", "min_pr_auc"),
-                                                              ("rmse", "max_rmse"), ("r2", "min_r2"))}
+                                                              ("rmse", "max_rmse"), ("r2", "min_r2"),
+                                                              ("logloss", "max_logloss"), ("macro_f1", "min_macro_f1"))}
     page = render_drift({**verdict, "top": top, "score": score_doc, "realized": realized_series(past["realized"], rows), "bars": bars,
                          "rows_table": [r for r in rows if r["kind"] in ("feature_drift", "prediction_drift", "null_rate", "volume")
                                         and r["value"] is not None]})

@@ -40,8 +40,9 @@ from jobs.common.cli import StepContext, run_step
 from jobs.common.files import write_json_atomic
 from jobs.evaluate import fairness_checks
 from jobs.features import attr_col, inline_label, label_examples
-from jobs.metrics import (binary_metrics, interval, paired_regression_replicates, paired_replicates,
-                          regression_metrics)
+from jobs.metrics import (binary_metrics, interval, multiclass_metrics, paired_logloss_replicates,
+                          paired_regression_replicates, paired_replicates, regression_metrics)
+from jobs.model import PROBABILITIES
 
 DECISIONS = ("promote", "wait", "retire")
 SCORES = ("champion_score", "challenger_score")
@@ -67,12 +68,18 @@ def shadow_rows(predictions: DataFrame, shadow: DataFrame, examples: DataFrame, 
     days = (F.col("ds") <= F.lit(ds)) & ((F.col("ds") > F.lit(after)) if after else F.lit(True))
     served = (predictions.where((F.col("served_by") == "champion") & (F.col("model_version") == champion) & days)
               .select(key, "ds", spec.example_source.event_time, F.col("score").alias("champion_score"),
-                      F.col("decision").alias("champion_decision")))
+                      F.col("decision").alias("champion_decision"), *_probabilities(predictions, "champion")))
     shadowed = (shadow.where((F.col("model_version") == challenger) & (F.col("serving_version") == champion) & days)
-                .select(key, "ds", F.col("score").alias("challenger_score"), F.col("decision").alias("challenger_decision")))
+                .select(key, "ds", F.col("score").alias("challenger_score"), F.col("decision").alias("challenger_decision"),
+                        *_probabilities(shadow, "challenger")))
     attrs = [F.col(a).cast("string").alias(attr_col(a)) for a in dict.fromkeys([*spec.sensitive, *spec.slices])]
     inline = inline_label(spec, examples)
     return served.join(shadowed, [key, "ds"]).join(examples.select(key, "ds", *attrs, *inline), [key, "ds"], "left")
+
+
+def _probabilities(df: DataFrame, role: str) -> list:
+    """A multiclass model's class probabilities, as ``<role>_probabilities`` (none for the other tasks)."""
+    return [F.col(PROBABILITIES).alias(f"{role}_{PROBABILITIES}")] if PROBABILITIES in df.columns else []
 
 
 def matured(rows: DataFrame, spec, cutoff: dt.datetime, labels: DataFrame | None) -> tuple[DataFrame, list[dt.date], list[dt.date]]:
@@ -85,7 +92,7 @@ def matured(rows: DataFrame, spec, cutoff: dt.datetime, labels: DataFrame | None
 
 
 def compare(rows: DataFrame, label: str, threshold: float, p: dict[str, Any], ev: dict[str, Any], sensitive: list[str],
-            task: str = "binary") -> dict[str, Any]:
+            task: str = "binary", classes: tuple[str, ...] = ()) -> dict[str, Any]:
     """Both models' metrics on ``rows`` (cached by the caller), their paired differences with intervals
     (binary: AUC and PR-AUC; regression: RMSE and MAE), decision agreement (binary), and the challenger's
     fairness checks (the gate's)."""
@@ -93,13 +100,21 @@ def compare(rows: DataFrame, label: str, threshold: float, p: dict[str, Any], ev
     replicates, seed = int(p.get("bootstrap_replicates", 500)), int(p.get("seed", 0))
     for name in SCORES:
         scored = rows.withColumn("score", F.col(name))
-        if task == "regression":
+        if task == "multiclass":
+            role = name.split("_")[0]
+            m = multiclass_metrics(rows, label, list(classes), probs=f"{role}_{PROBABILITIES}")[0]
+            metrics[role] = {k: m.get(k) for k in ("n", "logloss", "accuracy", "macro_f1")}
+        elif task == "regression":
             m = regression_metrics(scored, label)[0]
             metrics[name.split("_")[0]] = {k: m.get(k) for k in ("n", "rmse", "mae", "r2", "mean_residual")}
         else:
             m = binary_metrics(scored, label, threshold)[0]
             metrics[name.split("_")[0]] = {k: m.get(k) for k in ("n", "n_pos", "auc", "pr_auc", "recall", "precision", "fpr")}
-    if task == "regression":
+    if task == "multiclass":
+        reps = paired_logloss_replicates(rows, label, tuple(f"{r}_{PROBABILITIES}" for r in ("champion", "challenger")),
+                                         replicates, seed)
+        compared, agree = ("logloss", "accuracy"), None
+    elif task == "regression":
         reps, compared, agree = paired_regression_replicates(rows, label, SCORES, replicates, seed), ("rmse", "mae"), None
     else:
         reps, compared = paired_replicates(rows, label, SCORES, replicates=replicates, seed=seed), ("auc", "pr_auc")
@@ -110,7 +125,9 @@ def compare(rows: DataFrame, label: str, threshold: float, p: dict[str, Any], ev
         diff[m] = None if a is None or b is None else b - a
         diff[f"{m}_ci"] = interval(reps[m][1] - reps[m][0])
     chal = rows.withColumn("score", F.col("challenger_score")).withColumn("weight", F.lit(1.0))
-    slices, checks = fairness_checks(chal, label, threshold, sensitive, ev, seed=seed, task=task)
+    if task == "multiclass":
+        chal = chal.withColumn(PROBABILITIES, F.col(f"challenger_{PROBABILITIES}"))
+    slices, checks = fairness_checks(chal, label, threshold, sensitive, ev, seed=seed, task=task, classes=classes)
     return {"metrics": metrics, "difference": diff, "decision_agreement": agree, "fairness_checks": checks,
             "slices": slices}
 
@@ -124,7 +141,9 @@ def decide(days: int, result: dict[str, Any] | None, p: dict[str, Any]) -> tuple
     if failed:
         return "retire", f"fails the fairness check(s) {', '.join(failed)} on the shadow rows"
     if "rmse" in result["difference"]:
-        return _decide_regression(days, result, p)
+        return _decide_loss(days, result, p, "rmse", "mae", float(p.get("min_rmse_gain", 0.0)))
+    if "logloss" in result["difference"]:
+        return _decide_loss(days, result, p, "logloss", None, float(p.get("min_logloss_gain", 0.0)))
     d, ci, pr_ci = result["difference"]["auc"], result["difference"]["auc_ci"], result["difference"]["pr_auc_ci"]
     if d is None or ci is None:
         return "wait", "the AUC difference is not defined on these rows (one class only)"
@@ -140,19 +159,23 @@ def decide(days: int, result: dict[str, Any] | None, p: dict[str, Any]) -> tuple
     return "wait", f"not decided yet: {said}"
 
 
-def _decide_regression(days: int, result: dict[str, Any], p: dict[str, Any]) -> tuple[str, str]:
-    """A regression's decision on the RMSE difference (challenger - champion; below 0: better): promote when
-    its interval lies below -``min_rmse_gain`` x the champion's RMSE and MAE is not clearly worse, retire
-    when it lies above 0 or after ``max_days`` with no clear gain."""
-    max_days, gain = int(p.get("max_days", 14)), float(p.get("min_rmse_gain", 0.0))
-    d, ci, mae_ci = result["difference"]["rmse"], result["difference"]["rmse_ci"], result["difference"].get("mae_ci")
+def _decide_loss(days: int, result: dict[str, Any], p: dict[str, Any], loss: str, second: str | None,
+                 gain: float) -> tuple[str, str]:
+    """A decision on a loss's difference (challenger - champion; below 0: better; a regression's RMSE, with
+    MAE as the second; a multiclass model's log loss): promote when its interval lies below -``gain`` x the
+    champion's loss and the second is not clearly worse, retire when it lies above 0 or after ``max_days``
+    with no clear gain."""
+    max_days = int(p.get("max_days", 14))
+    d, ci = result["difference"][loss], result["difference"][f"{loss}_ci"]
+    second_ci = result["difference"].get(f"{second}_ci") if second else None
     champ, chal = result["metrics"]["champion"], result["metrics"]["challenger"]
+    name = {"rmse": "RMSE", "logloss": "log loss"}.get(loss, loss)
     if d is None or ci is None:
-        return "wait", "the RMSE difference is not defined on these rows"
-    said = (f"RMSE challenger {chal['rmse']:.4f} vs champion {champ['rmse']:.4f} on {champ['n']} rows of {days} day(s): "
+        return "wait", f"the {name} difference is not defined on these rows"
+    said = (f"{name} challenger {chal[loss]:.4f} vs champion {champ[loss]:.4f} on {champ['n']} rows of {days} day(s): "
             f"difference {d:+.4f}, 95% interval [{ci[0]:+.4f}, {ci[1]:+.4f}]")
-    bar = -gain * champ["rmse"]
-    if ci[1] < bar and (mae_ci is None or mae_ci[0] <= 0):
+    bar = -gain * champ[loss]
+    if ci[1] < bar and (second_ci is None or second_ci[0] <= 0):
         return "promote", f"better: {said}, below {bar:+.4f}"
     if ci[0] > 0:
         return "retire", f"worse: {said}, above 0"
@@ -195,7 +218,7 @@ def run(ctx: StepContext) -> None:
                        spec, champion["version"], challenger["version"], ctx.ds, after)
     labelled, done, days = matured(rows, spec, ctx.cutoff, labels)
     labelled = labelled.cache()
-    result = compare(labelled, spec.label.name, threshold, p, ev, list(spec.sensitive), spec.task) \
+    result = compare(labelled, spec.label.name, threshold, p, ev, list(spec.sensitive), spec.task, spec.label.classes) \
         if len(done) >= int(p.get("min_days", 3)) else None
     decision, why = decide(len(done), result, p)
     act(registry, spec.name, decision, why, champion["version"], challenger["version"])

@@ -69,6 +69,7 @@ def build_manifest(ctx: StepContext, train_doc: dict, blessing: dict, metrics: d
         "artifact": MODEL_FILE, "format": "xgboost-ubj", "sha256": train_doc["sha256"],
         "baseline": train_doc.get("baseline"), "profile": train_doc.get("profile"),
         "vocabularies": train_doc.get("vocabularies"),  # learned categoricals: scoring codes them as train did
+        "classes": train_doc.get("classes"),  # multiclass: the order of the model's probabilities
         "feature_names": train_doc["feature_names"], "feature_types": train_doc["feature_types"], "label": train_doc["label"],
         "metrics": metrics, "blessing": {k: blessing[k] for k in ("blessed", "mode", "failed", "reasons")},
         "lineage": {"delta_versions_read": {step: doc.get("reads", {}) for step, doc in lineage.items()},

@@ -182,7 +182,7 @@ def render(doc: dict[str, Any]) -> str:
         "<h2>Gate checks</h2><p>A check with an interval (fairness) fails only when its whole 95% bootstrap "
         "interval is on the wrong side of the threshold; warnings never refuse.</p>",
         table([c | {"95ci": _ci(c.get("ci"))} for c in b["checks"]], ["name", "value", "95ci", "op", "threshold", "severity", "passed"]),
-        *(_regression_sections(doc) if doc.get("task") == "regression" else _binary_sections(doc)),
+        *{"regression": _regression_sections, "multiclass": _multiclass_sections}.get(doc.get("task"), _binary_sections)(doc),
         "<h2>Feature importance (total gain)</h2>", bar_chart(imp, "Top features by total gain", vmax=vmax, w=600),
         "<h2>SHAP summary</h2>", shap_plot(doc.get("shap") or {}),
         "<h2>Lineage</h2>", f"<pre>{html.escape(json.dumps(doc.get('lineage', {}), indent=1))}</pre>",
@@ -227,6 +227,31 @@ def _binary_sections(doc: dict[str, Any]) -> list[str]:
 
 
 REGRESSION_FAIRNESS_COLS = ("mae_gap", "mean_residual_gap")
+
+
+def _multiclass_sections(doc: dict[str, Any]) -> list[str]:
+    classes, slice_rows = doc.get("classes") or [], doc["slices"]
+    overall = _overall_rows(doc)
+    per_class = [{"class": c, **{f"{m} ({r['model']})": r.get(f"{m}[{c}]") for r in overall for m in ("recall", "precision")}}
+                 for c in classes]
+    return [
+        "<h2>Overall (holdout)</h2>", table(overall, ["model", "n", "logloss", "accuracy", "macro_f1"]),
+        "<p>Predicted class: the most probable one. macro_f1: the mean F1 over the classes.</p>",
+        "<h2>Per class</h2>", table(per_class, ["class"] + [k for k in (per_class[0] if per_class else {}) if k != "class"]),
+        "<h2>Slices</h2><p>Bars: macro-F1 per slice with its 95% bootstrap interval. Intersections of two "
+        "attributes are listed when they hold at least the minimum slice size.</p>",
+        '<div class="plots">' + "".join(
+            bar_chart([(f"{s['value']} (n={s['n']})", s["macro_f1"], s.get("macro_f1_ci")) for s in slice_rows if s["attribute"] == attr],
+                      f"macro-F1 by {attr}")
+            for attr in dict.fromkeys(s["attribute"] for s in slice_rows if " & " not in s["attribute"])) + "</div>",
+        table([s | {"macro_f1_95ci": _ci(s.get("macro_f1_ci"))} for s in slice_rows],
+              ["attribute", "value", "n", "logloss", "accuracy", "macro_f1", "macro_f1_95ci"] + [f"recall[{c}]" for c in classes]),
+        "<h2>Fairness</h2><p>Per sensitive attribute: the largest spread between its groups of one class's recall "
+        "(whose class), and the spread of macro-F1.</p>",
+        table([f | {"recall_gap 95ci": _ci(f.get("recall_gap_ci")), "macro_f1_gap 95ci": _ci(f.get("macro_f1_gap_ci"))}
+               for f in doc["fairness"]],
+              ["attribute", "slices", "recall_gap", "recall_gap 95ci", "recall_gap_class", "macro_f1_gap", "macro_f1_gap 95ci"]),
+    ]
 
 
 def _regression_sections(doc: dict[str, Any]) -> list[str]:
@@ -300,6 +325,9 @@ def render_drift(doc: dict[str, Any]) -> str:
     return _page("trainyard drift report", sections)
 
 
+TASK_WORDS = {"regression": "regression", "multiclass": "multiclass classification"}
+
+
 def _md(v: Any) -> str:
     """A markdown cell: numbers formatted, text as it is."""
     return v if isinstance(v, str) else _fmt(v)
@@ -310,7 +338,7 @@ def model_card(doc: dict[str, Any]) -> str:
     versions it came from, its metrics overall and per slice, fairness, the gate's verdict, and caveats."""
     b, m, f = doc["blessing"], doc.get("model") or {}, _md
     lines = [f"# Model card: {doc['dataset']} · ds {doc['ds']}", "",
-             f"- **Task**: {'regression' if doc.get('task') == 'regression' else 'binary classification'} of "
+             f"- **Task**: {TASK_WORDS.get(doc.get('task'), 'binary classification')} of "
              f"`{doc.get('label')}`; XGBoost (hist), trained on Spark; "
              f"artifact sha256 `{b['artifact_sha256']}`.",
              f"- **Verdict**: {'BLESSED' if b['blessed'] else 'NOT BLESSED'} (gate mode `{b['mode']}`): {'; '.join(b['reasons'])}.",
@@ -323,10 +351,8 @@ def model_card(doc: dict[str, Any]) -> str:
     reads = {t: v for step in (doc.get("lineage") or {}).values() for t, v in step.items()}
     lines += ["", "Delta table versions read: " + ", ".join(f"`{t}@v{v}`" for t, v in sorted(reads.items())), "",
               "## Metrics (holdout)", "", "| metric | value |", "| --- | ---: |"]
-    if doc.get("task") == "regression":
-        lines += _regression_card_metrics(doc)
-    else:
-        lines += _binary_card_metrics(doc)
+    lines += {"regression": _regression_card_metrics, "multiclass": _multiclass_card_metrics}.get(
+        doc.get("task"), _binary_card_metrics)(doc)
     lines += ["", "## Gate checks", "", "| check | value | op | threshold | severity | passed |", "| --- | ---: | --- | ---: | --- | --- |"]
     lines += [f"| {c['name']} | {f(c['value'])} | {c['op']} | {f(c['threshold'])} | {c.get('severity', 'blocking')} | {c['passed']} |"
               for c in b["checks"]]
@@ -335,7 +361,7 @@ def model_card(doc: dict[str, Any]) -> str:
               "moves under resampling of that window, not under drift.",
               "- Slices under the minimum size are listed but left out of the fairness checks; intersections under it are not listed.",
               *(["- Scores are not calibrated probabilities when `scale_pos_weight` reweights the classes (see ece); use "
-                 "rankings or re-calibrate before reading them as probabilities."] if doc.get("task") != "regression" else []),
+                 "rankings or re-calibrate before reading them as probabilities."] if doc.get("task", "binary") == "binary" else []),
               f"- Sensitive attributes ({', '.join(doc.get('sensitive') or [])}) are evaluated, never used as model inputs.", ""]
     return "\n".join(lines)
 
@@ -370,4 +396,21 @@ def _regression_card_metrics(doc: dict[str, Any]) -> list[str]:
     lines += ["", "## Fairness (per sensitive attribute)", "", "| attribute | MAE gap | mean residual gap |",
               "| --- | ---: | ---: |"]
     lines += [f"| {r['attribute']} | {f(r['mae_gap'])} | {f(r['mean_residual_gap'])} |" for r in doc["fairness"]]
+    return lines
+
+
+def _multiclass_card_metrics(doc: dict[str, Any]) -> list[str]:
+    o, f, classes = doc["overall"], _md, doc.get("classes") or []
+    lines = [f"| {k} | {f(o.get(k))} |" for k in ("n", "logloss", "accuracy", "macro_f1")]
+    lines += [f"| recall[{c}] | {f(o.get(f'recall[{c}]'))} |" for c in classes]
+    lines += ["", f"Classes: {', '.join(classes)}; the predicted class is the most probable one.", "",
+              "## Slices (95% bootstrap intervals)", "", "| slice | n | macro-F1 | 95% CI | accuracy | flagged |",
+              "| --- | ---: | ---: | --- | ---: | --- |"]
+    for s in doc["slices"]:
+        lines.append(f"| {s['attribute']}={s['value']} | {s['n']} | {f(s['macro_f1'])} | {_ci(s.get('macro_f1_ci')) or '–'} "
+                     f"| {f(s['accuracy'])} | {'small' if s.get('small') else ''} |")
+    lines += ["", "## Fairness (per sensitive attribute)", "", "| attribute | recall gap | of class | macro-F1 gap |",
+              "| --- | ---: | --- | ---: |"]
+    lines += [f"| {r['attribute']} | {f(r['recall_gap'])} | {r.get('recall_gap_class') or '–'} | {f(r['macro_f1_gap'])} |"
+              for r in doc["fairness"]]
     return lines

@@ -43,7 +43,7 @@ from jobs.common.cli import StepContext, run_step
 from jobs.common.config import DatasetSpec
 from jobs.common.errors import ConfigError, DataError, TrainyardError
 from jobs.features import as_of_sources, attr_col, compute_features, lookback_days
-from jobs.model import Model, from_registry, predict
+from jobs.model import PROBABILITIES, Model, from_registry, predict
 
 CHAIN = ("champion", "previous_champion", "baseline")
 
@@ -203,8 +203,9 @@ def serve(feats: DataFrame, keep: list[str], links, validated: bool, threshold: 
           nonnull: dict[str, int] | None = None) -> tuple[DataFrame | None, dict[str, Any]]:
     """The first link of ``links`` that can score ``feats`` (cached by the caller): (its scored rows, cached,
     with the ``keep`` columns, score, decision, model_version, served_by and reason; the event) or (None, the
-    event) when none can. The event lists every attempt. ``threshold`` None: a regression, whose score is
-    the prediction itself (any finite number) and has no decision. ``nonnull``: ``nonnull_counts(feats)``,
+    event) when none can. The event lists every attempt. ``threshold`` None: no decision (a regression,
+    whose score is the prediction itself, any finite number; a multiclass model, whose rows also get
+    ``predicted_class`` and ``probabilities``). ``nonnull``: ``nonnull_counts(feats)``,
     when the caller has it already."""
     nonnull = nonnull_counts(feats) if nonnull is None else nonnull
     attempts: list[dict[str, Any]] = []
@@ -216,12 +217,13 @@ def serve(feats: DataFrame, keep: list[str], links, validated: bool, threshold: 
         if reason is None:
             served_by = name if role == "shadow" or (i == 0 and name == "champion") else f"fallback:{name}"
             why = "; ".join(f"{a['candidate']}: {a['reason']}" for a in attempts) or None
-            scored = predict(feats, model).select(
+            raw = predict(feats, model)
+            scored = raw.select(
                 *keep, "score", (F.col("score") >= F.lit(threshold) if threshold is not None else F.lit(None).cast("boolean")
-                                 ).alias("decision"),
+                                 ).alias("decision"), *[c for c in ("predicted_class", PROBABILITIES) if c in raw.columns],
                 F.lit(model.version).alias("model_version"), F.lit(served_by).alias("served_by"),
                 F.lit(why).cast("string").alias("reason")).cache()
-            bad = invalid_scores(scored, probabilities=threshold is not None)
+            bad = invalid_scores(scored, probabilities=threshold is not None or PROBABILITIES in raw.columns)
             if not bad:
                 attempts.append({"candidate": name, "version": model.version, "reason": None})
                 return scored, {"role": role, "served_by": served_by, "model_version": model.version, "reason": why,
@@ -240,7 +242,8 @@ def run(ctx: StepContext) -> None:
     spark = get_spark(ctx.settings, "score")
     spec, p = ctx.dataset, ctx.step_params()
     threshold = float(p["threshold"] if p.get("threshold") is not None else ctx.params.get("evaluate", {}).get("threshold", 0.5))
-    threshold = None if spec.task == "regression" else threshold  # a regression's score is its prediction: no decision
+    if spec.task != "binary":  # a regression's score is its prediction, a multiclass one its class's probability
+        threshold = None         # (beside predicted_class and every class's probability): no decision
     registry = open_registry(ctx.settings.registry)
     validated, records = validation_state(ctx)
     if not validated:
@@ -309,7 +312,8 @@ def shadow_score(feats: DataFrame, keep: list[str], registry, name: str, validat
 def _empty_shadow(spark, served: DataFrame, keep: list[str]) -> DataFrame:
     """A frame with shadow_predictions' columns and no row: a day the challenger could not score replaces
     that day's partition with nothing (a rerun never leaves an earlier challenger's rows)."""
-    return served.select(*keep, "score", "decision", "model_version").withColumn(
+    extra = [c for c in ("predicted_class", PROBABILITIES) if c in served.columns]
+    return served.select(*keep, "score", "decision", *extra, "model_version").withColumn(
         "serving_version", F.lit(None).cast("string")).limit(0)
 
 

@@ -83,13 +83,21 @@ def load_training_frame(spark, ctx: StepContext) -> tuple[DataFrame, dict[str, i
           .where(F.col("cutoff_ds") == F.lit(ctx.ds)))
     vocabularies = learn_vocabularies(ts.where(F.col("split") == "train"), ctx.dataset)
     df = encode(training_frame(ts, ctx.dataset), vocabularies)
-    counts = class_balance(df, ctx.dataset.label.name, ctx.dataset.task)
+    counts = class_balance(df, ctx.dataset.label.name, ctx.dataset.task, ctx.dataset.label.classes)
     check_trainable(counts, f"training_set cutoff_ds={ctx.ds}")
     return df, counts, vocabularies
 
 
-def class_balance(df: DataFrame, label: str, task: str = "binary") -> dict[str, int]:
-    """Rows of the train and valid windows: per class (binary), or in all (regression)."""
+def class_balance(df: DataFrame, label: str, task: str = "binary", classes: tuple[str, ...] = ()) -> dict[str, Any]:
+    """Rows of the train and valid windows: per class (binary; multiclass: ``<window>_classes``, rows per class
+    index, beside ``<window>_rows``), or in all (regression)."""
+    if task == "multiclass":
+        rows = df.where(F.col("weight") > 0).groupBy(VALID_COL, label).count().collect()
+        out: dict[str, Any] = {}
+        for part, valid in (("train", False), ("valid", True)):
+            per = [sum(r["count"] for r in rows if r[VALID_COL] == valid and r[label] == float(i)) for i in range(len(classes))]
+            out.update({f"{part}_rows": sum(per), f"{part}_classes": dict(zip(classes, per))})
+        return out
     if task == "regression":
         rows = df.where(F.col("weight") > 0).groupBy(VALID_COL).count().collect()
         return {f"{'valid' if r[VALID_COL] else 'train'}_rows": r["count"] for r in rows} | {
@@ -100,6 +108,10 @@ def class_balance(df: DataFrame, label: str, task: str = "binary") -> dict[str, 
 
 
 def check_trainable(counts: dict[str, int], where: str) -> None:
+    missing = [c for c, n in (counts.get("train_classes") or {}).items() if not n]
+    if missing:  # a multiclass model learns every class from its train window, or none
+        raise DataError(f"{where}: the train window has no example of class(es) {missing}, found {counts['train_classes']}; "
+                        "no model is trained from it")
     for part in ("train", "valid"):
         if f"{part}_rows" in counts:
             if not counts[f"{part}_rows"]:
@@ -244,14 +256,15 @@ def resolve_workers(value: Any, spark, device: str = "cpu") -> int:
 
 
 TASK_DEFAULTS = {"binary": {"objective": "binary:logistic", "eval_metric": "aucpr"},
-                 "regression": {"objective": "reg:squarederror", "eval_metric": "rmse"}}
+                 "regression": {"objective": "reg:squarederror", "eval_metric": "rmse"},
+                 "multiclass": {"objective": "multi:softprob", "eval_metric": "mlogloss"}}
 
 
 def xgb_params(p: dict[str, Any], counts: dict[str, int], task: str = "binary") -> dict[str, Any]:
     """The estimator's params from the train section: ``objective`` and ``eval_metric`` ``auto`` are the
     task's (``TASK_DEFAULTS``); ``scale_pos_weight`` ``auto`` balances the classes (binary only)."""
     auto = {k: (TASK_DEFAULTS[task][k] if p.get(k, "auto") in (None, "auto") else p[k]) for k in ("objective", "eval_metric")}
-    if task == "regression":
+    if task != "binary":  # the estimator counts a multiclass label's classes itself (num_class)
         return {**_estimator_params(p), **auto}
     spw = p.get("scale_pos_weight", "auto")
     if spw == "auto":
@@ -384,7 +397,8 @@ def run(ctx: StepContext) -> None:
            "feature_types": feature_types(spec),
            "best_iteration": int(best) if best is not None else None, "best_score": booster.attr("best_score"),
            "num_boosted_rounds": booster.num_boosted_rounds(), "resumed_from_round": done, "label": spec.label.name,
-           "tuned": tuned, "baseline": baseline, "profile": profile, "vocabularies": vocabularies or None}
+           "tuned": tuned, "baseline": baseline, "profile": profile, "vocabularies": vocabularies or None,
+           "classes": list(spec.label.classes) or None}
     write_json_atomic(ctx.run_dir / "model" / "train.json", doc)
     ctx.counts.update({"rows": counts, "sha256": doc["sha256"], "best_iteration": doc["best_iteration"],
                        "num_boosted_rounds": doc["num_boosted_rounds"]})
@@ -392,7 +406,11 @@ def run(ctx: StepContext) -> None:
         + (f" ({device})" if device != "cpu" else "")
     print(f"train {spec.name} cutoff {ctx.ds}: {doc['num_boosted_rounds']} rounds (best {doc['best_iteration']}, "
           f"valid {params['eval_metric']} {doc['best_score']}) on {on} -> {path} sha256 {doc['sha256'][:12]}; "
-          f"baseline: label mean per {baseline['segment'] or 'nothing (one mean)'}, overall {baseline['overall']:.4f}")
+          f"baseline: label mean per {baseline['segment'] or 'nothing (one mean)'}, overall {_figures(baseline['overall'])}")
+
+
+def _figures(v: float | list[float]) -> str:
+    return ", ".join(f"{x:.4f}" for x in v) if isinstance(v, list) else f"{v:.4f}"
 
 
 def baseline_segment(spec: DatasetSpec, value: Any) -> str | None:
@@ -421,7 +439,8 @@ def fit_baseline(rows, ctx: StepContext, p: dict[str, Any]) -> dict[str, Any]:
     from jobs.features import attr_col
     spec, cfg = ctx.dataset, dict(p.get("baseline") or {})
     segment = baseline_segment(spec, cfg.get("segment", "auto"))
-    prior = fit_prior(rows, spec.label.name, attr_col(segment) if segment else None, float(cfg.get("smoothing", 100)))
+    prior = fit_prior(rows, spec.label.name, attr_col(segment) if segment else None, float(cfg.get("smoothing", 100)),
+                      list(spec.label.classes) or None)
     path = save_prior(prior, ctx.run_dir / "model")
     return {"artifact": path.name, "sha256": sha256_file(path), "kind": prior["kind"], "segment": segment,
             "overall": prior["overall"]}

@@ -171,6 +171,8 @@ def run(ctx: StepContext) -> None:
     spark = get_spark(ctx.settings, "tune")
     df, counts, _ = train.load_training_frame(spark, ctx)  # the learned categoricals coded as train codes them
     base = train.xgb_params(ctx.params.get("train", {}), counts, spec.task)
+    if spec.task == "multiclass":  # xgb.train, unlike the estimators, is told how many classes there are
+        base["num_class"] = len(spec.label.classes)
     seed = int(p.get("seed", base["random_state"]))
     tr, va = sample_frames(df, int(p.get("max_train_rows", 200_000)), int(p.get("max_valid_rows", 100_000)), seed)
     if spec.task == "binary" and (tr[label].nunique() < 2 or va[label].nunique() < 2):

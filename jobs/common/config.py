@@ -134,6 +134,7 @@ class LabelSpec:
     source_key: str | None = None
     known_at: str | None = None          # column of the label feed: when the label became known
     maturity_days: int = 0               # an example with no positive label is negative only after this
+    classes: tuple[str, ...] = ()        # multiclass: the label's values, in order (the model's class indexes)
 
     @property
     def inline_column(self) -> str | None:
@@ -171,7 +172,7 @@ class AsOf:
 
 
 NUMERIC_TYPES = ("int", "long", "double", "boolean")
-TASKS = ("binary", "regression")  # binary: a 0/1 label, scores are probabilities; regression: a numeric label
+TASKS = ("binary", "regression", "multiclass")  # binary: a 0/1 label; regression: a number; multiclass: one of label.classes
 
 
 @dataclass(frozen=True)
@@ -267,7 +268,8 @@ class DatasetSpec:
         label = LabelSpec(name=_req(lab, "name", f"{where}: label"), column=lab.get("column"),
                           positive_values=tuple(str(v) for v in lab.get("positive_values", [])),
                           source=lab.get("source"), source_key=lab.get("source_key"), known_at=lab.get("known_at"),
-                          maturity_days=int(lab.get("maturity_days", 0)), expr=lab.get("expr"))
+                          maturity_days=int(lab.get("maturity_days", 0)), expr=lab.get("expr"),
+                          classes=tuple(str(v) for v in lab.get("classes") or []))
         if sum(x is not None for x in (label.column, label.expr, label.source)) != 1:
             raise ConfigError(f"{where}: label needs exactly one of 'column' (inline, with positive_values), 'expr' "
                               f"(inline, a Spark SQL expression over the examples' columns, e.g. \"arr_delay > 15\") "
@@ -282,6 +284,13 @@ class DatasetSpec:
                 {c.name: c.type for c in sources[d["examples"]].columns}.get(label.column) not in ("int", "long", "double"):
             raise ConfigError(f"{where}: label.column '{label.column}' of a regression must be a numeric column (int, "
                               f"long, double) of the examples")
+        if task == "multiclass" and (label.source or label.positive_values or len(set(label.classes)) < 2
+                                     or len(set(label.classes)) != len(label.classes)):
+            raise ConfigError(f"{where}: a multiclass label is one of label.classes (at least two distinct values, "
+                              f"e.g. classes: [ontime, late, cancelled]) from label.column or label.expr, not a label "
+                              f"feed or positive_values (got classes {list(label.classes)})")
+        if label.classes and task != "multiclass":
+            raise ConfigError(f"{where}: label.classes is for task: multiclass (task is {task})")
         if task == "regression" and (label.source or label.positive_values):
             raise ConfigError(f"{where}: a regression label is a number: label.column (a numeric column, no "
                               f"positive_values) or label.expr, not {'a label feed' if label.source else 'positive_values'}")

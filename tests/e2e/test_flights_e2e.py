@@ -31,6 +31,8 @@ AS_OF = ("origin_wind_kt", "origin_precip_mm", "origin_visibility_km", "dest_win
 
 
 REGRESSION = "flights_minutes"
+MULTICLASS = "flights_status"
+STATUS = ("ontime", "late", "cancelled")
 
 
 def regression_variant(folder) -> None:
@@ -44,12 +46,24 @@ def regression_variant(folder) -> None:
     (folder / f"{REGRESSION}.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
 
 
+def multiclass_variant(folder) -> None:
+    """The same spec with three classes: on time, late, or cancelled, which is now a class of its own rather
+    than a missing label."""
+    doc = yaml.safe_load((REPO / "conf" / "datasets" / f"{NAME}.yaml").read_text())
+    doc.update(name=MULTICLASS, task="multiclass", label={
+        "name": "status", "classes": list(STATUS),
+        "expr": "CASE WHEN arr_delay IS NULL THEN 'cancelled' WHEN arr_delay > 15 THEN 'late' ELSE 'ontime' END"})
+    doc["params"]["evaluate"]["gate"] = {"max_top_feature_share": 0.9}
+    (folder / f"{MULTICLASS}.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
+
+
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     root = tmp_path_factory.mktemp("flights")
     conf = write_conf(root)
     synth_flights.generate(synth_flights.FlightsConfig(start=START, days=DAYS, rows_per_day=600), root / "landing" / NAME)
     regression_variant(root / "datasets")
+    multiclass_variant(root / "datasets")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("TRAINYARD_CONF", str(conf))
         mp.setenv("TRAINYARD_DATASETS_DIR", str(root / "datasets"))
@@ -58,21 +72,23 @@ def runs(tmp_path_factory):
         from airflow.dag_processing.dagbag import DagBag
         from airflow.models.dagrun import DagRun
         from airflow.utils.session import create_session
-        dag_ids = [f"train_pipeline__{n}" for n in (NAME, REGRESSION)]
+        names = (NAME, REGRESSION, MULTICLASS)
+        dag_ids = [f"train_pipeline__{n}" for n in names]
         with create_session() as session:  # runs an earlier session left in the tests' Airflow database
-            session.query(DagRun).filter(DagRun.dag_id.in_([*dag_ids, *[f"{k}_pipeline__{REGRESSION}" for k in ("score", "monitor")]])
-                                         ).delete(synchronize_session=False)
+            session.query(DagRun).filter(DagRun.dag_id.in_(
+                [*dag_ids, *[f"{k}_pipeline__{n}" for k in ("score", "monitor") for n in (REGRESSION, MULTICLASS)]])
+            ).delete(synchronize_session=False)
         out = {}
-        for name, dag_id in zip((NAME, REGRESSION), dag_ids):
+        for name, dag_id in zip(names, dag_ids):
             mp.setenv("TRAINYARD_DATASET", name)
             dag = DagBag(str(REPO / "dags")).get_dag(dag_id)
             out[name] = dag.test(logical_date=pendulum.datetime(DS.year, DS.month, DS.day, tz="UTC"),
                                  run_conf={"start_ds": START.isoformat()})
-        # the regression's day served: its prediction in minutes, then monitored (labels mature the same day)
-        mp.setenv("TRAINYARD_DATASET", REGRESSION)
         day = pendulum.datetime(DS.year, DS.month, DS.day, tz="UTC")
-        out["scored"] = DagBag(str(REPO / "dags")).get_dag(f"score_pipeline__{REGRESSION}").test(logical_date=day)
-        out["monitored"] = DagBag(str(REPO / "dags")).get_dag(f"monitor_pipeline__{REGRESSION}").test(logical_date=day)
+        for name in (REGRESSION, MULTICLASS):  # the day served by the model, then monitored
+            mp.setenv("TRAINYARD_DATASET", name)
+            for kind in ("score", "monitor"):
+                out[(kind, name)] = DagBag(str(REPO / "dags")).get_dag(f"{kind}_pipeline__{name}").test(logical_date=day)
         yield root, out
 
 
@@ -245,11 +261,11 @@ def test_the_regression_serves_its_day_in_minutes_and_monitoring_measures_realiz
     regression has no threshold), and the day's monitoring records realized RMSE, MAE and R² equal to
     scikit-learn's on those predictions and the labels."""
     from sklearn.metrics import mean_absolute_error, mean_squared_error, r2_score
-    root, scored = runs[0], runs[1]["scored"]
+    root, scored = runs[0], runs[1][("score", REGRESSION)]
     states = {ti.task_id: str(ti.state) for ti in scored.get_task_instances()}
     assert states == {"landed": "success", "etl": "skipped", "validate": "skipped", "score": "success",
                       "promote": "success", "monitor": "success"}, states
-    assert str(runs[1]["monitored"].get_task_instance("monitor").state) == "success"
+    assert str(runs[1][("monitor", REGRESSION)].get_task_instance("monitor").state) == "success"
     lake = root / "lake" / REGRESSION
     preds = spark.read.format("delta").load(str(lake / "predictions")).where(f"ds = DATE'{DS}'").toPandas()
     silver = spark.read.format("delta").load(str(lake / "silver_flights")).where(f"ds = DATE'{DS}'").toPandas()
@@ -261,3 +277,56 @@ def test_the_regression_serves_its_day_in_minutes_and_monitoring_measures_realiz
     assert figures["rmse"] == pytest.approx(np.sqrt(mean_squared_error(joined["arr_delay"], joined["score"])), rel=1e-9)
     assert figures["mae"] == pytest.approx(mean_absolute_error(joined["arr_delay"], joined["score"]), rel=1e-9)
     assert figures["r2"] == pytest.approx(r2_score(joined["arr_delay"], joined["score"]), rel=1e-9)
+
+
+def test_the_multiclass_variant_trains_evaluates_serves_and_monitors_with_sklearns_figures(runs, spark):
+    """task: multiclass (on time, late, cancelled): XGBoost's multi:softprob; log loss, accuracy, macro-F1
+    and per-class recall of the holdout equal scikit-learn's on the published model's probabilities; fairness
+    is the largest spread of a class's recall between carriers; the served day has every class's probability
+    and the predicted class, and its monitoring the realized log loss and macro-F1."""
+    from sklearn.metrics import f1_score, log_loss, recall_score
+
+    from jobs.model import from_registry
+    from jobs.registry import LocalRegistry
+    root, out = runs
+    for key in (MULTICLASS, ("score", MULTICLASS)):
+        states = {ti.task_id: str(ti.state) for ti in out[key].get_task_instances()}
+        assert set(states.values()) <= {"success", "skipped"} and str(out[key].state) == "success", states
+    folder = root / "runs" / MULTICLASS / f"ds={DS}"
+    doc = json.loads((folder / "evaluation" / "evaluation.json").read_text())
+    assert doc["task"] == "multiclass" and doc["blessing"]["blessed"], doc["blessing"]["reasons"]
+    train_doc = json.loads((folder / "model" / "train.json").read_text())
+    assert train_doc["params"]["objective"] == "multi:softprob" and train_doc["classes"] == list(STATUS)
+    ts = (spark.read.format("delta").load(str(root / "lake" / MULTICLASS / "training_set"))
+          .where(f"cutoff_ds = DATE'{DS}' AND split = 'holdout' AND status IS NOT NULL").toPandas())
+    for c, vocab in train_doc["vocabularies"].items():
+        ts[c] = pd.Categorical(ts[c], categories=vocab).codes
+        ts.loc[ts[c] < 0, c] = len(vocab)
+    reg = LocalRegistry(root / "registry")
+    model = from_registry(reg, MULTICLASS, reg.alias(MULTICLASS, "champion")["version"])
+    probs = model.booster().inplace_predict(ts[model.feature_names].astype("float32").to_numpy()).astype("float64")
+    y, o = ts["status"].to_numpy(), doc["overall"]
+    assert o["n"] == len(y) and set(y) == {0, 1, 2}
+    assert o["logloss"] == pytest.approx(log_loss(y, probs, labels=[0, 1, 2]), rel=1e-6)
+    assert o["macro_f1"] == pytest.approx(f1_score(y, probs.argmax(1), average="macro"), rel=1e-6)
+    for i, c in enumerate(STATUS):
+        assert o[f"recall[{c}]"] == pytest.approx(recall_score(y, probs.argmax(1), labels=[i], average=None)[0], rel=1e-6)
+    [fair] = doc["fairness"]
+    carriers = [s for s in doc["slices"] if s["attribute"] == "carrier"]
+    gaps = {c: max(s[f"recall[{c}]"] for s in carriers) - min(s[f"recall[{c}]"] for s in carriers) for c in STATUS}
+    assert fair["recall_gap"] == pytest.approx(max(gaps.values())) and fair["recall_gap_class"] == max(gaps, key=gaps.get)
+    assert "Per class" in (folder / "evaluation" / "report.html").read_text()
+    preds = (spark.read.format("delta").load(str(root / "lake" / MULTICLASS / "predictions"))
+             .where(f"ds = DATE'{DS}'").toPandas())
+    p = np.vstack(preds["probabilities"].to_numpy())
+    assert p.shape[1] == 3 and np.allclose(p.sum(1), 1) and preds["decision"].isna().all()
+    assert (preds["predicted_class"] == np.array(STATUS)[p.argmax(1)]).all() and np.allclose(preds["score"], p.max(1))
+    silver = (spark.read.format("delta").load(str(root / "lake" / MULTICLASS / "silver_flights"))
+              .where(f"ds = DATE'{DS}'").toPandas())
+    truth = np.where(silver["arr_delay"].isna(), 2, np.where(silver["arr_delay"] > 15, 1, 0))
+    joined = preds.merge(silver.assign(y=truth)[["flight_id", "y"]], on="flight_id")
+    figures = (spark.read.format("delta").load(str(root / "lake" / MULTICLASS / "monitoring"))
+               .where(f"ds = DATE'{DS}' AND kind = 'performance' AND slice IS NULL").toPandas().set_index("metric")["value"])
+    jp = np.vstack(joined["probabilities"].to_numpy())
+    assert figures["logloss"] == pytest.approx(log_loss(joined["y"], jp, labels=[0, 1, 2]), rel=1e-9)
+    assert figures["macro_f1"] == pytest.approx(f1_score(joined["y"], jp.argmax(1), average="macro"), rel=1e-9)

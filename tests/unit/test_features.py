@@ -311,6 +311,24 @@ def test_a_regression_label_is_the_expressions_number_and_a_boolean_one_is_refus
         features.compute_features(events, DatasetSpec.from_dict({**doc, "label": {"name": "d", "expr": "arr_delay > 15"}}), day, day)
 
 
+def test_a_multiclass_label_is_its_class_index_and_an_unknown_value_none(spark):
+    doc = {"name": "flights", "examples": "flights", "entity": "plane", "task": "multiclass",
+           "sources": {"flights": {"path": "p", "key": "id", "event_time": "ts", "columns": [
+               {"name": "id", "type": "string"}, {"name": "ts", "type": "timestamp"}, {"name": "plane", "type": "string"},
+               {"name": "arr_delay", "type": "double"}]}},
+           "label": {"name": "status", "classes": ["ontime", "late", "cancelled"],
+                     "expr": "CASE WHEN arr_delay IS NULL THEN 'cancelled' WHEN arr_delay > 15 THEN 'late' "
+                             "WHEN arr_delay > -60 THEN 'ontime' ELSE 'diverted' END"},
+           "features": {"derived": {"hour": "hour(ts)"}}}
+    rows = [("a", 40.0), ("b", 3.0), ("c", None), ("d", -90.0)]
+    events = spark.createDataFrame([(i, dt.datetime(2026, 10, 1, 8 + n), "P", v) for n, (i, v) in enumerate(rows)],
+                                   "id string, ts timestamp, plane string, arr_delay double").withColumn("ds", F.to_date("ts"))
+    day, spec = dt.date(2026, 10, 1), DatasetSpec.from_dict(doc)
+    feats = features.compute_features(events, spec, day, day)
+    out = {r["id"]: r["status"] for r in features.label_examples(feats, spec, dt.datetime(2026, 10, 2), None).collect()}
+    assert out == {"a": 1, "b": 0, "c": 2, "d": None}  # 'diverted' is no class: the ETL quarantines it (unknown_label)
+
+
 def test_a_learned_categorical_keeps_its_raw_value_in_the_features_a_fixed_one_its_code(spark):
     spec = DatasetSpec.from_dict({
         "name": "flights", "examples": "flights", "entity": "plane",

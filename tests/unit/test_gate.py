@@ -110,3 +110,20 @@ def test_a_regression_is_gated_on_its_own_metrics_the_champions_rmse_and_its_err
     assert not by["rmse_over_champion_rmse_minus_1"]["passed"] and by["golden_rmse_over_champion_minus_1[v0]"]["passed"]
     assert not by["mae_gap[carrier]"]["passed"] and by["r2"]["passed"]
     assert bless(checks, "enabled", "sha")["failed"] == ["rmse_over_champion_rmse_minus_1", "mae_gap[carrier]"]
+
+
+def test_a_multiclass_model_is_gated_on_log_loss_macro_f1_and_its_largest_recall_gap():
+    from jobs.evaluate import multiclass_fairness
+    slices = [{"attribute": "carrier", "value": v, "n": 400, "macro_f1": f1, "recall[ontime]": a, "recall[late]": b}
+              for v, f1, a, b in (("AA", 0.70, 0.90, 0.50), ("DL", 0.62, 0.88, 0.30), ("UA", 0.66, 0.93, 0.42))]
+    [fair] = multiclass_fairness(slices, min_size=100, classes=["ontime", "late"])
+    assert fair["recall_gap"] == pytest.approx(0.20) and fair["recall_gap_class"] == "late"
+    assert fair["recall_gap[ontime]"] == pytest.approx(0.05) and fair["macro_f1_gap"] == pytest.approx(0.08)
+    p = {"min_auc": 0.75, "min_macro_f1": 0.5, "max_logloss": None, "max_logloss_rise_vs_champion": 0.01,
+         "max_slice_recall_gap": 0.25, "max_slice_macro_f1_gap": 0.05}
+    checks = gate({"logloss": 0.61, "macro_f1": 0.66, "accuracy": 0.8}, {"overall": {"logloss": 0.60}}, [fair], p,
+                  task="multiclass")
+    by = {c["name"]: c for c in checks}
+    assert set(by) == {"macro_f1", "logloss_over_champion_logloss_minus_1", "recall_gap[carrier]", "macro_f1_gap[carrier]"}
+    assert by["macro_f1"]["passed"] and by["recall_gap[carrier]"]["passed"]
+    assert not by["logloss_over_champion_logloss_minus_1"]["passed"] and not by["macro_f1_gap[carrier]"]["passed"]
