@@ -264,43 +264,43 @@ def _poisson_resamples(df: DataFrame, replicates: int, seed: int) -> DataFrame:
             .withColumn("_k", sum((u > F.lit(c)).cast("double") for c in POISSON_1_CDF)))
 
 
+def _paired_sums(scored: DataFrame, replicates: int, seed: int, parts: dict[str, tuple[F.Column, F.Column]]):
+    """Per replicate of one Poisson resample (``_poisson_resamples``): its weight, and per name of ``parts``
+    the resampled sums of a per-row value of each of two predictions. Returns (weights, {name: (a, b)})."""
+    import numpy as np
+    names = [f"{n}{i}" for n in parts for i in (0, 1)]
+    aggs = [F.sum(F.col("_k") * v).alias(f"{n}{i}") for n, pair in parts.items() for i, v in enumerate(pair)]
+    rows = _poisson_resamples(scored, replicates, seed).groupBy("_r").agg(F.sum("_k").alias("w"), *aggs).collect()
+    got = np.full((1 + len(names), replicates), np.nan)
+    for r in rows:
+        got[:, r["_r"]] = [r["w"], *[r[x] for x in names]]
+    return got[0], {n: (got[1 + 2 * j], got[2 + 2 * j]) for j, n in enumerate(parts)}
+
+
 def paired_regression_replicates(scored: DataFrame, label: str, scores: tuple[str, str], replicates: int = 200,
                                  seed: int = 0) -> dict[str, Any]:
     """Paired bootstrap replicates of the RMSE and MAE of two predictions of the same rows (``scores``): each
-    replicate's one resample (``_poisson_resamples``) measures both. Returns {"rmse": (reps of a, reps of b),
-    "mae": (...)}, arrays of ``replicates``."""
+    replicate's one resample measures both. Returns {"rmse": (reps of a, reps of b), "mae": (...)}, arrays of
+    ``replicates``."""
     import numpy as np
-    sums = [x for i, c in enumerate(scores) for x in (
-        F.sum(F.col("_k") * (F.col(c) - F.col(label)) ** 2).alias(f"se{i}"),
-        F.sum(F.col("_k") * F.abs(F.col(c) - F.col(label))).alias(f"ae{i}"))]
-    rows = _poisson_resamples(scored, replicates, seed).groupBy("_r").agg(F.sum("_k").alias("w"), *sums).collect()
-    got = np.full((5, replicates), np.nan)
-    for r in rows:
-        got[:, r["_r"]] = [r["w"], r["se0"], r["ae0"], r["se1"], r["ae1"]]
-    w, se0, ae0, se1, ae1 = got
+    err = [F.col(c) - F.col(label) for c in scores]
+    w, s = _paired_sums(scored, replicates, seed, {"se": tuple(e * e for e in err), "ae": tuple(F.abs(e) for e in err)})
     with np.errstate(invalid="ignore", divide="ignore"):
-        return {"rmse": (np.sqrt(se0 / w), np.sqrt(se1 / w)), "mae": (ae0 / w, ae1 / w)}
+        return {"rmse": tuple(np.sqrt(x / w) for x in s["se"]), "mae": tuple(x / w for x in s["ae"])}
 
 
 def paired_logloss_replicates(scored: DataFrame, label: str, probs: tuple[str, str], replicates: int = 200,
                               seed: int = 0) -> dict[str, Any]:
     """Paired bootstrap replicates of the log loss and accuracy of two multiclass predictions of the same
-    rows (``probs``: two columns of class probabilities; ``label``: the class index), one resample
-    (``_poisson_resamples``) measuring both. Returns {"logloss": (reps of a, reps of b), "accuracy": (...)}."""
+    rows (``probs``: two columns of class probabilities; ``label``: the class index), one resample measuring
+    both. Returns {"logloss": (reps of a, reps of b), "accuracy": (...)}."""
     import numpy as np
     y = F.col(label).cast("int")
-    sums = []
-    for i, c in enumerate(probs):
-        p_true = F.least(F.greatest(F.element_at(F.col(c), y + 1), F.lit(EPS)), F.lit(1 - EPS))
-        hit = (F.array_position(F.col(c), F.array_max(F.col(c))).cast("int") - 1 == y).cast("double")
-        sums += [F.sum(-F.col("_k") * F.log(p_true)).alias(f"ll{i}"), F.sum(F.col("_k") * hit).alias(f"hit{i}")]
-    rows = _poisson_resamples(scored, replicates, seed).groupBy("_r").agg(F.sum("_k").alias("w"), *sums).collect()
-    got = np.full((5, replicates), np.nan)
-    for r in rows:
-        got[:, r["_r"]] = [r["w"], r["ll0"], r["hit0"], r["ll1"], r["hit1"]]
-    w, ll0, hit0, ll1, hit1 = got
+    loss = tuple(-F.log(F.least(F.greatest(F.element_at(F.col(c), y + 1), F.lit(EPS)), F.lit(1 - EPS))) for c in probs)
+    hit = tuple((F.array_position(F.col(c), F.array_max(F.col(c))).cast("int") - 1 == y).cast("double") for c in probs)
+    w, s = _paired_sums(scored, replicates, seed, {"ll": loss, "hit": hit})
     with np.errstate(invalid="ignore", divide="ignore"):
-        return {"logloss": (ll0 / w, ll1 / w), "accuracy": (hit0 / w, hit1 / w)}
+        return {"logloss": tuple(x / w for x in s["ll"]), "accuracy": tuple(x / w for x in s["hit"])}
 
 
 def regression_replicates(scored: DataFrame, label: str, groups: list[str], score: str = "score",

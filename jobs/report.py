@@ -190,6 +190,14 @@ def render(doc: dict[str, Any]) -> str:
     return _page("trainyard evaluation", sections)
 
 
+def _slice_bars(slice_rows: list[dict], metric: str, title: str, vmax: float = 1.0) -> str:
+    """One bar chart per single attribute: ``metric`` per slice with its 95% bootstrap interval."""
+    return '<div class="plots">' + "".join(
+        bar_chart([(f"{s['value']} (n={s['n']})", s[metric], s.get(f"{metric}_ci")) for s in slice_rows if s["attribute"] == attr],
+                  f"{title} by {attr}", vmax=vmax)
+        for attr in dict.fromkeys(s["attribute"] for s in slice_rows if " & " not in s["attribute"])) + "</div>"
+
+
 def _overall_rows(doc: dict[str, Any]) -> list[dict]:
     champion = doc.get("champion", {}).get("overall")
     return [doc["overall"] | {"model": "challenger"}] + ([champion | {"model": "champion"}] if champion else [])
@@ -214,10 +222,7 @@ def _binary_sections(doc: dict[str, Any]) -> list[str]:
         + line_chart(calib, "Calibration", "mean predicted", "observed rate", diagonal=True) + "</div>",
         "<h2>Slices</h2><p>Bars: AUC per slice with its 95% bootstrap interval. Intersections of two attributes "
         "are listed when they hold at least the minimum slice size.</p>",
-        '<div class="plots">' + "".join(
-            bar_chart([(f"{s['value']} (n={s['n']})", s["auc"], s.get("auc_ci")) for s in slice_rows if s["attribute"] == attr],
-                      f"AUC by {attr}")
-            for attr in dict.fromkeys(s["attribute"] for s in slice_rows if " & " not in s["attribute"])) + "</div>",
+        _slice_bars(slice_rows, "auc", "AUC"),
         table([s | {"auc_95ci": _ci(s.get("auc_ci")), "recall_95ci": _ci(s.get("recall_ci"))} for s in slice_rows],
               ["attribute", "value", "n", "n_pos", "auc", "auc_95ci", "pr_auc", "predicted_positive_rate", "recall", "recall_95ci", "fpr", "ece"]),
         "<h2>Fairness</h2>", table([f | {k + " 95ci": _ci(f.get(k + "_ci")) for k in FAIRNESS_COLS} for f in doc["fairness"]],
@@ -240,10 +245,7 @@ def _multiclass_sections(doc: dict[str, Any]) -> list[str]:
         "<h2>Per class</h2>", table(per_class, ["class"] + [k for k in (per_class[0] if per_class else {}) if k != "class"]),
         "<h2>Slices</h2><p>Bars: macro-F1 per slice with its 95% bootstrap interval. Intersections of two "
         "attributes are listed when they hold at least the minimum slice size.</p>",
-        '<div class="plots">' + "".join(
-            bar_chart([(f"{s['value']} (n={s['n']})", s["macro_f1"], s.get("macro_f1_ci")) for s in slice_rows if s["attribute"] == attr],
-                      f"macro-F1 by {attr}")
-            for attr in dict.fromkeys(s["attribute"] for s in slice_rows if " & " not in s["attribute"])) + "</div>",
+        _slice_bars(slice_rows, "macro_f1", "macro-F1"),
         table([s | {"macro_f1_95ci": _ci(s.get("macro_f1_ci"))} for s in slice_rows],
               ["attribute", "value", "n", "logloss", "accuracy", "macro_f1", "macro_f1_95ci"] + [f"recall[{c}]" for c in classes]),
         "<h2>Fairness</h2><p>Per sensitive attribute: the largest spread between its groups of one class's recall "
@@ -270,10 +272,7 @@ def _regression_sections(doc: dict[str, Any]) -> list[str]:
                                            "mean actual", diagonal=True) + "</div>",
         "<h2>Slices</h2><p>Bars: MAE per slice with its 95% bootstrap interval. Intersections of two attributes "
         "are listed when they hold at least the minimum slice size.</p>",
-        '<div class="plots">' + "".join(
-            bar_chart([(f"{s['value']} (n={s['n']})", s["mae"], s.get("mae_ci")) for s in slice_rows if s["attribute"] == attr],
-                      f"MAE by {attr}", vmax=mae_max)
-            for attr in dict.fromkeys(s["attribute"] for s in slice_rows if " & " not in s["attribute"])) + "</div>",
+        _slice_bars(slice_rows, "mae", "MAE", vmax=mae_max),
         table([s | {"rmse_95ci": _ci(s.get("rmse_ci")), "mae_95ci": _ci(s.get("mae_ci")),
                     "mean_residual_95ci": _ci(s.get("mean_residual_ci"))} for s in slice_rows],
               ["attribute", "value", "n", "rmse", "rmse_95ci", "mae", "mae_95ci", "r2", "mean_residual", "mean_residual_95ci"]),
@@ -366,16 +365,23 @@ def model_card(doc: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _card_slices(slices: list[dict], cols: dict[str, str]) -> list[str]:
+    """The model card's slice table: slice, n, then ``cols`` (header: key; an ``_ci`` key is an interval)."""
+    lines = ["| slice | n | " + " | ".join(cols) + " | flagged |",
+             "| --- | ---: | " + " | ".join("---" if k.endswith("_ci") else "---:" for k in cols.values()) + " | --- |"]
+    for s in slices:
+        cells = [(_ci(s.get(k)) or "–") if k.endswith("_ci") else _md(s.get(k)) for k in cols.values()]
+        lines.append(f"| {s['attribute']}={s['value']} | {s['n']} | " + " | ".join(cells) + f" | {'small' if s.get('small') else ''} |")
+    return lines
+
+
 def _binary_card_metrics(doc: dict[str, Any]) -> list[str]:
     o, f = doc["overall"], _md
     lines = [f"| {k} | {f(o.get(k))} |" for k in ("n", "n_pos", "auc", "pr_auc", "logloss", "brier", "ece", "precision",
                                                     "recall", "f1", "recall_at_fpr")]
     lines += ["", f"Threshold {doc['threshold']}; recall_at_fpr at FPR <= {doc.get('fpr_target')}.", "",
-              "## Slices (95% bootstrap intervals)", "", "| slice | n | positives | AUC | AUC 95% CI | recall | flagged |",
-              "| --- | ---: | ---: | ---: | --- | ---: | --- |"]
-    for s in doc["slices"]:
-        lines.append(f"| {s['attribute']}={s['value']} | {s['n']} | {f(s['n_pos'])} | {f(s['auc'])} | {_ci(s.get('auc_ci')) or '–'} "
-                     f"| {f(s['recall'])} | {'small' if s.get('small') else ''} |")
+              "## Slices (95% bootstrap intervals)", ""]
+    lines += _card_slices(doc["slices"], {"positives": "n_pos", "AUC": "auc", "AUC 95% CI": "auc_ci", "recall": "recall"})
     lines += ["", "## Fairness (per sensitive attribute)", "",
               "| attribute | AUC gap | demographic parity diff | disparate impact ratio | equal opportunity diff | equalized odds diff |",
               "| --- | ---: | ---: | ---: | ---: | ---: |"]
@@ -388,11 +394,8 @@ def _binary_card_metrics(doc: dict[str, Any]) -> list[str]:
 def _regression_card_metrics(doc: dict[str, Any]) -> list[str]:
     o, f = doc["overall"], _md
     lines = [f"| {k} | {f(o.get(k))} |" for k in ("n", "rmse", "mae", "r2", "mean_residual", "mean_label", "mean_score")]
-    lines += ["", "Residual = prediction - label.", "", "## Slices (95% bootstrap intervals)", "",
-              "| slice | n | RMSE | MAE | MAE 95% CI | mean residual | flagged |", "| --- | ---: | ---: | ---: | --- | ---: | --- |"]
-    for s in doc["slices"]:
-        lines.append(f"| {s['attribute']}={s['value']} | {s['n']} | {f(s['rmse'])} | {f(s['mae'])} | {_ci(s.get('mae_ci')) or '–'} "
-                     f"| {f(s['mean_residual'])} | {'small' if s.get('small') else ''} |")
+    lines += ["", "Residual = prediction - label.", "", "## Slices (95% bootstrap intervals)", ""]
+    lines += _card_slices(doc["slices"], {"RMSE": "rmse", "MAE": "mae", "MAE 95% CI": "mae_ci", "mean residual": "mean_residual"})
     lines += ["", "## Fairness (per sensitive attribute)", "", "| attribute | MAE gap | mean residual gap |",
               "| --- | ---: | ---: |"]
     lines += [f"| {r['attribute']} | {f(r['mae_gap'])} | {f(r['mean_residual_gap'])} |" for r in doc["fairness"]]
@@ -404,11 +407,8 @@ def _multiclass_card_metrics(doc: dict[str, Any]) -> list[str]:
     lines = [f"| {k} | {f(o.get(k))} |" for k in ("n", "logloss", "accuracy", "macro_f1")]
     lines += [f"| recall[{c}] | {f(o.get(f'recall[{c}]'))} |" for c in classes]
     lines += ["", f"Classes: {', '.join(classes)}; the predicted class is the most probable one.", "",
-              "## Slices (95% bootstrap intervals)", "", "| slice | n | macro-F1 | 95% CI | accuracy | flagged |",
-              "| --- | ---: | ---: | --- | ---: | --- |"]
-    for s in doc["slices"]:
-        lines.append(f"| {s['attribute']}={s['value']} | {s['n']} | {f(s['macro_f1'])} | {_ci(s.get('macro_f1_ci')) or '–'} "
-                     f"| {f(s['accuracy'])} | {'small' if s.get('small') else ''} |")
+              "## Slices (95% bootstrap intervals)", ""]
+    lines += _card_slices(doc["slices"], {"macro-F1": "macro_f1", "95% CI": "macro_f1_ci", "accuracy": "accuracy"})
     lines += ["", "## Fairness (per sensitive attribute)", "", "| attribute | recall gap | of class | macro-F1 gap |",
               "| --- | ---: | --- | ---: |"]
     lines += [f"| {r['attribute']} | {f(r['recall_gap'])} | {r.get('recall_gap_class') or '–'} | {f(r['macro_f1_gap'])} |"
