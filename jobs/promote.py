@@ -7,9 +7,9 @@ this step compares the two on exactly the same labelled rows: the rows the champ
 fallback) and the challenger scored, of the matured days only, and only of days after either model's
 valid window (a day a model was fitted or early-stopped on would flatter it). It measures
 
-- AUC and PR-AUC of both (a regression: RMSE and MAE), and their differences with a paired bootstrap 95%
-  interval (one resample of the rows measures both models, ``metrics.paired_replicates``,
-  ``paired_regression_replicates``);
+- AUC and PR-AUC of both (a regression: RMSE and MAE; multiclass: log loss and accuracy), and their
+  differences with a paired bootstrap 95% interval (one resample of the rows measures both models,
+  ``metrics.paired_replicates``, ``paired_regression_replicates``, ``paired_logloss_replicates``);
 - how often their decisions agree at the threshold (binary);
 - the challenger's per-slice metrics and the evaluation gate's fairness checks on those rows (the same
   thresholds, ``evaluate.gate``; ``warn_only`` ones recorded, not refusing).
@@ -20,7 +20,7 @@ and decides, saying why:
   when ``max_days`` matured days brought no clear gain: the challenger alias is cleared (logged);
 - ``promote`` when the AUC difference's interval lies above ``min_auc_gain`` and PR-AUC is not clearly
   worse (a regression: the RMSE difference's below -``min_rmse_gain`` x the champion's RMSE, MAE not
-  clearly worse): the champion moves to the challenger by compare-and-swap from the champion it was compared with
+  clearly worse; multiclass: the log loss difference's below -``min_logloss_gain`` x the champion's): the champion moves to the challenger by compare-and-swap from the champion it was compared with
   (logged), and the challenger alias is cleared;
 - ``wait`` otherwise (too few matured days, or an interval across the bar).
 
@@ -94,8 +94,8 @@ def matured(rows: DataFrame, spec, cutoff: dt.datetime, labels: DataFrame | None
 def compare(rows: DataFrame, label: str, threshold: float, p: dict[str, Any], ev: dict[str, Any], sensitive: list[str],
             task: str = "binary", classes: tuple[str, ...] = ()) -> dict[str, Any]:
     """Both models' metrics on ``rows`` (cached by the caller), their paired differences with intervals
-    (binary: AUC and PR-AUC; regression: RMSE and MAE), decision agreement (binary), and the challenger's
-    fairness checks (the gate's)."""
+    (binary: AUC and PR-AUC; regression: RMSE and MAE; multiclass: log loss and accuracy), decision agreement
+    (binary), and the challenger's fairness checks (the gate's)."""
     metrics = {}
     replicates, seed = int(p.get("bootstrap_replicates", 500)), int(p.get("seed", 0))
     for name in SCORES:

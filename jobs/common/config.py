@@ -223,7 +223,7 @@ class DatasetSpec:
     path: str = ""
     expectations: str = ""  # the GX suites' prefix: expectations/<prefix>_silver_<source>.json (default: name)
     params: dict[str, Any] = field(default_factory=dict)  # this dataset's overrides of params.yaml, by section
-    task: str = "binary"    # binary | regression (TASKS)
+    task: str = "binary"    # one of TASKS
 
     @property
     def example_source(self) -> Source:

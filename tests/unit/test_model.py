@@ -168,6 +168,29 @@ def test_paired_regression_replicates_measure_both_predictions_on_one_resample(s
     assert hi - lo < np.hypot(wa, wb)
 
 
+def test_a_multiclass_shadow_is_decided_on_the_paired_log_loss_difference(spark):
+    import numpy as np
+
+    from jobs.metrics import interval, multiclass_metrics, paired_logloss_replicates
+    rng = np.random.default_rng(6)
+    y = rng.choice(3, 2000, p=[0.6, 0.3, 0.1])
+    hard = rng.normal(0, 1, (2000, 3))  # both models share most of their errors
+    softmax = lambda z: np.exp(z) / np.exp(z).sum(1, keepdims=True)  # noqa: E731
+    a = softmax(hard + 1.0 * np.eye(3)[y] + rng.normal(0, 0.5, (2000, 3)))
+    b = softmax(hard + 1.6 * np.eye(3)[y] + rng.normal(0, 0.5, (2000, 3)))  # b: sharper on the true class
+    df = spark.createDataFrame([(float(t), p.tolist(), q.tolist()) for t, p, q in zip(y, a, b)],
+                               "y double, champion_probabilities array<double>, challenger_probabilities array<double>")
+    reps = paired_logloss_replicates(df, "y", ("champion_probabilities", "challenger_probabilities"), replicates=200, seed=2)
+    exact = [multiclass_metrics(df, "y", ["a", "b", "c"], probs=c)[0]["logloss"]
+             for c in ("champion_probabilities", "challenger_probabilities")]
+    lo, hi = interval(reps["logloss"][1] - reps["logloss"][0])
+    assert lo < exact[1] - exact[0] < hi < 0
+    result = {"metrics": {"champion": {"logloss": exact[0], "n": 2000}, "challenger": {"logloss": exact[1], "n": 2000}},
+              "difference": {"logloss": exact[1] - exact[0], "logloss_ci": [lo, hi]}, "fairness_checks": []}
+    decision, why = promote.decide(3, result, {"min_days": 3, "min_logloss_gain": 0.01})
+    assert decision == "promote" and why.startswith("better: log loss challenger"), why
+
+
 def test_a_model_whose_scores_are_out_of_range_or_whose_feature_is_all_null_hands_the_day_on(spark):
     from jobs import score
     prior = lambda rates, overall: model.Model("segment_prior", json.dumps(  # noqa: E731
