@@ -105,8 +105,8 @@ def known_by_time(examples: DataFrame, events: DataFrame, spec: DatasetSpec) -> 
     time t landed on day D, the rows of ``events`` of the same entity with event time s in [t - window, t),
     landed by D, each counted with its value only if that value was known strictly before t (its
     ``known_at`` < t; not yet known: null, as if absent). Chargebacks per card known by t; the delays of a
-    plane's earlier flights that had arrived by t. A range join per entity, bounded like ``as_of_join``:
-    both sides bucketed by the entity's longest such window."""
+    plane's earlier flights that had arrived by t. A range join per entity (``_rows_before``), bounded by
+    the entity's longest such window."""
     src, late = spec.example_source, late_columns(spec)
     groups: dict[tuple[str, ...], list[Aggregate]] = {}
     for a in spec.features.aggregates:
@@ -116,24 +116,38 @@ def known_by_time(examples: DataFrame, events: DataFrame, spec: DatasetSpec) -> 
     for entity, aggs in groups.items():
         width = max(window_seconds(a.window) for a in aggs) * 1_000_000
         cols = list(dict.fromkeys(a.column for a in aggs))
-        cand = events.select(*[F.col(c).alias(f"_e{i}") for i, c in enumerate(entity)], F.col(TS).alias("_s"),
+        cand = events.select(*[F.col(c).alias(f"_j{i}") for i, c in enumerate(entity)], F.col(TS).alias("_s"),
                              F.col("ds").alias("_sds"), *[F.col(c).alias(f"_v{j}") for j, c in enumerate(cols)],
                              *[F.unix_micros(F.col(late[c])).alias(f"_kn{j}") for j, c in enumerate(cols)])
-        cand = cand.withColumn("_b", F.floor(F.col("_s") / width))
-        ex = (examples.select(F.col(src.key).alias("_k"), F.col("ds").alias("_d"), F.col(TS).alias("_t"),
-                              *[F.col(c).alias(f"_e{i}") for i, c in enumerate(entity)])
-              .withColumn("_b", F.explode(F.array(F.floor(F.col("_t") / width), F.floor(F.col("_t") / width) - 1))))
-        hit = (ex.join(cand, [*[f"_e{i}" for i in range(len(entity))], "_b"])
-               .where((F.col("_s") < F.col("_t")) & (F.col("_s") >= F.col("_t") - width) & (F.col("_sds") <= F.col("_d"))))
+        hit = _rows_before(examples, list(entity), cand, width, src.key)
 
         def known(a: Aggregate) -> Column:  # the row's value if inside a's window and known before t, else null
             j = cols.index(a.column)
             inside = (F.col("_s") >= F.col("_t") - window_seconds(a.window) * 1_000_000) & (F.col(f"_kn{j}") < F.col("_t"))
             return F.when(inside, F.col(f"_v{j}"))
         got = hit.groupBy("_k", "_d").agg(*[_agg(a, known(a)) for a in aggs])
-        out = (out.join(got, (out[src.key] == got["_k"]) & (out["ds"] == got["_d"]), "left")
-               .select(*out.columns, *[F.col(f"_a_{a.name}").alias(a.name) for a in aggs]))
+        out = _attach(out, got, src.key, {f"_a_{a.name}": a.name for a in aggs})
     return out
+
+
+def _rows_before(examples: DataFrame, on: list[str], cand: DataFrame, width: int, key: str) -> DataFrame:
+    """The pairs of an example (``_k`` its key, ``_d`` its ds, ``_t`` its time in µs) and a row of ``cand``
+    (``_s`` its time in µs, ``_sds`` its landing day, ``_j<i>`` the values of ``on``) with equal ``on``,
+    t - width <= s < t, landed by the example's day. Bounded: both sides are bucketed by time in width-wide
+    buckets, and an example looks in its own bucket and the one before."""
+    bucket = lambda c: F.floor(F.col(c) / width)  # noqa: E731
+    ex = (examples.select(F.col(key).alias("_k"), F.col("ds").alias("_d"), F.col(TS).alias("_t"),
+                          *[F.col(c).alias(f"_j{i}") for i, c in enumerate(on)])
+          .withColumn("_b", F.explode(F.array(bucket("_t"), bucket("_t") - 1))))
+    return (ex.join(cand.withColumn("_b", bucket("_s")), [*[f"_j{i}" for i in range(len(on))], "_b"])
+            .where((F.col("_s") < F.col("_t")) & (F.col("_s") >= F.col("_t") - width) & (F.col("_sds") <= F.col("_d"))))
+
+
+def _attach(examples: DataFrame, got: DataFrame, key: str, columns: dict[str, str]) -> DataFrame:
+    """``examples`` with ``columns`` ({column of ``got``: name}) of ``got`` (one row per ``_k``, ``_d``: an
+    example's key and ds); null for an example ``got`` has no row for."""
+    return (examples.join(got, (examples[key] == got["_k"]) & (examples["ds"] == got["_d"]), "left")
+            .select(*examples.columns, *[F.col(c).alias(n) for c, n in columns.items()]))
 
 
 def windowed_features(spec: DatasetSpec) -> dict[tuple[str, ...], list[tuple[str, int, Callable[[WindowSpec], Column]]]]:
@@ -185,23 +199,16 @@ def as_of_join(examples: DataFrame, j: AsOf, rows: DataFrame, spec: DatasetSpec)
     at time t landed on day D, the values of the latest row of ``rows`` (silver of ``j.source``) with the same
     keys, event time s with t - max_age <= s < t, landed by D (its ds <= D); null when there is none. Equal
     times: the row with the largest key. The candidates are bounded by max_age: both sides are bucketed by
-    time in max_age-wide buckets, and an example looks in its own bucket and the one before."""
+    time in max_age-wide buckets (``_rows_before``)."""
     src = spec.sources[j.source]
     width = window_seconds(j.max_age) * 1_000_000
-    key = spec.example_source.key
-    s_ts = F.unix_micros(F.col(src.event_time))
-    cand = rows.select(*[F.col(c).alias(f"_on{i}") for i, c in enumerate(j.keys.values())], s_ts.alias("_s"),
-                       F.col("ds").alias("_sds"), F.col(src.key).cast("string").alias("_skey"),
+    cand = rows.select(*[F.col(c).alias(f"_j{i}") for i, c in enumerate(j.keys.values())],
+                       F.unix_micros(F.col(src.event_time)).alias("_s"), F.col("ds").alias("_sds"),
+                       F.col(src.key).cast("string").alias("_skey"),
                        *[F.col(c).cast("double").alias(f"_v_{n}") for c, n in j.columns.items()])
-    cand = cand.withColumn("_b", F.floor(F.col("_s") / width))
-    ex = (examples.select(F.col(key).alias("_k"), F.col("ds").alias("_d"), F.col(TS).alias("_t"),
-                          *[F.col(c).alias(f"_on{i}") for i, c in enumerate(j.keys)])
-          .withColumn("_b", F.explode(F.array(F.floor(F.col("_t") / width), F.floor(F.col("_t") / width) - 1))))
-    hit = (ex.join(cand, [*[f"_on{i}" for i in range(len(j.keys))], "_b"])
-           .where((F.col("_s") < F.col("_t")) & (F.col("_s") >= F.col("_t") - width) & (F.col("_sds") <= F.col("_d"))))
+    hit = _rows_before(examples, list(j.keys), cand, width, spec.example_source.key)
     latest = hit.groupBy("_k", "_d").agg(F.max(F.struct("_s", "_skey", *[f"_v_{n}" for n in j.columns.values()])).alias("_r"))
-    joined = examples.join(latest, (examples[key] == latest["_k"]) & (examples["ds"] == latest["_d"]), "left")
-    return joined.select(*examples.columns, *[F.col(f"_r._v_{n}").alias(n) for n in j.columns.values()])
+    return _attach(examples, latest, spec.example_source.key, {f"_r._v_{n}": n for n in j.columns.values()})
 
 
 def as_of_sources(spark, ctx: StepContext, start: dt.date, end: dt.date) -> dict[str, DataFrame]:
