@@ -156,7 +156,6 @@ def fairness_summary(slices: list[dict], min_size: int, min_class_count: int = 1
     With bootstrap replicates per slice (``reps``, keyed by (attribute, value)) each measure also gets its
     ``<name>_ci`` interval, computed replicate by replicate over the same slices."""
     import numpy as np
-    spread = _spread
     rep_matrix = partial(_rep_matrix, reps)
     rep_spread = partial(_rep_spread, reps)
     out = []
@@ -167,8 +166,8 @@ def fairness_summary(slices: list[dict], min_size: int, min_class_count: int = 1
         eligible = {"auc": [s for s in with_pos if s in with_neg], "predicted_positive_rate": rows, "recall": with_pos}
         f: dict[str, Any] = {"attribute": attr, "slices": len(rows)}
         for name, key in FAIRNESS_RATES.items():
-            f[name], f[f"{name}_between"] = spread(eligible[key], key)
-        fpr, _ = spread(with_neg, "fpr")
+            f[name], f[f"{name}_between"] = _spread(eligible[key], key)
+        fpr, _ = _spread(with_neg, "fpr")
         tpr = f["equal_opportunity_difference"]
         f["equalized_odds_difference"] = max(v for v in (tpr, fpr) if v is not None) if (tpr, fpr) != (None, None) else None
         ppr = [s["predicted_positive_rate"] for s in rows if s["predicted_positive_rate"] is not None]
@@ -213,6 +212,16 @@ def _rep_spread(reps: dict[tuple, dict[str, Any]] | None, rows: list[dict], key:
     return None if m is None else np.nanmax(m, axis=0) - np.nanmin(m, axis=0)
 
 
+def _gap(name: str, rows: list[dict], key: str, reps: dict[tuple, dict[str, Any]] | None, level: float) -> dict[str, Any]:
+    """``name``: the spread of ``key`` over ``rows`` (slices), ``<name>_between`` whose, and ``<name>_ci`` its
+    interval from the slices' replicates (when they give one)."""
+    out: dict[str, Any] = dict(zip((name, f"{name}_between"), _spread(rows, key)))
+    spread = _rep_spread(reps, rows, key)
+    if spread is not None and out[name] is not None:
+        out[f"{name}_ci"] = interval(spread, level)
+    return out
+
+
 def regression_fairness(slices: list[dict], min_size: int, reps: dict[tuple, dict[str, Any]] | None = None,
                         level: float = 0.95) -> list[dict]:
     """Per sensitive attribute, over its slices of at least ``min_size`` rows: the spread (largest minus
@@ -224,10 +233,7 @@ def regression_fairness(slices: list[dict], min_size: int, reps: dict[tuple, dic
         rows = [s for s in slices if s["attribute"] == attr and s["n"] >= min_size]
         f: dict[str, Any] = {"attribute": attr, "slices": len(rows)}
         for name, key in (("mae_gap", "mae"), ("mean_residual_gap", "mean_residual")):
-            f[name], f[f"{name}_between"] = _spread(rows, key)
-            reps_spread = _rep_spread(reps, rows, key)
-            if reps_spread is not None and f[name] is not None:
-                f[f"{name}_ci"] = interval(reps_spread, level)
+            f.update(_gap(name, rows, key, reps, level))
         out.append(f)
     return out
 
@@ -249,13 +255,10 @@ def multiclass_fairness(slices: list[dict], min_size: int, classes: list[str],
         known = {c: g for c, (g, _) in per.items() if g is not None}
         worst = max(known, key=known.get) if known else None
         f["recall_gap"], f["recall_gap_class"] = (known[worst], worst) if worst else (None, None)
-        f["macro_f1_gap"], f["macro_f1_gap_between"] = _spread(rows, "macro_f1")
         reps_gap = [g for c in classes if (g := _rep_spread(reps, rows, f"recall[{c}]")) is not None]
         if reps_gap and f["recall_gap"] is not None:
             f["recall_gap_ci"] = interval(np.nanmax(np.vstack(reps_gap), axis=0), level)
-        f1_reps = _rep_spread(reps, rows, "macro_f1")
-        if f1_reps is not None and f["macro_f1_gap"] is not None:
-            f["macro_f1_gap_ci"] = interval(f1_reps, level)
+        f.update(_gap("macro_f1_gap", rows, "macro_f1", reps, level))
         out.append(f)
     return out
 
@@ -286,7 +289,7 @@ def slice_frame(scored: DataFrame, attrs: list[str], pairs: bool = True) -> Data
 def slice_metrics(scored: DataFrame, label: str, attrs: list[str], threshold: float, min_size: int = 0,
                   pairs: bool = True, fpr_target: float = 0.01, replicates: int = 200,
                   seed: int = 0, task: str = "binary", classes: tuple[str, ...] = ()) -> tuple[list[dict], dict[tuple, dict[str, Any]]]:
-    """Metrics per slice (``HEADLINE``, or ``REGRESSION_HEADLINE`` for a regression) with 95% bootstrap
+    """Metrics per slice (``headline_keys`` of the task) with 95% bootstrap
     intervals (``<metric>_ci``), and the bootstrap replicates per (attribute, value). Single-attribute slices are all kept (``small`` marks those under ``min_size``);
     intersections under ``min_size`` rows are left out."""
     sliced = slice_frame(scored, attrs, pairs).cache()

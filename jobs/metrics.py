@@ -296,11 +296,25 @@ def paired_logloss_replicates(scored: DataFrame, label: str, probs: tuple[str, s
     both. Returns {"logloss": (reps of a, reps of b), "accuracy": (...)}."""
     import numpy as np
     y = F.col(label).cast("int")
-    loss = tuple(-F.log(F.least(F.greatest(F.element_at(F.col(c), y + 1), F.lit(EPS)), F.lit(1 - EPS))) for c in probs)
-    hit = tuple((F.array_position(F.col(c), F.array_max(F.col(c))).cast("int") - 1 == y).cast("double") for c in probs)
+    loss = tuple(-F.log(_true_class_probability(c, y)) for c in probs)
+    hit = tuple((_predicted_index(c) == y).cast("double") for c in probs)
     w, s = _paired_sums(scored, replicates, seed, {"ll": loss, "hit": hit})
     with np.errstate(invalid="ignore", divide="ignore"):
         return {"logloss": tuple(x / w for x in s["ll"]), "accuracy": tuple(x / w for x in s["hit"])}
+
+
+def _replicate_sums(scored: DataFrame, groups: list[str], sums: list[F.Column], replicates: int, seed: int):
+    """The weighted ``sums`` (aggregates over ``_k``, the resample's row counts) per group and replicate of a
+    Poisson bootstrap (``_poisson_resamples``): {group key: array (sums x replicates)}, keys in order. Spark
+    aggregates the rows, expanded ``replicates`` times in that one aggregation; only groups x replicates sums
+    reach the driver."""
+    import numpy as np
+    rows = _poisson_resamples(scored, replicates, seed).groupBy(*groups, "_r").agg(*sums).collect()
+    by_group: dict[tuple, np.ndarray] = {}
+    for r in rows:
+        out = by_group.setdefault(tuple(r[c] for c in groups), np.zeros((len(sums), replicates)))
+        out[:, r["_r"]] = [v or 0.0 for v in list(r)[len(groups) + 1:]]  # the sums, in their order
+    return dict(sorted(by_group.items(), key=lambda kv: str(kv[0])))
 
 
 def regression_replicates(scored: DataFrame, label: str, groups: list[str], score: str = "score",
@@ -308,18 +322,22 @@ def regression_replicates(scored: DataFrame, label: str, groups: list[str], scor
     """Poisson bootstrap replicates of the ``regression_figures`` per group (``_poisson_resamples``): Spark
     sums the weighted rows per (group, replicate), so only groups x replicates sums reach the driver. The rows
     are expanded ``replicates`` times inside that one aggregation."""
-    import numpy as np
-    rows = (_poisson_resamples(scored, replicates, seed)
-            .groupBy(*groups, "_r").agg(*_regression_sums(score, label, F.col("_k") * _w(weight))).collect())
-    by_group: dict[tuple, np.ndarray] = {}
-    for r in rows:
-        sums = by_group.setdefault(tuple(r[c] for c in groups), np.zeros((len(REGRESSION_SUMS), replicates)))
-        sums[:, r["_r"]] = [r[c] or 0.0 for c in REGRESSION_SUMS]
-    return {key: regression_figures(*sums) for key, sums in sorted(by_group.items(), key=lambda kv: str(kv[0]))}
+    sums = _replicate_sums(scored, groups, _regression_sums(score, label, F.col("_k") * _w(weight)), replicates, seed)
+    return {key: regression_figures(*s) for key, s in sums.items()}
 
 
 # ---------------------------------------------------------------- multiclass
 MULTICLASS_SUMS = ("w", "ll", "tp", "support", "predicted")  # per class for the last three
+
+
+def _true_class_probability(probs: str, y: F.Column) -> F.Column:
+    """The probability ``probs`` gives the true class index ``y``, clipped like log loss everywhere."""
+    return F.least(F.greatest(F.element_at(F.col(probs), y + 1), F.lit(EPS)), F.lit(1 - EPS))
+
+
+def _predicted_index(probs: str) -> F.Column:
+    """The most probable class's index (ties to the lowest)."""
+    return F.array_position(F.col(probs), F.array_max(F.col(probs))).cast("int") - 1
 
 
 def _multiclass_sums(label: str, probs: str, k: int, w: F.Column) -> list[F.Column]:
@@ -327,14 +345,12 @@ def _multiclass_sums(label: str, probs: str, k: int, w: F.Column) -> list[F.Colu
     everywhere), and per class c: true positives, rows of class c, rows predicted c (the most probable class;
     ties to the lowest index)."""
     y = F.col(label).cast("int")
-    p_true = F.least(F.greatest(F.element_at(F.col(probs), y + 1), F.lit(EPS)), F.lit(1 - EPS))
-    pred = F.array_position(F.col(probs), F.array_max(F.col(probs))).cast("int") - 1
-    out = [F.sum(w).alias("w"), F.sum(-w * F.log(p_true)).alias("ll")]
-    for c in range(k):
-        out += [F.sum(w * ((pred == c) & (y == c)).cast("double")).alias(f"tp{c}"),
-                F.sum(w * (y == c).cast("double")).alias(f"support{c}"),
-                F.sum(w * (pred == c).cast("double")).alias(f"predicted{c}")]
-    return out
+    pred = _predicted_index(probs)
+    out = [F.sum(w).alias("w"), F.sum(-w * F.log(_true_class_probability(probs, y))).alias("ll")]
+    out += [F.sum(w * ((pred == c) & (y == c)).cast("double")).alias(f"tp{c}") for c in range(k)]
+    out += [F.sum(w * (y == c).cast("double")).alias(f"support{c}") for c in range(k)]
+    out += [F.sum(w * (pred == c).cast("double")).alias(f"predicted{c}") for c in range(k)]
+    return out  # in MULTICLASS_SUMS order, a class after another within tp, support, predicted
 
 
 def multiclass_figures(w, ll, tp, support, predicted, classes: list[str]) -> dict[str, Any]:
@@ -375,17 +391,10 @@ def multiclass_replicates(scored: DataFrame, label: str, classes: list[str], gro
                           probs: str = "probabilities", weight: str | None = None, replicates: int = 200,
                           seed: int = 0) -> dict[tuple, dict[str, Any]]:
     """Poisson bootstrap replicates of the ``multiclass_figures`` per group (``_poisson_resamples``)."""
-    import numpy as np
     k = len(classes)
-    rows = (_poisson_resamples(scored, replicates, seed)
-            .groupBy(*groups, "_r").agg(*_multiclass_sums(label, probs, k, F.col("_k") * _w(weight))).collect())
-    names = ["w", "ll", *[f"{s}{c}" for s in MULTICLASS_SUMS[2:] for c in range(k)]]
-    by_group: dict[tuple, np.ndarray] = {}
-    for r in rows:
-        sums = by_group.setdefault(tuple(r[c] for c in groups), np.zeros((len(names), replicates)))
-        sums[:, r["_r"]] = [r[n] or 0.0 for n in names]
+    sums = _replicate_sums(scored, groups, _multiclass_sums(label, probs, k, F.col("_k") * _w(weight)), replicates, seed)
     out = {}
-    for key, s in sorted(by_group.items(), key=lambda kv: str(kv[0])):
+    for key, s in sums.items():
         per = {name: s[2 + i * k: 2 + (i + 1) * k] for i, name in enumerate(MULTICLASS_SUMS[2:])}
         out[key] = multiclass_figures(s[0], s[1], **per, classes=classes)
     return out
@@ -393,6 +402,6 @@ def multiclass_replicates(scored: DataFrame, label: str, classes: list[str], gro
 
 def headline(m: dict[str, Any]) -> str:
     """A model's key holdout figures in words, from its metrics (binary: AUC and PR-AUC; regression: RMSE,
-    MAE and R²), e.g. for a status line."""
-    keys = [k for k in ("auc", "pr_auc", "rmse", "mae", "r2") if k in m]
+    MAE and R²; multiclass: log loss and macro-F1), e.g. for a status line."""
+    keys = [k for k in ("auc", "pr_auc", "rmse", "mae", "r2", "logloss", "macro_f1") if k in m]
     return ", ".join(f"{k} {'n/a' if m[k] is None else f'{m[k]:.4f}'}" for k in keys) or "no metrics"

@@ -228,12 +228,11 @@ def prediction_rows(predictions: DataFrame, score_ref: dict[str, Any] | None, se
 
 
 def realized_rows(spark, ctx: StepContext, subject: dt.date, threshold: float, p: dict[str, Any]) -> list[dict]:
-    """Realized AUC, PR-AUC and ECE (a regression: RMSE, MAE and R²) of what served ``subject`` (its labels
+    """Realized AUC, PR-AUC and ECE (a regression: RMSE, MAE and R²; multiclass: log loss and macro-F1) of what served ``subject`` (its labels
     all matured by this run's cutoff), overall against the bars of ``monitor.realized`` and per slice, and the
     gate's fairness checks."""
-    from jobs.evaluate import fairness_checks
+    from jobs.evaluate import fairness_checks, overall_metrics
     from jobs.features import attr_col, label_examples
-    from jobs.metrics import binary_metrics, multiclass_metrics, regression_metrics
     from jobs.model import PROBABILITIES
     spec, r = ctx.dataset, dict(p.get("realized") or {})
     key, label = spec.example_source.key, spec.label.name
@@ -255,12 +254,7 @@ def realized_rows(spark, ctx: StepContext, subject: dt.date, threshold: float, p
     rows = rows.where(F.col(label).isNotNull()).withColumn(label, F.col(label).cast("double")).cache()
     versions = [x[0] for x in rows.groupBy("model_version").count().orderBy(F.desc("count")).collect()]
     by_rows = spec.task != "binary"  # judged on rows, not positives: a regression or a multiclass model
-    if not versions:
-        m = {"n": 0, "n_pos": 0}
-    elif spec.task == "multiclass":
-        m = multiclass_metrics(rows, label, list(spec.label.classes), weight="weight")[0]
-    else:
-        m = regression_metrics(rows, label, weight="weight")[0] if spec.task == "regression" else binary_metrics(rows, label, threshold, weight="weight")[0]
+    m = overall_metrics(rows, label, threshold, 0.01, spec.task, classes=spec.label.classes) if versions else {"n": 0, "n_pos": 0}
     min_pos, min_rows = int(r.get("min_positives", 10)), int(r.get("min_rows", p.get("min_rows", 100)))
     if not m["n"] or (by_rows and m["n"] < min_rows) or (not by_rows and (m.get("n_pos") or 0) < min_pos):
         rows.unpersist()

@@ -38,14 +38,15 @@ from pyspark.sql import functions as F
 from jobs.common import delta_io
 from jobs.common.cli import StepContext, run_step
 from jobs.common.files import write_json_atomic
-from jobs.evaluate import fairness_checks
+from jobs.evaluate import fairness_checks, overall_metrics
 from jobs.features import attr_col, inline_label, label_examples
-from jobs.metrics import (binary_metrics, interval, multiclass_metrics, paired_logloss_replicates,
-                          paired_regression_replicates, paired_replicates, regression_metrics)
+from jobs.metrics import interval, paired_logloss_replicates, paired_regression_replicates, paired_replicates
 from jobs.model import PROBABILITIES
 
 DECISIONS = ("promote", "wait", "retire")
 SCORES = ("champion_score", "challenger_score")
+COMPARED = {"binary": ("n", "n_pos", "auc", "pr_auc", "recall", "precision", "fpr"),  # each model's figures, per task
+            "regression": ("n", "rmse", "mae", "r2", "mean_residual"), "multiclass": ("n", "logloss", "accuracy", "macro_f1")}
 
 
 def fitted_until(registry, name: str, versions: list[str]) -> dt.date | None:
@@ -99,17 +100,12 @@ def compare(rows: DataFrame, label: str, threshold: float, p: dict[str, Any], ev
     metrics = {}
     replicates, seed = int(p.get("bootstrap_replicates", 500)), int(p.get("seed", 0))
     for name in SCORES:
+        role = name.split("_")[0]
         scored = rows.withColumn("score", F.col(name))
         if task == "multiclass":
-            role = name.split("_")[0]
-            m = multiclass_metrics(rows, label, list(classes), probs=f"{role}_{PROBABILITIES}")[0]
-            metrics[role] = {k: m.get(k) for k in ("n", "logloss", "accuracy", "macro_f1")}
-        elif task == "regression":
-            m = regression_metrics(scored, label)[0]
-            metrics[name.split("_")[0]] = {k: m.get(k) for k in ("n", "rmse", "mae", "r2", "mean_residual")}
-        else:
-            m = binary_metrics(scored, label, threshold)[0]
-            metrics[name.split("_")[0]] = {k: m.get(k) for k in ("n", "n_pos", "auc", "pr_auc", "recall", "precision", "fpr")}
+            scored = scored.withColumn(PROBABILITIES, F.col(f"{role}_{PROBABILITIES}"))
+        m = overall_metrics(scored, label, threshold, 0.01, task, weight=None, classes=classes)
+        metrics[role] = {k: m.get(k) for k in COMPARED[task]}
     if task == "multiclass":
         reps = paired_logloss_replicates(rows, label, tuple(f"{r}_{PROBABILITIES}" for r in ("champion", "challenger")),
                                          replicates, seed)

@@ -100,8 +100,8 @@ def class_balance(df: DataFrame, label: str, task: str = "binary", classes: tupl
         return out
     if task == "regression":
         rows = df.where(F.col("weight") > 0).groupBy(VALID_COL).count().collect()
-        return {f"{'valid' if r[VALID_COL] else 'train'}_rows": r["count"] for r in rows} | {
-            k: 0 for k in ("train_rows", "valid_rows") if not any(r[VALID_COL] == (k == "valid_rows") for r in rows)}
+        return {f"{part}_rows": sum(r["count"] for r in rows if r[VALID_COL] == valid)
+                for part, valid in (("train", False), ("valid", True))}
     rows = df.where(F.col("weight") > 0).groupBy(VALID_COL, label).count().collect()
     get = lambda v, y: sum(r["count"] for r in rows if r[VALID_COL] == v and r[label] == y)  # noqa: E731
     return {"train_pos": get(False, 1.0), "train_neg": get(False, 0.0), "valid_pos": get(True, 1.0), "valid_neg": get(True, 0.0)}

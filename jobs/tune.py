@@ -61,7 +61,7 @@ def suggest(trial, space: dict[str, dict[str, Any]]) -> dict[str, Any]:
 def booster_params(params: dict[str, Any]) -> dict[str, Any]:
     """The train step's (scikit-learn style) params as ``xgb.train`` params."""
     skip = {"n_estimators", "early_stopping_rounds", "verbose"}
-    return {"objective": "binary:logistic", **{k: v for k, v in params.items() if k not in skip},
+    return {**{k: v for k, v in params.items() if k not in skip},
             "nthread": os.cpu_count() or 1}
 
 
