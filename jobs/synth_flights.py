@@ -33,14 +33,13 @@ files.
 from __future__ import annotations
 
 import datetime as dt
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from jobs.synth import _unif, mark_complete
+from jobs.synth import _atomic_csv, _unif, mark_complete
 
 HUBS = np.array([f"H{i:02d}" for i in range(1, 13)])
 SPOKES = np.array([f"S{i:03d}" for i in range(1, 289)])
@@ -155,9 +154,7 @@ def generate(cfg: FlightsConfig, out: Path) -> dict[str, int]:
         for name, frame in (("flights", flights_day(cfg, d, storms)), ("weather", weather_day(cfg, d, storms))):
             folder = out / name / f"ds={day.isoformat()}"
             folder.mkdir(parents=True, exist_ok=True)
-            tmp = folder / ".part-00000.csv.tmp"
-            frame.to_csv(tmp, index=False)
-            os.replace(tmp, folder / "part-00000.csv")
+            _atomic_csv(frame, folder / "part-00000.csv")
             counts[name] += len(frame)
     mark_complete(out, ("flights", "weather"), cfg.start, cfg.days)
     return counts
