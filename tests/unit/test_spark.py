@@ -1,12 +1,13 @@
-"""The shared session: the jars that spark.jars.packages resolves stay off its Python path unless they carry
-Python code, on the driver and in the Python workers; a local session listens on loopback only."""
+"""The shared session: Delta's jars by path from state/jars (resolved once, never by Spark), none of them on
+the Python path; the package archive a cluster gets; a local session listens on loopback only."""
 from __future__ import annotations
 
 import os
 import sys
 import zipfile
 
-from jobs.common.spark import drop_jars_without_python
+from jobs.common import jars
+from jobs.common.config import Settings
 
 
 def _worker_path(_):
@@ -14,17 +15,59 @@ def _worker_path(_):
     return list(sys.path)
 
 
-def test_only_jars_with_python_code_are_on_the_python_path(spark):
-    from pyspark import SparkFiles
-    root = SparkFiles.getRootDirectory()
-    shipped = {os.path.join(root, n) for n in os.listdir(root) if n.endswith(".jar")}
-    with_python = {j for j in shipped if any(n.endswith(".py") for n in zipfile.ZipFile(j).namelist())}
-    assert len(shipped) > 10 and [os.path.basename(j) for j in with_python] == ["io.delta_delta-spark_4.2_2.13-4.4.0.jar"]
-
-    assert shipped & set(sys.path) == with_python
+def test_the_session_takes_its_jars_by_path_from_state_jars_and_keeps_them_off_the_python_path(spark, tmp_path):
+    conf = spark.sparkContext.getConf()
+    assert conf.get("spark.jars.packages", None) is None and conf.get("spark.jars.ivy", None) is None
+    paths = conf.get("spark.jars").split(",")
+    names = {os.path.basename(p) for p in paths}
+    assert len(paths) > 10 and "io.delta_delta-spark_4.2_2.13-4.4.0.jar" in names
+    assert all(p.startswith(str(jars.JARS_DIR)) and os.path.isfile(p) for p in paths)
+    assert not any(n.startswith(("org.scala-lang_scala-library", "org.apache.spark_spark-")) for n in names)
     worker = spark.sparkContext.parallelize([0], 1).map(_worker_path).collect()[0]
-    assert shipped & set(worker) == with_python
-    assert drop_jars_without_python(spark.sparkContext) == []  # idempotent: the session is built once, reused often
+    assert not [p for p in sys.path + worker if p.endswith(".jar") and (os.path.basename(p) in names or "io.delta" in p)]
+    spark.range(3).write.format("delta").save(str(tmp_path / "t"))
+    assert spark.read.format("delta").load(str(tmp_path / "t")).count() == 3
+
+
+def test_a_resolution_is_keyed_on_its_coordinates_and_excludes_and_redone_when_interrupted(tmp_path, monkeypatch):
+    monkeypatch.setattr(jars, "JARS_DIR", tmp_path)
+    base = Settings(spark_master="local[1]", spark_packages=("io.delta:delta-spark_4.2_2.13:4.4.0",),
+                    spark_conf={}, landing="", lake="", runs="", gx="", registry="", source="x.yaml")
+    s3 = Settings(**{**base.__dict__, "spark_packages": base.spark_packages + ("org.apache.hadoop:hadoop-aws:3.5.0",),
+                     "spark_conf": {"spark.jars.excludes": "software.amazon.awssdk:bundle"}})
+    assert jars.folder(base) != jars.folder(s3) and jars.folder(base).parent == tmp_path
+    module = jars.ivy_module(*jars.wanted(s3))
+    assert 'name="hadoop-aws" rev="3.5.0"' in module and 'org="software.amazon.awssdk" module="bundle"' in module
+    assert 'module="scala-library"' in module and 'module="spark-.*" matcher="regexp"' in module
+    assert jars.resolved(Settings(**{**base.__dict__, "spark_packages": ()})) == []
+    jars.folder(base).mkdir(parents=True)
+    (jars.folder(base) / "a.jar").write_bytes(b"x")
+    assert jars.resolved(base) is None  # no manifest: an interrupted resolution
+    (jars.folder(base) / jars.MANIFEST).write_text("a.jar\nb.jar\n")
+    assert jars.resolved(base) is None  # a jar it names is missing
+    (jars.folder(base) / "b.jar").write_bytes(b"y")
+    assert jars.resolved(base) == [str(jars.folder(base) / "a.jar"), str(jars.folder(base) / "b.jar")]
+    bad = Settings(**{**base.__dict__, "spark_packages": ("io.delta:delta-spark",)})
+    try:
+        jars.wanted(bad)
+    except jars.ConfigError as e:
+        assert "x.yaml: spark.packages" in str(e) and "group:artifact:version" in str(e)
+    else:
+        raise AssertionError("a coordinate without a version was accepted")
+
+
+def test_a_failed_resolution_names_the_conf_the_repository_and_its_log_and_leaves_nothing_half_done(tmp_path, monkeypatch):
+    monkeypatch.setattr(jars, "JARS_DIR", tmp_path)
+    monkeypatch.setattr(jars, "MAVEN_CENTRAL", "http://127.0.0.1:9/maven2/")  # nothing listens there
+    s = Settings(spark_master="local[1]", spark_packages=("org.example:nothing:1.0",), spark_conf={}, landing="",
+                 lake="", runs="", gx="", registry="", source="conf/x.yaml")
+    try:
+        jars.resolve(s)
+    except jars.ConfigError as e:
+        assert "conf/x.yaml" in str(e) and "127.0.0.1:9" in str(e) and ".log" in str(e)
+    else:
+        raise AssertionError("resolution against a closed port succeeded")
+    assert jars.resolved(s) is None and not [p for p in tmp_path.iterdir() if p.is_dir() and p.name != "cache"]
 
 
 def test_the_package_archive_holds_the_code_and_imports_from_the_zip_alone(tmp_path):
