@@ -25,6 +25,12 @@ AIRFLOW := $(CURDIR)/$(VENV)/bin/airflow
 # the Airflow pool of every dataset's train task: the cluster's task slots (one machine: one training at a time)
 export TRAINYARD_TRAINING_POOL ?= trainyard_training
 export TRAINYARD_TRAINING_SLOTS ?= 1
+RUN_STARTED := $(shell date +%s)
+# the class-data archive pays off from the second run on (bench/RESULTS.md): a run without one builds it in the
+# background once it is done, so no run ever waits for it
+JVM_LATER := $(PY) -m jobs.common.jvm_cds --conf $(CONF) --check >/dev/null 2>&1 || { mkdir -p state/jvm; \
+	echo "building the JVM class-data archive in the background for the next runs (log: state/jvm/build.log)"; \
+	nohup nice $(PY) -m jobs.common.jvm_cds --conf $(CONF) > state/jvm/build.log 2>&1 & }
 POOL := $(AIRFLOW) pools set $$TRAINYARD_TRAINING_POOL $$TRAINYARD_TRAINING_SLOTS "train tasks of every dataset: the Spark cluster's task slots" > /dev/null
 
 .PHONY: help setup jvm run score status tune test lint bench airflow dvc-repro clean
@@ -50,28 +56,23 @@ $(STAMP): requirements.lock pyproject.toml Makefile
 jvm: setup ## build the Spark driver's class-data archive (state/jvm; once per venv and jar list, ~1 min): every step's JVM then starts faster
 	$(PY) -m jobs.common.jvm_cds --conf $(CONF) || echo "no class-data archive: every Spark JVM starts cold (correct, slower)"
 
-run: jvm ## land the dataset if absent, then run its whole train_pipeline__DATASET DAG through Airflow (DATASET=adult for UCI Adult)
+run: setup ## land the dataset if absent, then run its whole train_pipeline__DATASET DAG through Airflow (DATASET=adult for UCI Adult)
 	$(PY) -m jobs.land --dataset $(DATASET) --conf $(CONF)
 	$(AIRFLOW) db migrate > state/airflow-migrate.log 2>&1 || { cat state/airflow-migrate.log; exit 1; }
 	$(POOL)
 	read START DS < <($(PY) -m jobs.land --dataset $(DATASET) --print-range); \
-	echo "airflow dags test train_pipeline__$(DATASET) $$DS (history from $$START)"; \
-	$(AIRFLOW) dags test train_pipeline__$(DATASET) $$DS -c "{\"start_ds\": \"$$START\", \"conf\": \"$(CONF)\", \"tune\": $(TUNE), \"publish_mode\": \"direct\"}" \
-		> state/airflow-dags-test-$(DATASET).log 2>&1 || { grep -a -E "FAILED|ERROR|error" state/airflow-dags-test-$(DATASET).log | tail -20; \
-		echo "DAG run failed; full log: state/airflow-dags-test-$(DATASET).log"; exit 1; }; \
-	grep -a -E "(\] |^)(landed|etl|features|tune|train|evaluate|publish|validate)[: ]" state/airflow-dags-test-$(DATASET).log | sed -E 's/^[^ ]+ \[info +\] //; s/ \[airflow\.task.*//' || true; \
-	$(PY) -m jobs.summary --dataset $(DATASET) --ds $$DS --conf $(CONF)
+	$(PY) -m jobs.dagrun train_pipeline__$(DATASET) $$DS --log state/airflow-dags-test-$(DATASET).log \
+		--conf-json "{\"start_ds\": \"$$START\", \"conf\": \"$(CONF)\", \"tune\": $(TUNE), \"publish_mode\": \"direct\"}"; \
+	TRAINYARD_RUN_STARTED=$(RUN_STARTED) $(PY) -m jobs.summary --dataset $(DATASET) --ds $$DS --conf $(CONF)
+	@$(JVM_LATER)
 
-score: jvm ## score the last landed day through score_pipeline__DATASET, then monitor it through monitor_pipeline__DATASET (after make run)
+score: setup ## score the last landed day through score_pipeline__DATASET, then monitor it through monitor_pipeline__DATASET (after make run)
 	$(AIRFLOW) db migrate > state/airflow-migrate.log 2>&1 || { cat state/airflow-migrate.log; exit 1; }
 	read START DS < <($(PY) -m jobs.land --dataset $(DATASET) --print-range); \
 	for DAG in score monitor; do \
-		echo "airflow dags test $${DAG}_pipeline__$(DATASET) $$DS"; \
-		$(AIRFLOW) dags test $${DAG}_pipeline__$(DATASET) $$DS -c "{\"conf\": \"$(CONF)\"}" > state/airflow-$$DAG-$(DATASET).log 2>&1 \
-			|| { grep -a -E "FAILED|ERROR|error" state/airflow-$$DAG-$(DATASET).log | tail -20; \
-			echo "DAG run failed; full log: state/airflow-$$DAG-$(DATASET).log"; exit 1; }; \
-		grep -a -E "(\] |^)(trainyard (etl|validate)|score|promote|monitor)[: ]" state/airflow-$$DAG-$(DATASET).log | sed -E 's/^[^ ]+ \[info +\] //; s/ \[airflow\.task.*//' || true; \
+		$(PY) -m jobs.dagrun $${DAG}_pipeline__$(DATASET) $$DS --log state/airflow-$$DAG-$(DATASET).log --conf-json "{\"conf\": \"$(CONF)\"}"; \
 	done
+	@$(JVM_LATER)
 
 status: setup ## per dataset: champion and challenger, the last scored day, fallback days, the last shadow decision, the last monitoring verdict and its drift report
 	$(PY) -m jobs.status --conf $(CONF)

@@ -363,6 +363,10 @@ def run(ctx: StepContext) -> None:
             "duplicates_of_published": sum(r["duplicates_of_published"] for r in rows),
             "rows_superseded": sum(r["rows_superseded"] for r in rows)}
         print(f"etl {ctx.dataset.name}.{source.name} {ctx.start_ds}..{ctx.ds}: {ctx.counts[source.name]}")
+    totals = {k: sum(c[k] for c in ctx.counts.values()) for k in ("rows_read", "rows_silver", "rows_quarantined", "duplicates_dropped")}
+    ctx.rows = totals["rows_read"]
+    ctx.figure = (f"{totals['rows_silver']:,} staged for silver, {totals['rows_quarantined']:,} quarantined, "
+                  f"{totals['duplicates_dropped']:,} duplicates dropped")
     if ledger:
         delta_io.replace_partitions(ledger_frame(spark, ledger, ctx.run_id), ctx.table("etl_ledger"), ctx.start_ds,
                                     ctx.ds, writes=ctx.writes, name="etl_ledger", evolve=True)

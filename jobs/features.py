@@ -453,6 +453,9 @@ def run(ctx: StepContext) -> None:
         print(f"features {spec.name} cutoff {ctx.ds}: no golden set yet; its {n} labelled holdout rows pinned as "
               f"golden_set version {version}")
     print(f"features {spec.name} cutoff {ctx.ds}: {ctx.counts['training_set']}")
+    ctx.rows = sum(counts.values())
+    labelled = {s: sum(n for (split, lab), n in counts.items() if split == s and lab is not None) for s in ("train", "valid", "holdout")}
+    ctx.figure = "labelled examples: " + ", ".join(f"{s} {n:,}" for s, n in labelled.items())
 
 
 def main(argv: list[str] | None = None) -> None:

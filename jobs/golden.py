@@ -60,6 +60,7 @@ def run(ctx: StepContext) -> None:
     ts = delta_io.read_pinned(spark, ctx.table("training_set"), ctx.reads, "training_set")
     v, n = pin(ctx, ts)
     ctx.counts.update({"rows": n, "version": v})
+    ctx.rows, ctx.figure = n, f"golden_set version {v}"
     print(f"golden {ctx.dataset.name}: {n} rows from the holdout of cutoff {ctx.ds} pinned as golden_set version {v}; "
           f"evaluations score it with evaluate.golden_version auto (or set evaluate.golden_version: {v})")
 

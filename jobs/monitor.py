@@ -437,6 +437,7 @@ def run(ctx: StepContext) -> None:
                          "rows_table": [r for r in rows if r["kind"] in ("feature_drift", "prediction_drift", "null_rate", "volume")
                                         and r["value"] is not None]})
     storage.write_bytes(storage.join(out, REPORT), page.encode())
+    ctx.rows, ctx.figure = n, (f"RETRAIN: {why}" if retrain else "no retraining")[:160]
     ctx.counts.update({"rows": n, "model_version": version, "retrain": retrain, "reason": why,
                        "signals": {s: v["on"] for s, v in signals.items()}, "figures": len(rows)})
     print(f"monitor {spec.name} ds {ctx.ds}: " + ", ".join(f"{s} {'ON' if v['on'] else 'off'}" for s, v in signals.items())

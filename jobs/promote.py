@@ -200,6 +200,7 @@ def run(ctx: StepContext) -> None:
     if not challenger or not champion:
         print(f"promote {spec.name} ds {ctx.ds}: no challenger in the shadow; nothing to decide")
         ctx.counts["decision"] = None
+        ctx.figure = "no challenger in the shadow"
         return
     spark = get_spark(ctx.settings, "promote")
     ev = ctx.params.get("evaluate", {})
@@ -233,6 +234,7 @@ def run(ctx: StepContext) -> None:
     delta_io.replace_partitions(record, ctx.table("shadow_decisions"), ctx.ds, ctx.ds, writes=ctx.writes,
                                 name="shadow_decisions")
     ctx.counts.update({"decision": decision, "why": why, "challenger": challenger["version"]})
+    ctx.figure = f"{decision.upper()} challenger {challenger['version']}"
     print(f"promote {spec.name} ds {ctx.ds}: {decision.upper()} challenger {challenger['version']} "
           f"(champion {champion['version']}): {why}")
 

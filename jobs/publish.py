@@ -168,6 +168,7 @@ def run(ctx: StepContext) -> None:
                           blessing["champion_version"], ctx.run_id)
     ctx.counts.update({"version": manifest["version"], "created": created, "mode": mode, **moved})
     where = reg.location(ctx.dataset.name, manifest["version"])
+    ctx.figure = f"{moved['alias']} {'-> ' if moved['moved'] else 'stays '}{moved['version']}"
     print(f"publish {ctx.dataset.name}: version {manifest['version']} {'published' if created else 'already published'} "
           f"at {where}; {moved['alias']} {'-> ' if moved['moved'] else 'stays '}{moved['version']} ({moved['why']})")
 

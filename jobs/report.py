@@ -179,6 +179,8 @@ def render(doc: dict[str, Any]) -> str:
         f'<p class="verdict" style="color:{color}">{verdict} (gate mode: {html.escape(b["mode"])})</p>',
         f"<p>artifact sha256 <code>{html.escape(b['artifact_sha256'])}</code>; holdout {html.escape(str(doc['windows'].get('holdout')))}; "
         f"champion: {html.escape(str(doc.get('champion', {}).get('version') or 'none'))}</p>",
+        f'<p>The data this model was trained on passed validation: <a href="../validation/{VALIDATION_PAGE}">'
+        "the run's validation results</a> (in its run folder).</p>",
         "<h2>Gate checks</h2><p>A check with an interval (fairness) fails only when its whole 95% bootstrap "
         "interval is on the wrong side of the threshold; warnings never refuse.</p>",
         table([c | {"95ci": _ci(c.get("ci"))} for c in b["checks"]], ["name", "value", "95ci", "op", "threshold", "severity", "passed"]),
@@ -289,6 +291,34 @@ def _page(title: str, sections: list[str]) -> str:
              ".plots{display:flex;flex-wrap:wrap;gap:12px}.verdict{font-size:20px;font-weight:bold}pre{font-size:11px}")
     return (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title><style>{style}</style>"
             f"</head><body>{''.join(sections)}</body></html>")
+
+
+VALIDATION_PAGE = "index.html"
+
+
+def render_validation(dataset: str, days: str, summaries: list[dict[str, Any]], data_docs: str | None) -> str:
+    """A run's validation page (``<run>/validation/index.html``): per validated table, every expectation with
+    its rule, severity, verdict and what was observed. It is self-contained (no script, no stylesheet from
+    the network), so it opens offline; GX's Data Docs are linked beside it."""
+    sections = [f"<h1>trainyard validation — {html.escape(dataset)} · {html.escape(days)}</h1>"]
+    if data_docs:
+        sections.append(f'<p>Great Expectations Data Docs (the same results, GX\'s own pages): '
+                        f'<a href="{html.escape(data_docs)}">{html.escape(data_docs)}</a></p>')
+    for s in summaries:
+        ok = s["success"]
+        sections.append(f"<h2>{html.escape(s['table'])} → {html.escape(s.get('publishes_to', ''))}</h2>"
+                        f'<p class="verdict" style="color:{"#2ca02c" if ok else "#d62728"}">'
+                        f'{"PASSED: published" if ok else "FAILED: nothing published"}</p>'
+                        f"<p>suite {html.escape(str(s.get('suite')))} ({html.escape(str(s.get('suite_file') or 'from the spec'))}), "
+                        f"Delta version {s.get('delta_version')} of {html.escape(s['table'])}; observed values are "
+                        "recorded for failed expectations (a pass records its verdict)</p>")
+        rows = [{"expectation": c["expectation"], "column": c["column"] or "(table)", "severity": c["severity"],
+                 "verdict": "pass" if c["success"] else "FAIL",
+                 "rule": ", ".join(f"{k}={v}" for k, v in c["kwargs"].items() if k != "column")[:200],
+                 "observed": ", ".join(f"{k}={v}" for k, v in c["observed"].items() if k != "details")[:300]
+                 or (c["exception"] or "")} for c in s["checks"]]
+        sections.append(table(rows, ["expectation", "column", "rule", "severity", "verdict", "observed"]))
+    return _page("trainyard validation", sections)
 
 
 def render_drift(doc: dict[str, Any]) -> str:

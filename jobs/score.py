@@ -285,6 +285,9 @@ def run(ctx: StepContext) -> None:
     ctx.counts.update({"rows": n, "served_by": event["served_by"], "model_version": event["model_version"],
                        "reason": event["reason"], "shadow": events[1] if len(events) > 1 else None})
     line = f"score {spec.name} ds {ctx.ds}: {n} predictions by {event['model_version']} ({event['served_by']})"
+    ctx.rows = n
+    ctx.figure = f"served by {event['served_by']} {event['model_version']}" + (f": FALLBACK because {event['reason']}"[:160]
+                                                                              if event["reason"] else "")
     if event["reason"]:
         line = f"score {spec.name} ds {ctx.ds}: FALLBACK: {n} predictions by {event['served_by']} " \
                f"{event['model_version']} because {event['reason']}"

@@ -302,6 +302,27 @@ class CheckpointEvery:
         return _Checkpoint()
 
 
+class RoundProgress:
+    """An XGBoost training callback for the local engine: a line with the round and the validation metric at
+    most every ``seconds`` (a long training shows it is moving; a short one prints nothing)."""
+
+    def __new__(cls, total: int, seconds: float = 10.0):
+        import time
+
+        import xgboost as xgb
+
+        class _Progress(xgb.callback.TrainingCallback):
+            last = time.monotonic()
+
+            def after_iteration(self, model, epoch, evals_log):
+                if time.monotonic() - self.last >= seconds:
+                    self.last = time.monotonic()
+                    figures = ", ".join(f"{m} {v[-1]:.4f}" for scores in evals_log.values() for m, v in scores.items())
+                    print(f"train: round {model.num_boosted_rounds()} of at most {total}; valid {figures}", flush=True)
+                return False
+        return _Progress()
+
+
 def latest_checkpoint(directory: str, fingerprint: str) -> str | None:
     """The newest checkpoint written for exactly this training input and these params, if any."""
     found = storage.names(directory)
@@ -380,8 +401,9 @@ def run(ctx: StepContext) -> None:
     if remaining["n_estimators"] == 0:
         model, device = _BoosterModel(init), params["device"]  # a loaded checkpoint's config names no device
     else:
-        callbacks = [CheckpointEvery(ckpt_dir, every)] if every else None
+        callbacks = [CheckpointEvery(ckpt_dir, every)] if every else []
         if engine == "local":
+            callbacks.append(RoundProgress(params["n_estimators"]))
             model = fit_local(spark, df, ctx.table("training_set"), spec, remaining, callbacks, init, vocabularies)
         else:
             model = fit(df, spec, remaining, workers, callbacks, init)
@@ -402,6 +424,9 @@ def run(ctx: StepContext) -> None:
     write_json_atomic(ctx.run_dir / "model" / "train.json", doc)
     ctx.counts.update({"rows": counts, "sha256": doc["sha256"], "best_iteration": doc["best_iteration"],
                        "num_boosted_rounds": doc["num_boosted_rounds"]})
+    ctx.rows = sum(v for v in counts.values() if isinstance(v, int)) if isinstance(counts, dict) else None
+    ctx.figure = (f"{doc['num_boosted_rounds']} rounds (best {doc['best_iteration']}), valid {params['eval_metric']} "
+                  f"{float(doc['best_score']):.4f}" if doc["best_score"] is not None else f"{doc['num_boosted_rounds']} rounds")
     on = (f"{workers} Spark worker" + ("s" if workers != 1 else "") if engine == "spark" else "the local engine") \
         + (f" ({device})" if device != "cpu" else "")
     print(f"train {spec.name} cutoff {ctx.ds}: {doc['num_boosted_rounds']} rounds (best {doc['best_iteration']}, "

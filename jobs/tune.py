@@ -163,6 +163,7 @@ def run(ctx: StepContext) -> None:
     if not p.get("enabled", False):
         write_json_atomic(out, {"enabled": False, "note": "tune.enabled is false: train uses params.yaml as is"})
         print("tune: disabled (tune.enabled: false); train uses its params as is")
+        ctx.figure = "off: train uses params.yaml as is (make tune searches)"
         return
     from jobs import train
     from jobs.common.spark import get_spark
@@ -197,6 +198,7 @@ def run(ctx: StepContext) -> None:
            "sample_rows": {"train": len(tr), "valid": len(va)}, "space": space}
     write_json_atomic(out, doc)
     ctx.counts.update({"best_value": doc["best_value"], "trials": doc["trials"]})
+    ctx.rows, ctx.figure = len(tr), f"best valid {doc['metric']} {doc['best_value']:.4f} ({doc['trials']['complete']} trials complete)"
     print(f"tune {spec.name} cutoff {ctx.ds}: best valid {doc['metric']} {doc['best_value']:.4f} "
           f"(trial {doc['best_trial']}, {doc['trials']}) -> {out}")
 

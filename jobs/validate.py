@@ -215,7 +215,7 @@ def run(ctx: StepContext) -> None:
     mostly = (ctx.step_params().get("mostly") or {})
     gx_runner = None
     failures: list[str] = []
-    audited = []
+    audited, summaries = [], []
     for source in ctx.dataset.sources.values():
         table = f"staged_{source.name}"
         if not delta_io.is_delta(spark, ctx.table(table)):
@@ -234,20 +234,29 @@ def run(ctx: StepContext) -> None:
                         "suite_file": path.name if path else None, "ds": ctx.ds.isoformat(),
                         "start_ds": ctx.start_ds.isoformat(), "delta_version": ctx.reads[table]})
         write_json_atomic(ctx.run_dir / "validation" / f"{silver}.json", summary)
+        summaries.append(summary)
         ctx.counts[table] = {"checks": len(summary["checks"]), "failed_critical": len(summary["failed_critical"]),
                              "failed_warning": len(summary["failed_warning"])}
         for c in summary["failed_warning"]:
             print(f"validate WARNING {describe_failure(silver, c)}")
         failures += [describe_failure(silver, c) for c in summary["failed_critical"]]
     if gx_runner:
+        from jobs import report
         ctx.counts["data_docs"] = gx_runner.docs_index()
-        print(f"validate: Data Docs at {ctx.counts['data_docs']}")
+        page = ctx.run_dir / "validation" / report.VALIDATION_PAGE
+        page.write_text(report.render_validation(ctx.dataset.name, ctx.days, summaries, ctx.counts["data_docs"]))
+        ctx.counts["validation_page"] = str(page)
+        print(f"validate: results at {page.as_uri()} (GX Data Docs: {ctx.counts['data_docs']})")
     if failures:
         raise ValidationFailed("critical expectation(s) failed, nothing published to silver: " + "; ".join(failures))
     for source in audited:  # every source passed: the run's days become visible in silver
         ctx.counts[f"silver_{source.name}"] = publish_source(spark, ctx, source)
         print(f"validate: published {ctx.dataset.name}.{source.name} {ctx.start_ds}..{ctx.ds} to silver: "
               f"{ctx.counts[f'silver_{source.name}']}")
+    checked = [c for c in ctx.counts.values() if isinstance(c, dict) and "checks" in c]
+    ctx.rows = sum(c.get("rows_published", 0) for c in ctx.counts.values() if isinstance(c, dict))
+    ctx.figure = (f"{sum(c['checks'] for c in checked)} expectations passed on {len(checked)} table(s) "
+                  f"({sum(c['failed_warning'] for c in checked)} warnings); published to silver")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -10,6 +10,7 @@ import argparse
 import datetime as dt
 import os
 import sys
+import time
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +20,10 @@ from jobs.common import storage
 from jobs.common.config import DatasetSpec, Settings, effective_params, load_params, parse_ds
 from jobs.common.errors import AlreadyDone, ConfigError, TrainyardError
 from jobs.common.files import write_json_atomic
+
+
+STEP_DONE = "trainyard step done:"
+_STARTED = time.perf_counter()  # a step is a process of its own: its time counts from here (imports, JVM, work)
 
 
 @dataclass
@@ -34,6 +39,8 @@ class StepContext:
     writes: dict[str, int] = field(default_factory=dict)
     counts: dict[str, Any] = field(default_factory=dict)
     reason: str = ""  # why the run was started (the monitor's retraining reason); the manifest records it
+    rows: int | None = None  # the rows the step processed, and its key figure: its line when it finishes
+    figure: str = ""
 
     def table(self, name: str) -> str:
         return f"{self.settings.lake}/{self.dataset.name}/{name}"
@@ -58,6 +65,15 @@ class StepContext:
     def cutoff(self) -> dt.datetime:
         """End of the data interval: nothing known at or after this instant may be used."""
         return dt.datetime.combine(self.ds + dt.timedelta(days=1), dt.time())
+
+    @property
+    def days(self) -> str:
+        return self.ds.isoformat() if self.start_ds == self.ds else f"{self.start_ds}..{self.ds}"
+
+    def done_line(self, seconds: float) -> str:
+        """The line a finished step prints (``STEP_DONE`` first; ``make run`` shows these as they come)."""
+        rows = f"{self.rows:>11,} rows" if self.rows is not None else " " * 16
+        return f"{STEP_DONE} {self.step:<9} {self.days:<22} {rows} {seconds:7.1f} s   {self.figure}".rstrip()
 
     def record(self) -> Path:
         """Write the step's lineage: the Delta versions it read and wrote and its counts."""
@@ -140,6 +156,8 @@ def run_step(step: str, body: Callable[[StepContext], Any], argv: list[str] | No
             ctx.record()
         if remote:
             storage.push(ctx.run_dir, ctx.run_uri, pulled)
+        if record:
+            print(ctx.done_line(time.perf_counter() - _STARTED), flush=True)
     except AlreadyDone as e:
         print(f"trainyard {step}: nothing to do, skipped: {e}")
         sys.exit(e.exit_code)

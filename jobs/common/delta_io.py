@@ -25,6 +25,54 @@ def latest_version(spark, path: str) -> int | None:
     return int(DeltaTable.forPath(spark, path).history(1).collect()[0]["version"])
 
 
+def log_figures(path: str) -> tuple[int, int | None] | None:
+    """(version, rows) of a local Delta table read from its transaction log alone, without Spark (the run's
+    summary and ``make status`` show them): the latest commit, and the sum of its live files' ``numRecords``
+    statistics less their deletion vectors' rows. Rows are None where the log does not tell (a file written
+    without statistics, a V2 checkpoint); None when ``path`` holds no Delta table."""
+    import json
+    import os
+    log = os.path.join(path, "_delta_log")
+    commits = sorted(int(n[:20]) for n in os.listdir(log) if n.endswith(".json") and n[:20].isdigit()) \
+        if os.path.isdir(log) else []
+    if not commits:
+        return None
+    live: dict[tuple, dict] = {}  # a live file is its path and its deletion vector (a delete re-adds the path with one)
+
+    def key(action: dict) -> tuple:
+        dv = action.get("deletionVector") or {}
+        return action["path"], dv.get("storageType"), dv.get("pathOrInlineDv"), dv.get("offset")
+    start = 0
+    if os.path.exists(os.path.join(log, "_last_checkpoint")):
+        with open(os.path.join(log, "_last_checkpoint")) as f:
+            cp = json.load(f)
+        parts = cp.get("parts")
+        names = ([f"{cp['version']:020d}.checkpoint.{i:010d}.{parts:010d}.parquet" for i in range(1, parts + 1)] if parts
+                 else [f"{cp['version']:020d}.checkpoint.parquet"])
+        if cp.get("v2Checkpoint") or not all(os.path.exists(os.path.join(log, n)) for n in names):
+            return commits[-1], None
+        import pyarrow.parquet as pq
+        for n in names:
+            for add in pq.read_table(os.path.join(log, n), columns=["add"]).column("add").to_pylist():
+                if add:
+                    live[key(add)] = add
+        start = cp["version"] + 1
+    for v in (c for c in commits if c >= start):
+        with open(os.path.join(log, f"{v:020d}.json")) as f:
+            for line in f:
+                action = json.loads(line)
+                if "add" in action:
+                    live[key(action["add"])] = action["add"]
+                elif "remove" in action:
+                    live.pop(key(action["remove"]), None)
+    rows = 0
+    for add in live.values():
+        if not add.get("stats") or "numRecords" not in add["stats"]:
+            return commits[-1], None
+        rows += json.loads(add["stats"])["numRecords"] - ((add.get("deletionVector") or {}).get("cardinality") or 0)
+    return commits[-1], rows
+
+
 def read_pinned(spark, path: str, reads: dict[str, int] | None = None, name: str | None = None,
                 version: int | None = None):
     """Read the table at its current version (or ``version``) and record that version (lineage): the step

@@ -6,7 +6,8 @@ an etl step on 2,000 rows, 80 s of JVM CPU of which 28 s went to the JIT compile
 archive (JDK 13+) holds those classes already parsed and verified, memory-mapped and shared between the JVMs
 that use it.
 
-``python -m jobs.common.jvm_cds`` (run by ``make jvm``, which ``make run`` and ``make test`` run first) builds it once: it starts Spark with
+``python -m jobs.common.jvm_cds`` (``make jvm``; ``make test`` runs it first, ``make run`` in the background after
+a run that found none: it pays off from the second run, bench/RESULTS.md) builds it once: it starts Spark with
 ``-XX:ArchiveClassesAtExit`` on a temporary file, runs a small workload touching what the steps touch (Delta
 write, replaceWhere, merge and read, Parquet, windows, joins, Arrow to and from pandas, a barrier stage as
 xgboost.spark uses), stops the JVM, waits for it to write the archive and moves it into place atomically.
@@ -134,6 +135,15 @@ def build(conf: dict[str, str], master: str = "local[2]") -> Path:
     return target
 
 
+def _building(path: Path) -> bool:
+    """Whether a live process is building the archive at ``path`` now (its marker names its pid)."""
+    try:
+        os.kill(int(path.with_suffix(".building").read_text()), 0)
+        return True
+    except (OSError, ValueError):
+        return False
+
+
 def main(argv: list[str] | None = None) -> int:
     from jobs.common.config import Settings
     from jobs.common.spark import spark_conf
@@ -142,6 +152,8 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m jobs.common.jvm_cds", description=__doc__.splitlines()[0])
     p.add_argument("--conf", default="conf/local.yaml", help="environment settings (its Spark packages)")
     p.add_argument("--force", action="store_true", help="rebuild even if the archive exists")
+    p.add_argument("--check", action="store_true",
+                   help="build nothing: exit 0 when the archive is there (or off, or being built), 1 when it is not")
     args = p.parse_args(argv)
     if not enabled():
         print("JVM class-data sharing is off (TRAINYARD_JVM_CDS)")
@@ -149,11 +161,21 @@ def main(argv: list[str] | None = None) -> int:
     conf = spark_conf(Settings.load(args.conf), "cds")
     conf.pop(OPTION, None)  # the archive holds classes, not options: one archive serves every option set
     path = archive_path(conf)
+    if args.check:
+        return 0 if path is None or path.is_file() or _building(path) else 1
     if path is not None and path.is_file() and not args.force:
         print(f"JVM class-data archive up to date: {path.relative_to(REPO_ROOT) if path.is_relative_to(REPO_ROOT) else path}")
         return 0
     t0 = time.perf_counter()
-    path = build(conf)
+    marker = path.with_suffix(".building") if path is not None else None
+    if marker is not None:
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        marker.write_text(str(os.getpid()))
+    try:
+        path = build(conf)
+    finally:
+        if marker is not None:
+            marker.unlink(missing_ok=True)
     print(f"JVM class-data archive built in {time.perf_counter() - t0:.0f} s: {path} "
           f"({path.stat().st_size / 2**20:.0f} MB)")
     return 0

@@ -5,6 +5,8 @@ import hashlib
 import os
 import sys
 import tempfile
+import threading
+import time
 import zipfile
 from pathlib import Path
 
@@ -67,7 +69,36 @@ def get_spark(settings: Settings, app_name: str):
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("ERROR")
     ship_code(spark.sparkContext)
+    if os.environ.get("TRAINYARD_PROGRESS", "on") != "off" and not hasattr(spark.sparkContext, "_trainyard_progress"):
+        spark.sparkContext._trainyard_progress = report_progress(spark.sparkContext, app_name)  # one per session
     return spark
+
+
+def report_progress(sc, label: str, after: float = 10.0, every: float = 10.0) -> threading.Thread:
+    """A daemon thread that shows a long Spark stage is moving: once a stage has run ``after`` seconds, one
+    line at most every ``every`` seconds with its finished and total tasks (Spark's own progress bar is off:
+    it redraws a line many times a second, which a log file keeps as a flood)."""
+    tracker = sc.statusTracker()
+
+    def loop() -> None:
+        seen: dict[int, float] = {}
+        last = 0.0
+        while sc._jsc is not None:
+            time.sleep(1.0)
+            try:
+                stages = [tracker.getStageInfo(i) for i in tracker.getActiveStageIds()]
+            except Exception:  # the session stopped under us
+                return
+            now = time.monotonic()
+            running = [s for s in stages if s is not None and now - seen.setdefault(s.stageId, now) >= after]
+            if running and now - last >= every:
+                last = now
+                print(f"{label}: " + "; ".join(f"Spark stage {s.stageId} ({s.name.split(' at ')[0]}) "
+                                               f"{s.numCompletedTasks}/{s.numTasks} tasks" for s in running[:3]), flush=True)
+
+    thread = threading.Thread(target=loop, name="trainyard-progress", daemon=True)
+    thread.start()
+    return thread
 
 
 def package_archive(directory: Path | None = None) -> Path:
