@@ -2,7 +2,8 @@
 
     python -m jobs.status [--dataset NAME] [--conf conf/local.yaml] [--days 7]      (make status)
 
-Per dataset: the champion and the challenger (version, ds, holdout AUC, since when and why), the last scored
+Per dataset: the last runs of its DAGs (outcome, duration, the failed tasks), from Airflow's metadata database;
+the champion and the challenger (version, ds, holdout AUC, since when and why), the last scored
 day (rows, who served) and every fallback day among the last ``--days`` scored ones (who served instead and
 why), the last shadow decision of ``promote``, and the last monitored day's verdict with its drift report. It
 reads the registry and the run folders' records (each scoring's ``lineage/score.json``, each decision's
@@ -56,10 +57,56 @@ def _model_line(reg, name: str, alias: str) -> str:
             f"since {doc.get('at', '?')[:19]} ({doc.get('event')}: {doc.get('reason', '')[:90]})")
 
 
-def report(settings: Settings, name: str, days: int) -> list[str]:
+DAG_KINDS = ("train_pipeline", "score_pipeline", "monitor_pipeline")
+
+
+def dag_runs(dag_ids: list[str], last: int = 3) -> dict[str, list[dict[str, Any]]] | None:
+    """The ``last`` runs of each DAG, newest first: run id, logical date, state, duration (first task start
+    to last task end) and failed tasks, from Airflow's metadata database (``AIRFLOW_HOME``); None when there
+    is none yet."""
+    home = os.environ.get("AIRFLOW_HOME")
+    if not home or not any(os.path.exists(os.path.join(home, f)) for f in ("airflow.db", "airflow.cfg")):
+        return None
+    from airflow.models.dagrun import DagRun
+    from airflow.models.taskinstance import TaskInstance as TI
+    from airflow.utils.session import create_session
+    from sqlalchemy import func, select
+    out: dict[str, list[dict[str, Any]]] = {}
+    with create_session() as s:
+        for dag_id in dag_ids:
+            runs = s.execute(select(DagRun.run_id, DagRun.logical_date, DagRun.state, DagRun.end_date)
+                             .where(DagRun.dag_id == dag_id).order_by(DagRun.id.desc()).limit(last)).all()
+            out[dag_id] = []
+            for run_id, logical, state, end in runs:
+                began, ended = s.execute(select(func.min(TI.start_date), func.max(TI.end_date))
+                                         .where(TI.dag_id == dag_id, TI.run_id == run_id)).one()
+                failed = s.scalars(select(TI.task_id).where(TI.dag_id == dag_id, TI.run_id == run_id,
+                                                            TI.state.in_(("failed", "upstream_failed")))).all()
+                out[dag_id].append({"run_id": run_id, "ds": logical.date().isoformat() if logical else "-",
+                                    "state": str(state), "seconds": (ended - began).total_seconds() if began and ended else None,
+                                    "ended": (ended or end).isoformat()[:19] if (ended or end) else "-", "failed": list(failed)})
+    return out
+
+
+def _dag_lines(runs: dict[str, list[dict[str, Any]]] | None, name: str) -> list[str]:
+    if runs is None:
+        return ["  dag runs   none recorded yet (make run, make score, or the scheduler: make airflow)"]
+    lines = []
+    for kind in DAG_KINDS:
+        recent = runs.get(f"{kind}__{name}") or []
+        if not recent:
+            continue
+        lines.append(f"  {kind:<17}" + "; ".join(
+            f"{r['ds']} {r['state'].upper() if r['state'] != 'success' else 'success'}"
+            + (f" in {r['seconds'] / 60:.1f} min" if r["seconds"] is not None else "")
+            + (f" (failed: {', '.join(r['failed'])})" if r["failed"] else "") for r in recent))
+    return lines or ["  dag runs   none of this dataset's DAGs has run yet"]
+
+
+def report(settings: Settings, name: str, days: int, runs: dict[str, list[dict[str, Any]]] | None = None) -> list[str]:
     from jobs.registry import open_registry
     reg = open_registry(settings.registry)
-    lines = [f"== {name} ==", _model_line(reg, name, "champion"), _model_line(reg, name, "challenger")]
+    lines = [f"== {name} ==", *_dag_lines(runs, name), _model_line(reg, name, "champion"), _model_line(reg, name, "challenger")]
     scored = scoring_days(settings.runs, name)
     if not scored:
         lines.append("  scoring    no day scored yet (python -m jobs.score --ds D, or score_pipeline__" + name + ")")
@@ -97,8 +144,9 @@ def main(argv: list[str] | None = None) -> None:
         settings = Settings.load(a.conf)
         names = [a.dataset] if a.dataset else sorted({DatasetSpec.load(str(f)).name for d in dataset_dirs()
                                                        for f in d.glob("*.yaml")})
+        runs = dag_runs([f"{kind}__{n}" for n in names for kind in DAG_KINDS])
         for name in names:
-            print("\n".join(report(settings, name, a.days)))
+            print("\n".join(report(settings, name, a.days, runs)))
     except TrainyardError as e:
         print(f"trainyard status FAILED: {e}", file=sys.stderr)
         sys.exit(e.exit_code)

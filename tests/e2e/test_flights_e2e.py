@@ -10,6 +10,8 @@ from __future__ import annotations
 import datetime as dt
 import glob
 import json
+import os
+import re
 import subprocess
 import sys
 
@@ -330,3 +332,20 @@ def test_the_multiclass_variant_trains_evaluates_serves_and_monitors_with_sklear
     jp = np.vstack(joined["probabilities"].to_numpy())
     assert figures["logloss"] == pytest.approx(log_loss(joined["y"], jp, labels=[0, 1, 2]), rel=1e-9)
     assert figures["macro_f1"] == pytest.approx(f1_score(joined["y"], jp.argmax(1), average="macro"), rel=1e-9)
+
+
+def test_status_shows_each_dags_last_runs_with_outcome_and_duration_beside_the_models_scoring_and_monitoring(runs):
+    """``make status`` for the multiclass variant: its train, score and monitor DAG runs of this module, read
+    from Airflow's metadata database, with their outcome and duration; then the champion, the scored day and
+    the monitoring verdict."""
+    from jobs.common.config import Settings
+    from jobs.status import DAG_KINDS, dag_runs, report
+    dag_ids = [f"{kind}__{MULTICLASS}" for kind in DAG_KINDS]
+    found = dag_runs(dag_ids)
+    for dag_id in dag_ids:
+        mine = [r for r in found[dag_id] if r["ds"] == DS.isoformat()]
+        assert mine and mine[0]["state"] == "success" and mine[0]["seconds"] > 1 and mine[0]["failed"] == [], found[dag_id]
+    lines = "\n".join(report(Settings.load(os.environ["TRAINYARD_CONF"]), MULTICLASS, 7, found))
+    for kind in DAG_KINDS:
+        assert re.search(rf"  {kind} +{DS.isoformat()} success in \d+\.\d min", lines), lines
+    assert "champion   " in lines and f"scoring    last day {DS.isoformat()}" in lines and f"monitor    {DS.isoformat()}" in lines
