@@ -22,6 +22,7 @@ export AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION := True
 export PYSPARK_PYTHON := $(PY)
 export PYSPARK_DRIVER_PYTHON := $(PY)
 AIRFLOW := $(CURDIR)/$(VENV)/bin/airflow
+DVC ?= $(CURDIR)/$(VENV)/bin/dvc
 # the Airflow pool of every dataset's train task: the cluster's task slots (one machine: one training at a time)
 export TRAINYARD_TRAINING_POOL ?= trainyard_training
 export TRAINYARD_TRAINING_SLOTS ?= 1
@@ -33,7 +34,7 @@ JVM_LATER := $(PY) -m jobs.common.jvm_cds --conf $(CONF) --check >/dev/null 2>&1
 	nohup nice $(PY) -m jobs.common.jvm_cds --conf $(CONF) > state/jvm/build.log 2>&1 & }
 POOL := $(AIRFLOW) pools set $$TRAINYARD_TRAINING_POOL $$TRAINYARD_TRAINING_SLOTS "train tasks of every dataset: the Spark cluster's task slots" > /dev/null
 
-.PHONY: help setup jvm run score status tune test lint bench airflow dvc-repro clean
+.PHONY: help setup jvm run score status tune test lint bench airflow dvc-repro dvc-remote clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-10s %s\n", $$1, $$2}'
@@ -96,8 +97,14 @@ airflow: setup ## start Airflow standalone (UI on http://localhost:8080) with th
 	PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(AIRFLOW) standalone  # it starts its components as `airflow ...` from PATH
 
 dvc-repro: setup ## reproduce the DVC pipeline on the sample (dvc.yaml) and show its metrics
-	PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(VENV)/bin/dvc repro
-	$(VENV)/bin/dvc metrics show
+	PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(DVC) repro
+	$(DVC) metrics show
+
+dvc-remote: ## point DVC at the team's S3 remote s3://<TRAINYARD_S3_BUCKET>/dvc (AWS_ENDPOINT_URL for an S3-compatible store); then dvc push, dvc pull
+	@test -n "$${TRAINYARD_S3_BUCKET:-}" || { echo "set TRAINYARD_S3_BUCKET (the bucket conf/s3.yaml and conf/cluster.yaml use) and AWS credentials"; exit 1; }
+	$(DVC) remote add --local --force --default team s3://$$TRAINYARD_S3_BUCKET/dvc
+	if [ -n "$${AWS_ENDPOINT_URL:-}" ]; then $(DVC) remote modify --local team endpointurl "$$AWS_ENDPOINT_URL"; fi
+	@echo "DVC remote: s3://$$TRAINYARD_S3_BUCKET/dvc (.dvc/config.local); credentials from the AWS environment variables"
 
 clean: ## remove generated state (lake, runs, registry, Airflow DB); keeps .venv and landing data
 	rm -rf state/lake state/runs state/registry state/gx state/airflow
