@@ -27,6 +27,7 @@ DVC ?= $(CURDIR)/$(VENV)/bin/dvc
 export TRAINYARD_TRAINING_POOL ?= trainyard_training
 export TRAINYARD_TRAINING_SLOTS ?= 1
 RUN_STARTED := $(shell date +%s)
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 # the class-data archive pays off from the second run on (bench/RESULTS.md): a run without one builds it in the
 # background once it is done, so no run ever waits for it
 JVM_LATER := $(PY) -m jobs.common.jvm_cds --conf $(CONF) --check >/dev/null 2>&1 || { mkdir -p state/jvm; \
@@ -34,7 +35,7 @@ JVM_LATER := $(PY) -m jobs.common.jvm_cds --conf $(CONF) --check >/dev/null 2>&1
 	nohup nice $(PY) -m jobs.common.jvm_cds --conf $(CONF) > state/jvm/build.log 2>&1 & }
 POOL := $(AIRFLOW) pools set $$TRAINYARD_TRAINING_POOL $$TRAINYARD_TRAINING_SLOTS "train tasks of every dataset: the Spark cluster's task slots" > /dev/null
 
-.PHONY: help setup jvm run score status tune test lint bench airflow dvc-repro dvc-remote clean
+.PHONY: help setup jvm browser run score status tune test lint bench airflow dvc-repro dvc-remote clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-10s %s\n", $$1, $$2}'
@@ -81,7 +82,14 @@ status: setup ## per dataset: champion and challenger, the last scored day, fall
 tune: ## `make run` with the Optuna search before training (persistent study: an interrupted search resumes)
 	$(MAKE) run TUNE=true
 
-test: jvm ## run the test suite: unit, DAG integrity, a real dag.test() and dvc repro end to end
+browser: ## install Debian's chromium and chromium-driver if missing (the Airflow UI test's browser)
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || { \
+		echo "installing chromium and chromium-driver (apt-get) for the Airflow UI test"; \
+		$(SUDO) apt-get install -y -q chromium chromium-driver > state/apt-chromium.log 2>&1 \
+		|| { $(SUDO) apt-get update -q >> state/apt-chromium.log 2>&1 && $(SUDO) apt-get install -y -q chromium chromium-driver >> state/apt-chromium.log 2>&1; } \
+		|| { cat state/apt-chromium.log; exit 1; }; }
+
+test: jvm browser ## run the test suite: unit, DAG integrity, a real dag.test() and dvc repro end to end
 	$(PY) -m pytest tests
 
 lint: setup ## pyflakes on the code and check the DAG imports cleanly
