@@ -116,7 +116,7 @@ def pipeline(cluster):
     s3 = _s3(env)
     for f in sorted(local.rglob("*.csv")):
         s3.upload_file(str(f), BUCKET, f"landing/{f.relative_to(local).as_posix()}")
-    step_env = {**env, "TRAINYARD_IVY": str(REPO / "state" / "ivy"), "TRAINYARD_S3_BUCKET": BUCKET}
+    step_env = {**env, "TRAINYARD_S3_BUCKET": BUCKET}
     conf = _conf(root, master, python, f"s3://{BUCKET}/runs")  # as conf/cluster.yaml: run folders on S3
     span = ("--start-ds", START.isoformat())
     out = {step: _step(step, conf, step_env, *args) for step, args in

@@ -30,7 +30,7 @@ def test_etl_reads_landing_from_s3(s3_server, tmp_path, spark):
     doc["spark"]["packages"] = s3conf["spark"]["packages"]
     doc["spark"]["conf"]["spark.jars.excludes"] = s3conf["spark"]["conf"]["spark.jars.excludes"]
     conf.write_text(yaml.safe_dump(doc))
-    env = {**os.environ, **s3_server, "TRAINYARD_IVY": str(REPO / "state" / "ivy")}
+    env = {**os.environ, **s3_server}
     out = subprocess.run([sys.executable, "-m", "jobs.etl", "--ds", "2026-10-02", "--start-ds", "2026-10-01", "--conf", str(conf)],
                          cwd=REPO, env=env, capture_output=True, text=True)
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-3000:]

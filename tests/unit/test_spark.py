@@ -89,3 +89,18 @@ def test_the_package_archive_holds_the_code_and_imports_from_the_zip_alone(tmp_p
 def test_a_local_session_listens_on_loopback_only(spark):
     conf = spark.sparkContext.getConf()
     assert conf.get("spark.driver.host") == conf.get("spark.driver.bindAddress") == "127.0.0.1"
+
+
+def _slow(rows):
+    import time
+    time.sleep(3)
+    return rows
+
+
+def test_a_long_stage_reports_its_progress_a_few_times_never_a_flood(spark, capsys):
+    from jobs.common.spark import report_progress
+    thread = report_progress(spark.sparkContext, "etl", after=1.0, every=1.0)
+    assert spark.sparkContext.parallelize(range(4), 2).mapPartitions(_slow).count() == 4  # one stage of ~3 s
+    lines = [x for x in capsys.readouterr().out.splitlines() if x.startswith("etl: Spark stage")]
+    assert 1 <= len(lines) <= 3 and all(x.endswith("/2 tasks") for x in lines), lines
+    assert thread.daemon and thread.is_alive()
