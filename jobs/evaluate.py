@@ -462,10 +462,10 @@ def run(ctx: StepContext) -> None:
     key = {"regression": ("rmse", "mae", "r2"), "multiclass": ("logloss", "macro_f1", "accuracy")}.get(task, ("auc", "pr_auc"))
     ctx.counts.update({k: overall[k] for k in key} | {"blessed": blessing["blessed"], "failed": blessing["failed"],
                                                        "warnings": blessing["warnings"]})
+    figures = " ".join(f"{k} {_num(overall[k])}" for k in key)
     ctx.rows = overall["n"]
-    ctx.figure = (" ".join(f"{k} {_num(overall[k])}" for k in key)
-                  + (", BLESSED" if blessing["blessed"] else f", NOT BLESSED ({', '.join(blessing['failed'])})"))
-    print(f"evaluate {spec.name} ds {ctx.ds}: {' '.join(f'{k} {_num(overall[k])}' for k in key)} on {overall['n']} "
+    ctx.figure = figures + (", BLESSED" if blessing["blessed"] else f", NOT BLESSED ({', '.join(blessing['failed'])})")
+    print(f"evaluate {spec.name} ds {ctx.ds}: {figures} on {overall['n']} "
           f"holdout rows; {'BLESSED' if blessing['blessed'] else 'NOT BLESSED'} ({'; '.join(blessing['reasons'])}); "
           f"report {out / 'report.html'}")
 

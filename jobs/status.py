@@ -74,17 +74,17 @@ def dag_runs(dag_ids: list[str], last: int = 3) -> dict[str, list[dict[str, Any]
     out: dict[str, list[dict[str, Any]]] = {}
     with create_session() as s:
         for dag_id in dag_ids:
-            runs = s.execute(select(DagRun.run_id, DagRun.logical_date, DagRun.state, DagRun.end_date)
+            runs = s.execute(select(DagRun.run_id, DagRun.logical_date, DagRun.state)
                              .where(DagRun.dag_id == dag_id).order_by(DagRun.id.desc()).limit(last)).all()
             out[dag_id] = []
-            for run_id, logical, state, end in runs:
+            for run_id, logical, state in runs:
                 began, ended = s.execute(select(func.min(TI.start_date), func.max(TI.end_date))
                                          .where(TI.dag_id == dag_id, TI.run_id == run_id)).one()
                 failed = s.scalars(select(TI.task_id).where(TI.dag_id == dag_id, TI.run_id == run_id,
                                                             TI.state.in_(("failed", "upstream_failed")))).all()
                 out[dag_id].append({"run_id": run_id, "ds": logical.date().isoformat() if logical else "-",
                                     "state": str(state), "seconds": (ended - began).total_seconds() if began and ended else None,
-                                    "ended": (ended or end).isoformat()[:19] if (ended or end) else "-", "failed": list(failed)})
+                                    "failed": list(failed)})
     return out
 
 

@@ -424,7 +424,7 @@ def run(ctx: StepContext) -> None:
     write_json_atomic(ctx.run_dir / "model" / "train.json", doc)
     ctx.counts.update({"rows": counts, "sha256": doc["sha256"], "best_iteration": doc["best_iteration"],
                        "num_boosted_rounds": doc["num_boosted_rounds"]})
-    ctx.rows = sum(v for v in counts.values() if isinstance(v, int)) if isinstance(counts, dict) else None
+    ctx.rows = sum(v for v in counts.values() if isinstance(v, int))  # multiclass: beside its per-class dicts
     ctx.figure = (f"{doc['num_boosted_rounds']} rounds (best {doc['best_iteration']}), valid {params['eval_metric']} "
                   f"{float(doc['best_score']):.4f}" if doc["best_score"] is not None else f"{doc['num_boosted_rounds']} rounds")
     on = (f"{workers} Spark worker" + ("s" if workers != 1 else "") if engine == "spark" else "the local engine") \

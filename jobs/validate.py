@@ -253,11 +253,10 @@ def run(ctx: StepContext) -> None:
         ctx.counts[f"silver_{source.name}"] = publish_source(spark, ctx, source)
         print(f"validate: published {ctx.dataset.name}.{source.name} {ctx.start_ds}..{ctx.ds} to silver: "
               f"{ctx.counts[f'silver_{source.name}']}")
-    checked = [c for c in ctx.counts.values() if isinstance(c, dict) and "checks" in c]
     published = [c["rows_published"] for c in ctx.counts.values() if isinstance(c, dict) and "rows_published" in c]
     ctx.rows = None if None in published else sum(published)  # None: a commit whose row count Delta did not give
-    ctx.figure = (f"{sum(c['checks'] for c in checked)} expectations passed on {len(checked)} table(s) "
-                  f"({sum(c['failed_warning'] for c in checked)} warnings); published to silver")
+    ctx.figure = (f"{sum(len(s['checks']) for s in summaries)} expectations passed on {len(summaries)} table(s) "
+                  f"({sum(len(s['failed_warning']) for s in summaries)} warnings); published to silver")
 
 
 def main(argv: list[str] | None = None) -> None:
