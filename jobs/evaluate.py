@@ -429,8 +429,9 @@ def run(ctx: StepContext) -> None:
                                  task=task, classes=classes)
     sensitive = [s for s in slices if s["attribute"] in spec.sensitive]
     fairness = task_fairness(task, sensitive, min_size, reps, int(p.get("min_slice_class_count", 10)), classes)
-    champion, champ_model = champion_metrics(holdout, open_registry(ctx.settings.registry), spec, names, label,
-                                             threshold, fpr_target)
+    # the champion scores the same rows, read from the challenger's cached frame (not from Delta again)
+    champion, champ_model = champion_metrics(scored.select(*holdout.columns), open_registry(ctx.settings.registry), spec,
+                                             names, label, threshold, fpr_target)
     golden_version = golden_set.version(spark, ctx)
     golden = golden_metrics(spark, ctx, golden_version, model, champ_model, threshold) if golden_version is not None else None
     booster = model.booster()
@@ -492,18 +493,23 @@ def task_curves(scored: DataFrame, label: str, task: str) -> list[dict]:
 def golden_metrics(spark, ctx: StepContext, version: int, model: Model, champion: Model | None,
                    threshold: float) -> dict[str, Any]:
     """Challenger (and champion) on the golden set at a Delta version (``jobs.golden``): AUC (binary) or
-    RMSE (regression)."""
+    RMSE (regression). Each model scores the set once (cached): its metrics' aggregations then share it."""
     label = ctx.dataset.label.name
     path = ctx.table("golden_set")
-    if delta_io.latest_version(spark, path) is None:
+    if not delta_io.is_delta(spark, path):
         raise DataError(f"params evaluate.golden_version is {version} but there is no golden set at {path}: "
                         f"run python -m jobs.golden --ds <ds> first")
     df = (spark.read.format("delta").option("versionAsOf", version).load(path)
           .select(*model.feature_names, F.col(label).cast("double").alias(label)))
     ctx.reads[f"golden_set@{version}"] = version
     metric = PRIMARY[ctx.dataset.task]
-    of = lambda m: overall_metrics(predict(df, m), label, threshold, 0.01, ctx.dataset.task, weight=None,  # noqa: E731
-                                   classes=ctx.dataset.label.classes)[metric]
+
+    def of(m: Model) -> float | None:
+        scored = predict(df, m).cache()
+        value = overall_metrics(scored, label, threshold, 0.01, ctx.dataset.task, weight=None,
+                                classes=ctx.dataset.label.classes)[metric]
+        scored.unpersist()
+        return value
     out = {"version": version, "metric": metric, f"challenger_{metric}": of(model)}
     if champion:
         out[f"champion_{metric}"] = of(champion)

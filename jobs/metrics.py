@@ -17,25 +17,45 @@ def _w(weight: str | None) -> F.Column:
     return F.col(weight) if weight else F.lit(1.0)
 
 
-def ranking_metrics(scored: DataFrame, label: str, groups: list[str] | None = None, score: str = "score",
-                    weight: str | None = None, fpr_target: float = 0.01) -> DataFrame:
-    """ROC-AUC (Mann-Whitney with ties counted half), average precision and the recall at a false-positive
-    rate of at most ``fpr_target`` (the best threshold among the distinct scores), per group, exact (weighted)."""
-    g = list(groups or [])
+def score_counts(scored: DataFrame, label: str, groups: list[str] | None = None, score: str = "score",
+                 weight: str | None = None) -> DataFrame:
+    """Per group and distinct score: the (weighted) positives ``pos``, negatives ``neg`` and rows ``k``. A
+    row's rank, predicted class, loss and calibration bin depend on its score alone, so every binary metric
+    is a sum over these counts: the rows are aggregated once, whatever the number of metrics."""
     w = _w(weight)
-    counts = (scored.groupBy(*g, score)
-              .agg(F.sum(w * F.col(label)).alias("pos"), F.sum(w * (1 - F.col(label))).alias("neg")))
-    asc = Window.partitionBy(*g).orderBy(score).rowsBetween(Window.unboundedPreceding, -1)
-    desc = Window.partitionBy(*g).orderBy(F.col(score).desc()).rowsBetween(Window.unboundedPreceding, Window.currentRow)
-    whole = Window.partitionBy(*g)
-    per = (counts.withColumn("neg_below", F.coalesce(F.sum("neg").over(asc), F.lit(0)))
-           .withColumn("cum_pos", F.sum("pos").over(desc))
-           .withColumn("cum_neg", F.sum("neg").over(desc))
-           .withColumn("tot_neg", F.sum("neg").over(whole)))
+    y = F.col(label)
+    return (scored.groupBy(*(groups or []), score)
+            .agg(F.sum(w * y).alias("pos"), F.sum(w * (1 - y)).alias("neg"), F.count(F.lit(1)).alias("k")))
+
+
+def ranking_and_pointwise(counts: DataFrame, groups: list[str], threshold: float, score: str = "score",
+                          fpr_target: float = 0.01) -> DataFrame:
+    """From ``score_counts``, per group: ROC-AUC (Mann-Whitney with ties counted half), average precision,
+    the recall at a false-positive rate of at most ``fpr_target`` (the best threshold among the distinct
+    scores), exact (weighted); log loss, Brier score, mean score, prevalence and the (weighted) confusion
+    counts at ``threshold``. One window ordering (scores descending) gives every cumulative count: the
+    negatives below a score are all negatives less those at or above it."""
+    g = list(groups)
+    order = Window.partitionBy(*g).orderBy(F.col(score).desc())
+    upto = order.rowsBetween(Window.unboundedPreceding, Window.currentRow)
+    whole = order.rowsBetween(Window.unboundedPreceding, Window.unboundedFollowing)  # same ordering: no second sort
+    s, pos, neg = F.col(score), F.col("pos"), F.col("neg")
+    per = (counts.withColumn("cum_pos", F.sum(pos).over(upto)).withColumn("cum_neg", F.sum(neg).over(upto))
+           .withColumn("tot_neg", F.sum(neg).over(whole)))
+    wt = pos + neg
+    p = F.least(F.greatest(s, F.lit(EPS)), F.lit(1 - EPS))
+    pred = (s >= F.lit(threshold)).cast("int")
     agg = per.groupBy(*g).agg(
-        F.sum(F.col("pos") * (F.col("neg_below") + 0.5 * F.col("neg"))).alias("_auc_num"),
-        F.sum("pos").alias("n_pos"), F.sum("neg").alias("n_neg"),  # weighted counts
-        F.sum(F.col("pos") * F.col("cum_pos") / (F.col("cum_pos") + F.col("cum_neg"))).alias("_ap_num"),
+        F.sum("k").alias("n"),
+        (F.sum(-(pos * F.log(p) + neg * F.log(1 - p))) / F.sum(wt)).alias("logloss"),
+        (F.sum(pos * (s - 1) ** 2 + neg * s ** 2) / F.sum(wt)).alias("brier"),
+        (F.sum(wt * s) / F.sum(wt)).alias("mean_score"),
+        (F.sum(pos) / F.sum(wt)).alias("prevalence"),
+        F.sum(pred * pos).alias("tp"), F.sum(pred * neg).alias("fp"),
+        F.sum((1 - pred) * pos).alias("fn"), F.sum((1 - pred) * neg).alias("tn"),
+        F.sum(pos * (F.col("tot_neg") - F.col("cum_neg") + 0.5 * neg)).alias("_auc_num"),
+        F.sum(pos).alias("n_pos"), F.sum(neg).alias("n_neg"),  # weighted counts
+        F.sum(pos * F.col("cum_pos") / (F.col("cum_pos") + F.col("cum_neg"))).alias("_ap_num"),
         F.max(F.when(F.col("cum_neg") <= F.lit(fpr_target) * F.col("tot_neg"), F.col("cum_pos"))).alias("_tp_at_fpr"))
     return (agg.withColumn("auc", F.when((F.col("n_pos") > 0) & (F.col("n_neg") > 0),
                                          F.col("_auc_num") / (F.col("n_pos") * F.col("n_neg"))))
@@ -44,46 +64,24 @@ def ranking_metrics(scored: DataFrame, label: str, groups: list[str] | None = No
             .drop("_auc_num", "_ap_num", "_tp_at_fpr"))
 
 
-def calibration_error(scored: DataFrame, label: str, groups: list[str] | None = None, score: str = "score",
-                      weight: str | None = None, bins: int = 10) -> DataFrame:
-    """Expected calibration error over ``bins`` equal-width score bins: sum over bins of the bin's share of
-    the (weighted) rows times |mean score - observed rate| = sum |S_b - Y_b| / W."""
-    g = list(groups or [])
-    w = _w(weight)
-    b = F.least(F.floor(F.col(score) * bins), F.lit(bins - 1)).cast("int")
-    per_bin = (scored.groupBy(*g, b.alias("_bin"))
-               .agg(F.sum(w * F.col(score)).alias("s"), F.sum(w * F.col(label)).alias("y"), F.sum(w).alias("w")))
+def calibration_error(counts: DataFrame, groups: list[str], score: str = "score", bins: int = 10) -> DataFrame:
+    """From ``score_counts``: the expected calibration error over ``bins`` equal-width score bins, the sum
+    over bins of the bin's share of the (weighted) rows times |mean score - observed rate| = sum |S_b - Y_b| / W."""
+    g = list(groups)
+    s, wt = F.col(score), F.col("pos") + F.col("neg")
+    b = F.least(F.floor(s * bins), F.lit(bins - 1)).cast("int")
+    per_bin = counts.groupBy(*g, b.alias("_bin")).agg(F.sum(wt * s).alias("s"), F.sum("pos").alias("y"), F.sum(wt).alias("w"))
     return per_bin.groupBy(*g).agg((F.sum(F.abs(F.col("s") - F.col("y"))) / F.sum("w")).alias("ece"))
-
-
-def pointwise_metrics(scored: DataFrame, label: str, threshold: float, groups: list[str] | None = None,
-                      score: str = "score", weight: str | None = None) -> DataFrame:
-    """Log loss, Brier score, mean score, prevalence and the (weighted) confusion counts at ``threshold``."""
-    g = list(groups or [])
-    w = _w(weight)
-    wavg = lambda c: F.sum(w * c) / F.sum(w)  # noqa: E731
-    p = F.least(F.greatest(F.col(score), F.lit(EPS)), F.lit(1 - EPS))
-    y = F.col(label)
-    pred = (F.col(score) >= F.lit(threshold)).cast("int")
-    return (scored.groupBy(*g).agg(
-        F.count(F.lit(1)).alias("n"),
-        wavg(-(y * F.log(p) + (1 - y) * F.log(1 - p))).alias("logloss"),
-        wavg((F.col(score) - y) ** 2).alias("brier"),
-        wavg(F.col(score)).alias("mean_score"),
-        wavg(y).alias("prevalence"),
-        F.sum(w * pred * y).alias("tp"), F.sum(w * pred * (1 - y)).alias("fp"),
-        F.sum(w * (1 - pred) * y).alias("fn"), F.sum(w * (1 - pred) * (1 - y)).alias("tn")))
 
 
 def binary_metrics(scored: DataFrame, label: str, threshold: float, groups: list[str] | None = None,
                    weight: str | None = None, fpr_target: float = 0.01) -> list[dict]:
-    """Everything per group as plain dicts (one row per group: small)."""
+    """Everything per group as plain dicts (one row per group: small), from one aggregation of the rows."""
     g = list(groups or [])
-    rank = ranking_metrics(scored, label, g, weight=weight, fpr_target=fpr_target)
-    point = pointwise_metrics(scored, label, threshold, g, weight=weight)
-    ece = calibration_error(scored, label, g, weight=weight)
-    joined = (point.join(rank, on=g, how="left").join(ece, on=g, how="left") if g
-              else point.crossJoin(rank).crossJoin(ece))
+    counts = score_counts(scored, label, g, weight=weight)
+    main = ranking_and_pointwise(counts, g, threshold, fpr_target=fpr_target)
+    ece = calibration_error(counts, g)
+    joined = main.join(ece, on=g, how="left") if g else main.crossJoin(ece)
     out = []
     for r in joined.collect():
         d = r.asDict()
