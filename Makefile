@@ -26,6 +26,9 @@ DVC ?= $(CURDIR)/$(VENV)/bin/dvc
 # the Airflow pool of every dataset's train task: the cluster's task slots (one machine: one training at a time)
 export TRAINYARD_TRAINING_POOL ?= trainyard_training
 export TRAINYARD_TRAINING_SLOTS ?= 1
+# pytest-xdist workers of `make test`, each a whole test file at a time in collection order (the heavy e2e
+# files first): a step spends much of its time on one core (Python, the JVM's start), so two share 2 cores well
+TEST_WORKERS ?= 2
 RUN_STARTED := $(shell date +%s)
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 # the class-data archive pays off from the second run on (bench/RESULTS.md): a run without one builds it in the
@@ -41,6 +44,7 @@ help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-10s %s\n", $$1, $$2}'
 	@echo "  variables: DATASET=cards|adult (make run), CONF=conf/local.yaml, TUNE=true|false,"
 	@echo "             TRAINYARD_TRAINING_SLOTS=1 (the training pool: a cluster's task slots)"
+	@echo "             TEST_WORKERS=2 (make test: parallel test processes; 0 runs them in one)"
 
 setup: $(STAMP) ## create .venv from requirements.lock (installed by uv), trainyard editable, Spark's jars in state/jars
 $(STAMP): requirements.lock pyproject.toml Makefile
@@ -90,8 +94,8 @@ browser: ## install Debian's chromium and chromium-driver if missing (the Airflo
 		|| { $(SUDO) apt-get update -q >> state/apt-chromium.log 2>&1 && $(SUDO) apt-get install -y -q chromium chromium-driver >> state/apt-chromium.log 2>&1; } \
 		|| { cat state/apt-chromium.log; exit 1; }; }
 
-test: jvm browser ## run the test suite: unit, DAG integrity, a real dag.test() and dvc repro end to end
-	$(PY) -m pytest tests
+test: jvm browser ## run the test suite: unit, DAG integrity, a real dag.test() and dvc repro end to end (TEST_WORKERS=2 processes)
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder tests
 
 lint: setup ## pyflakes on the code and check the DAG imports cleanly
 	$(PY) -m pyflakes jobs dags plugins tests bench

@@ -1,5 +1,6 @@
-"""Shared fixtures: one local SparkSession with Delta for the whole session, temporary storage roots, and
-helpers that write tiny landing files. Airflow's environment is set here, before anything imports it."""
+"""Shared fixtures: one local SparkSession with Delta for the whole session (per pytest-xdist worker),
+temporary storage roots, and helpers that write tiny landing files. Airflow's environment is set here,
+before anything imports it."""
 from __future__ import annotations
 
 import logging
@@ -12,7 +13,10 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 STATE = REPO / "state" / "test"
-os.environ.setdefault("AIRFLOW_HOME", str(STATE / "airflow"))
+# the tests' own Airflow metadata database, one per pytest-xdist worker (`make test` runs two): SQLite takes
+# one writer at a time, and two workers' dag.test() runs would wait on each other's locks
+WORKER = os.environ.get("PYTEST_XDIST_WORKER", "main")
+os.environ["AIRFLOW_HOME"] = str(STATE / f"airflow-{WORKER}")
 os.environ.setdefault("AIRFLOW__CORE__DAGS_FOLDER", str(REPO / "dags"))
 os.environ.setdefault("AIRFLOW__CORE__PLUGINS_FOLDER", str(REPO / "plugins"))
 os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")

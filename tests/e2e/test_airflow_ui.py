@@ -87,16 +87,29 @@ def _wait(driver, css: str, timeout: float = 60):
     return WebDriverWait(driver, timeout).until(ec.presence_of_all_elements_located((By.CSS_SELECTOR, css)))
 
 
+def _until(driver, condition, timeout: float = 60) -> None:
+    """Wait until ``condition(driver)`` holds (a page renders in parts; a busy machine renders later), at
+    most ``timeout`` seconds: the caller's assertions then say what is missing."""
+    from selenium.common.exceptions import StaleElementReferenceException, TimeoutException
+    from selenium.webdriver.support.ui import WebDriverWait
+    try:  # an element the page re-rendered while it was read: read again
+        WebDriverWait(driver, timeout, ignored_exceptions=(StaleElementReferenceException,)).until(condition)
+    except TimeoutException:
+        pass
+
+
 def test_the_dag_list_shows_every_dag_of_every_dataset_spec(ui, browser):
     from selenium.webdriver.common.by import By
     dags = _expected()
     assert {d.split("__")[0] for d in dags} == {"train_pipeline", "score_pipeline", "monitor_pipeline"} and len(dags) >= 9
     browser.get(f"{ui['base']}/dags")
     _wait(browser, f"a[href$='/dags/{SHOWN}']")
-    time.sleep(1)  # the rest of the list renders with the same response
-    listed = {a.get_attribute("href").rsplit("/", 1)[-1] for a in browser.find_elements(By.CSS_SELECTOR, "a[href*='/dags/']")}
+
+    def listed(driver) -> set[str]:
+        return {a.get_attribute("href").rsplit("/", 1)[-1] for a in driver.find_elements(By.CSS_SELECTOR, "a[href*='/dags/']")}
+    _until(browser, lambda d: set(dags) <= listed(d))
     browser.save_screenshot(str(ui["out"] / "dag-list.png"))
-    assert set(dags) <= listed, sorted(set(dags) - listed)
+    assert set(dags) <= listed(browser), sorted(set(dags) - listed(browser))
 
 
 def test_each_dags_page_lists_its_tasks(ui, browser):
@@ -111,8 +124,7 @@ def test_the_graph_has_every_task_with_its_operator_and_the_docs_render(ui, brow
     dag = _expected()[SHOWN]
     browser.get(f"{ui['base']}/dags/{SHOWN}")
     _wait(browser, "button[aria-label^='Show Graph']")[0].click()
-    _wait(browser, ".react-flow__node")
-    time.sleep(1)  # every node renders with the same response
+    _until(browser, lambda d: len(d.find_elements(By.CSS_SELECTOR, ".react-flow__node")) >= len(dag.task_ids))
     nodes = browser.find_elements(By.CSS_SELECTOR, ".react-flow__node")
     assert sorted(n.get_attribute("data-id") for n in nodes) == sorted(dag.task_ids)
     text = " ".join(n.text for n in nodes)
@@ -122,7 +134,7 @@ def test_the_graph_has_every_task_with_its_operator_and_the_docs_render(ui, brow
 
     _wait(browser, "[data-testid='markdown-button']")[0].click()
     dialog = _wait(browser, "[role='dialog']")[-1]
-    time.sleep(1)
+    _until(browser, lambda d: "landed → etl → validate" in dialog.text)
     shown = dialog.text
     assert "Retraining of the cards model" in shown and "landed → etl → validate" in shown
     bold = {b.text.strip() for b in dialog.find_elements(By.CSS_SELECTOR, "strong")}
