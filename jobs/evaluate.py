@@ -402,7 +402,7 @@ def champion_metrics(holdout: DataFrame, registry, spec, names: list[str], label
 
 # ---------------------------------------------------------------- shell
 def run(ctx: StepContext) -> None:
-    from jobs.common.spark import get_spark
+    from jobs.common.spark import concurrently, get_spark
     from jobs.registry import open_registry
     spark = get_spark(ctx.settings, "evaluate")
     spec, p = ctx.dataset, ctx.step_params()
@@ -424,17 +424,29 @@ def run(ctx: StepContext) -> None:
     if not overall["n"]:
         raise DataError(f"training_set cutoff_ds={ctx.ds}: the holdout window is empty; nothing to evaluate")
     min_size = int(p.get("min_slice_size", 50))
-    slices, reps = slice_metrics(scored, label, attrs, threshold, min_size, pairs=bool(p.get("slice_pairs", True)),
-                                 fpr_target=fpr_target, replicates=int(p.get("bootstrap_replicates", 200)), seed=seed,
-                                 task=task, classes=classes)
+    booster = model.booster()
+
+    def per_slice():
+        return slice_metrics(scored, label, attrs, threshold, min_size, pairs=bool(p.get("slice_pairs", True)),
+                             fpr_target=fpr_target, replicates=int(p.get("bootstrap_replicates", 200)), seed=seed,
+                             task=task, classes=classes)
+
+    def against_champion():
+        # the champion scores the same rows, read from the challenger's cached frame (not from Delta again)
+        champion, champ_model = champion_metrics(scored.select(*holdout.columns), open_registry(ctx.settings.registry),
+                                                 spec, names, label, threshold, fpr_target)
+        version = golden_set.version(spark, ctx)
+        return champion, golden_metrics(spark, ctx, version, model, champ_model, threshold) if version is not None else None
+
+    def explained():
+        return (shap_summary(encode(scored, model.vocabularies), overall["n"], booster, names, types,
+                             int(p.get("shap_rows", 2000)), seed),
+                profile(scored.select("score"), ["score"], [])["score"], task_curves(scored, label, task))
+    # independent of each other once the scored holdout is cached: side by side (the driver's work of one
+    # overlaps the tasks of another)
+    (slices, reps), (champion, golden), (shap, score_profile, curves) = concurrently(per_slice, against_champion, explained)
     sensitive = [s for s in slices if s["attribute"] in spec.sensitive]
     fairness = task_fairness(task, sensitive, min_size, reps, int(p.get("min_slice_class_count", 10)), classes)
-    # the champion scores the same rows, read from the challenger's cached frame (not from Delta again)
-    champion, champ_model = champion_metrics(scored.select(*holdout.columns), open_registry(ctx.settings.registry), spec,
-                                             names, label, threshold, fpr_target)
-    golden_version = golden_set.version(spark, ctx)
-    golden = golden_metrics(spark, ctx, golden_version, model, champ_model, threshold) if golden_version is not None else None
-    booster = model.booster()
     importance = {k: float(v) for k, v in booster.get_score(importance_type="total_gain").items()}
     checks = gate(overall, champion, fairness, gp, importance, golden, task)
     blessing = bless(checks, gp.get("mode", "enabled"), sha)
@@ -445,9 +457,8 @@ def run(ctx: StepContext) -> None:
     doc = {"dataset": spec.name, "ds": ctx.ds.isoformat(), "task": task, "classes": list(classes) or None,
            "overall": _headline(overall, task, classes), "threshold": threshold,
            "fpr_target": fpr_target, "slices": slices, "fairness": fairness, "blessing": blessing, "importance": importance,
-           "shap": shap_summary(encode(scored, model.vocabularies), overall["n"], booster, names, types, int(p.get("shap_rows", 2000)), seed),
-           "windows": windows, "score_profile": profile(scored.select("score"), ["score"], [])["score"],
-           "curves": {"challenger": task_curves(scored, label, task), "champion": champion.get("curves")},
+           "shap": shap, "windows": windows, "score_profile": score_profile,
+           "curves": {"challenger": curves, "champion": champion.get("curves")},
            "champion": {k: v for k, v in champion.items() if k != "curves"}, "golden": golden, "lineage": lineage,
            "model": {k: train_doc.get(k) for k in ("sha256", "params", "counts", "num_workers", "trained_on",
                                                     "best_iteration", "num_boosted_rounds", "feature_names", "tuned")},

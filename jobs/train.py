@@ -14,6 +14,7 @@ import hashlib
 import json
 import os
 import re
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -380,7 +381,7 @@ def trained_on(booster) -> str:
 
 
 def run(ctx: StepContext) -> None:
-    from jobs.common.spark import get_spark
+    from jobs.common.spark import concurrently, get_spark
     spec, p = ctx.dataset, ctx.step_params()
     requested = p.get("num_workers", "auto")
     engine = resolve_engine(p.get("engine"), ctx.settings.spark_master)
@@ -411,7 +412,7 @@ def run(ctx: StepContext) -> None:
     path, booster = save_booster(model, spec, ctx.run_dir / "model")
     storage.remove_tree(ckpt_dir)
     window = train_window(spark, ctx).cache()
-    baseline, profile = fit_baseline(window, ctx, p), fit_profile(window, ctx, p)
+    baseline, profile = concurrently(partial(fit_baseline, window, ctx, p), partial(fit_profile, window, ctx, p))
     window.unpersist()
     best = booster.attr("best_iteration")
     doc = {"artifact": path.name, "sha256": sha256_file(path), "format": "ubj", "engine": engine, "num_workers": workers,

@@ -11,6 +11,7 @@ the staged ones supersede (``_supersedes_ds``: a later event for the same key, s
 from __future__ import annotations
 
 import json
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -209,7 +210,7 @@ def day_published(ctx: StepContext) -> str | None:
 
 
 def run(ctx: StepContext) -> None:
-    from jobs.common.spark import get_spark
+    from jobs.common.spark import concurrently, get_spark
     from jobs.etl import SUPERSEDES
     spark = get_spark(ctx.settings, "validate")
     mostly = (ctx.step_params().get("mostly") or {})
@@ -249,8 +250,9 @@ def run(ctx: StepContext) -> None:
         print(f"validate: results at {page.as_uri()} (GX Data Docs: {ctx.counts['data_docs']})")
     if failures:
         raise ValidationFailed("critical expectation(s) failed, nothing published to silver: " + "; ".join(failures))
-    for source in audited:  # every source passed: the run's days become visible in silver
-        ctx.counts[f"silver_{source.name}"] = publish_source(spark, ctx, source)
+    # every source passed: the run's days become visible in silver, each source's table side by side
+    for source, counts in zip(audited, concurrently(*[partial(publish_source, spark, ctx, s) for s in audited])):
+        ctx.counts[f"silver_{source.name}"] = counts
         print(f"validate: published {ctx.dataset.name}.{source.name} {ctx.start_ds}..{ctx.ds} to silver: "
               f"{ctx.counts[f'silver_{source.name}']}")
     published = [c["rows_published"] for c in ctx.counts.values() if isinstance(c, dict) and "rows_published" in c]

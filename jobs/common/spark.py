@@ -9,6 +9,7 @@ import threading
 import time
 import zipfile
 from pathlib import Path
+from typing import Any, Callable
 
 from jobs.common import jars, jvm_cds
 from jobs.common.config import Settings
@@ -72,6 +73,19 @@ def get_spark(settings: Settings, app_name: str):
     if os.environ.get("TRAINYARD_PROGRESS", "on") != "off" and not hasattr(spark.sparkContext, "_trainyard_progress"):
         spark.sparkContext._trainyard_progress = report_progress(spark.sparkContext, app_name)  # one per session
     return spark
+
+
+def concurrently(*calls: Callable[[], Any]) -> list[Any]:
+    """Run independent Spark actions from one driver thread each and return their results in order; the
+    first exception is raised. Spark schedules the jobs of concurrent threads side by side, so while one
+    action's plan is built, its Delta log read or its result handled on the driver (one core), the tasks
+    of another use the rest: short steps spend much of their time there."""
+    if len(calls) < 2:
+        return [c() for c in calls]
+    from concurrent.futures import ThreadPoolExecutor
+    with ThreadPoolExecutor(max_workers=len(calls), thread_name_prefix="trainyard-action") as pool:
+        futures = [pool.submit(c) for c in calls]
+        return [f.result() for f in futures]
 
 
 def report_progress(sc, label: str, after: float = 10.0, every: float = 10.0) -> threading.Thread:

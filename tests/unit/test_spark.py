@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
 import zipfile
+
+import pytest
 
 from jobs.common import jars
 from jobs.common.config import Settings
@@ -104,3 +107,22 @@ def test_a_long_stage_reports_its_progress_a_few_times_never_a_flood(spark, caps
     lines = [x for x in capsys.readouterr().out.splitlines() if x.startswith("etl: Spark stage")]
     assert 1 <= len(lines) <= 3 and all(x.endswith("/2 tasks") for x in lines), lines
     assert thread.daemon and thread.is_alive()
+
+
+
+def test_independent_actions_run_side_by_side_and_return_in_order(spark):
+    from jobs.common.spark import concurrently
+    both = threading.Barrier(2, timeout=60)  # passed only while both actions are running at once
+
+    def count(n: int):
+        def run() -> int:
+            both.wait()
+            return spark.range(n).count()
+        return run
+    assert concurrently(count(3), count(5)) == [3, 5]
+
+    def fails() -> int:
+        raise ValueError("the second action's error")
+    with pytest.raises(ValueError, match="second action"):
+        concurrently(lambda: spark.range(2).count(), fails)
+    assert concurrently(lambda: 1) == [1]
