@@ -37,6 +37,8 @@ def worktree(rev: str, where: Path) -> Path:
     path = where / sha[:12]
     if not path.exists():
         subprocess.run(["git", "worktree", "add", "--detach", str(path), sha], cwd=ROOT, check=True, capture_output=True)
+        for shared in ("state", "data/landing"):  # the code resolves these against its own root: this checkout's lake,
+            (path / shared).symlink_to(ROOT / shared)  # landing, jars, JVM archive and Airflow database
     return path
 
 
