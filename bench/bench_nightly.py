@@ -67,6 +67,8 @@ def one_run(code: Path, dataset: str, ds: str, home: Path) -> dict:
     wall = time.perf_counter() - t0
     if done.returncode != 0:
         raise SystemExit(f"{code}: dags test failed:\n{done.stdout[-3000:]}{done.stderr[-2000:]}")
+    if f"{code}/state/runs" not in done.stdout + done.stderr:  # evaluate prints its report's path, under its root
+        raise SystemExit(f"{code}: the run's output names no report under {code}/state: not that code's run?")
     return {"wall": wall, **task_seconds(home, dag_id, last_run_id(home, dag_id))}
 
 
