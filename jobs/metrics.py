@@ -19,9 +19,10 @@ def _w(weight: str | None) -> F.Column:
 
 def score_counts(scored: DataFrame, label: str, groups: list[str] | None = None, score: str = "score",
                  weight: str | None = None) -> DataFrame:
-    """Per group and distinct score: the (weighted) positives ``pos``, negatives ``neg`` and rows ``k``. A
-    row's rank, predicted class, loss and calibration bin depend on its score alone, so every binary metric
-    is a sum over these counts: the rows are aggregated once, whatever the number of metrics."""
+    """Per group and distinct score: the (weighted) positives ``pos``, negatives ``neg`` and rows ``k`` (the
+    label is 0 or 1). A row's rank, predicted class, loss and calibration bin depend on its score and label
+    alone, so every binary metric is a sum over these counts: the rows are aggregated once, whatever the
+    number of metrics."""
     w = _w(weight)
     y = F.col(label)
     return (scored.groupBy(*(groups or []), score)
