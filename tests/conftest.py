@@ -21,14 +21,18 @@ os.environ.setdefault("AIRFLOW__CORE__DAGS_FOLDER", str(REPO / "dags"))
 os.environ.setdefault("AIRFLOW__CORE__PLUGINS_FOLDER", str(REPO / "plugins"))
 os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
 os.environ["PYSPARK_PYTHON"] = sys.executable
+os.environ["PYSPARK_DRIVER_PYTHON"] = sys.executable
 # Workaround (pyspark 4.2, pyspark/sql/connect/utils.py check_dependencies): importing pyspark.sql.connect (GX
 # does) from a __main__ with neither __spec__ nor __file__ is taken for a doctest run and exits the process
 # when Spark Connect's optional packages are absent. A pytest-xdist worker's __main__ is such a module; naming
 # a file for it keeps pyspark's check from firing there (tests/unit/test_validate.py imports GX under xdist).
+# Checked for pyspark 4.x only: on another major version, look again (the GX tests under xdist show it).
+import pyspark  # noqa: E402  (no JVM: the module only)
+
 _main = sys.modules["__main__"]
-if os.environ.get("PYTEST_XDIST_WORKER") and getattr(_main, "__spec__", None) is None and not hasattr(_main, "__file__"):
+if (pyspark.__version__.startswith("4.") and os.environ.get("PYTEST_XDIST_WORKER")
+        and getattr(_main, "__spec__", None) is None and not hasattr(_main, "__file__")):
     _main.__file__ = "<pytest-xdist worker>"
-os.environ["PYSPARK_DRIVER_PYTHON"] = sys.executable
 
 from jobs.common.config import DatasetSpec, Settings  # noqa: E402
 

@@ -109,7 +109,6 @@ def test_a_long_stage_reports_its_progress_a_few_times_never_a_flood(spark, caps
     assert thread.daemon and thread.is_alive()
 
 
-
 def test_independent_actions_run_side_by_side_and_return_in_order(spark):
     from jobs.common.spark import concurrently
     both = threading.Barrier(2, timeout=60)  # passed only while both actions are running at once
