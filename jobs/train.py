@@ -73,17 +73,22 @@ def tuned_params(run_dir: Path, training_set_version: int) -> dict[str, Any] | N
     return dict(doc["best_params"])
 
 
-def load_training_frame(spark, ctx: StepContext) -> tuple[DataFrame, dict[str, int], dict[str, list[str]]]:
+def pinned_training_frame(spark, ctx: StepContext) -> tuple[DataFrame, dict[str, list[str]]]:
     """This cutoff's train and valid rows from the pinned training set, the learned categoricals coded by
-    the vocabularies learned from its train window (``model.learn_vocabularies``), with their class counts (a
-    pass over two columns); refuses a window that lacks a class. Returns (rows, counts, vocabularies). Shared
-    by train and tune. Not cached: the local engine reads the snapshot's files with pyarrow
+    the vocabularies learned from its train window (``model.learn_vocabularies``). Returns (rows,
+    vocabularies). Not cached: the local engine reads the snapshot's files with pyarrow
     (``xgb_local.read_rows``) and the spark engine's shuffle into one partition per worker reads them once; a
     cached copy would only double the memory."""
     ts = (delta_io.read_pinned(spark, ctx.table("training_set"), ctx.reads, "training_set")
           .where(F.col("cutoff_ds") == F.lit(ctx.ds)))
     vocabularies = learn_vocabularies(ts.where(F.col("split") == "train"), ctx.dataset)
-    df = encode(training_frame(ts, ctx.dataset), vocabularies)
+    return encode(training_frame(ts, ctx.dataset), vocabularies), vocabularies
+
+
+def load_training_frame(spark, ctx: StepContext) -> tuple[DataFrame, dict[str, int], dict[str, list[str]]]:
+    """``pinned_training_frame`` with its class counts (a pass over two columns); refuses a window that lacks
+    a class. Returns (rows, counts, vocabularies). Shared by train's spark engine and tune."""
+    df, vocabularies = pinned_training_frame(spark, ctx)
     counts = class_balance(df, ctx.dataset.label.name, ctx.dataset.task, ctx.dataset.label.classes)
     check_trainable(counts, f"training_set cutoff_ds={ctx.ds}")
     return df, counts, vocabularies
@@ -92,18 +97,30 @@ def load_training_frame(spark, ctx: StepContext) -> tuple[DataFrame, dict[str, i
 def class_balance(df: DataFrame, label: str, task: str = "binary", classes: tuple[str, ...] = ()) -> dict[str, Any]:
     """Rows of the train and valid windows: per class (binary; multiclass: ``<window>_classes``, rows per class
     index, beside ``<window>_rows``), or in all (regression)."""
+    keys = [VALID_COL] if task == "regression" else [VALID_COL, label]
+    return _balance(df.where(F.col("weight") > 0).groupBy(*keys).count().collect(), label, task, classes)
+
+
+def class_balance_rows(data, label: str, task: str = "binary", classes: tuple[str, ...] = ()) -> dict[str, Any]:
+    """``class_balance`` of the same frame's rows as an Arrow table (the local engine's ``xgb_local.read_rows``):
+    the same counts without a Spark pass."""
+    import pyarrow.compute as pc
+    keys = [VALID_COL] if task == "regression" else [VALID_COL, label]
+    grouped = data.filter(pc.greater(data.column("weight"), 0)).group_by(keys).aggregate([([], "count_all")])
+    return _balance([{**r, "count": r["count_all"]} for r in grouped.to_pylist()], label, task, classes)
+
+
+def _balance(rows: list, label: str, task: str, classes: tuple[str, ...]) -> dict[str, Any]:
+    """The counts of ``class_balance`` from rows of (``VALID_COL``, the label for a classifier, ``count``)."""
     if task == "multiclass":
-        rows = df.where(F.col("weight") > 0).groupBy(VALID_COL, label).count().collect()
         out: dict[str, Any] = {}
         for part, valid in (("train", False), ("valid", True)):
             per = [sum(r["count"] for r in rows if r[VALID_COL] == valid and r[label] == float(i)) for i in range(len(classes))]
             out.update({f"{part}_rows": sum(per), f"{part}_classes": dict(zip(classes, per))})
         return out
     if task == "regression":
-        rows = df.where(F.col("weight") > 0).groupBy(VALID_COL).count().collect()
         return {f"{part}_rows": sum(r["count"] for r in rows if r[VALID_COL] == valid)
                 for part, valid in (("train", False), ("valid", True))}
-    rows = df.where(F.col("weight") > 0).groupBy(VALID_COL, label).count().collect()
     get = lambda v, y: sum(r["count"] for r in rows if r[VALID_COL] == v and r[label] == y)  # noqa: E731
     return {"train_pos": get(False, 1.0), "train_neg": get(False, 0.0), "valid_pos": get(True, 1.0), "valid_neg": get(True, 0.0)}
 
@@ -361,15 +378,25 @@ def fit(df: DataFrame, spec: DatasetSpec, params: dict[str, Any], num_workers: i
                                 feature_types=feature_types(spec), missing=float("nan"), **params, **extra)
 
 
-def fit_local(spark, df: DataFrame, table: str, spec: DatasetSpec, params: dict[str, Any], callbacks: list | None = None,
-              init_model=None, vocabularies: dict[str, list[str]] | None = None):
-    """The local engine: ``df`` (``training_frame`` of the Delta table at ``table``, coded with
-    ``vocabularies``) read into this process (``xgb_local.read_rows``) and fitted by plain XGBoost with every
-    core of the local master."""
+def local_rows(spark, df: DataFrame, table: str, spec: DatasetSpec, vocabularies: dict[str, list[str]] | None = None):
+    """``df`` (``training_frame`` of the Delta table at ``table``, coded with ``vocabularies``) read into this
+    process as one Arrow table (``xgb_local.read_rows``)."""
     data, how = xgb_local.read_rows(spark, df, table, training_rows(spec, vocabularies))
     print(f"train: local engine, {data.num_rows} rows from {how}")
-    parts = xgb_local.split(data, features=spec.features.names, label=spec.label.name, weight="weight", valid=VALID_COL)
-    del data
+    return data
+
+
+def local_parts(data, spec: DatasetSpec) -> dict[str, tuple]:
+    """The train and valid matrices of ``local_rows`` (``xgb_local.split``)."""
+    return xgb_local.split(data, features=spec.features.names, label=spec.label.name, weight="weight", valid=VALID_COL)
+
+
+def fit_local(spark, df: DataFrame, table: str, spec: DatasetSpec, params: dict[str, Any], callbacks: list | None = None,
+              init_model=None, vocabularies: dict[str, list[str]] | None = None, parts: dict[str, tuple] | None = None):
+    """The local engine: ``df``'s rows (``local_rows``; or ``parts``, their ``local_parts`` already made)
+    fitted by plain XGBoost with every core of the local master."""
+    if parts is None:
+        parts = local_parts(local_rows(spark, df, table, spec, vocabularies), spec)
     return xgb_local.fit(parts, task=spec.task, feature_types=feature_types(spec), params=params, callbacks=callbacks, init_model=init_model,
                          nthread=local_cores(spark.sparkContext.master) or os.cpu_count() or 1)
 
@@ -386,7 +413,16 @@ def run(ctx: StepContext) -> None:
     requested = p.get("num_workers", "auto")
     engine = resolve_engine(p.get("engine"), ctx.settings.spark_master)
     spark = get_spark(training_settings(ctx.settings, requested) if engine == "spark" else ctx.settings, "train")
-    df, counts, vocabularies = load_training_frame(spark, ctx)
+    parts = None
+    if engine == "local":  # the rows are read into this process anyway: their class counts come from there
+        df, vocabularies = pinned_training_frame(spark, ctx)
+        rows = local_rows(spark, df, ctx.table("training_set"), spec, vocabularies)
+        counts = class_balance_rows(rows, spec.label.name, spec.task, spec.label.classes)
+        check_trainable(counts, f"training_set cutoff_ds={ctx.ds}")
+        parts = local_parts(rows, spec)
+        del rows
+    else:
+        df, counts, vocabularies = load_training_frame(spark, ctx)
     tuned = tuned_params(ctx.run_dir, ctx.reads["training_set"])
     if tuned:
         print(f"train: tuned params from the tune step: {tuned}")
@@ -399,21 +435,27 @@ def run(ctx: StepContext) -> None:
     init, done = resume_point(ckpt_dir, fingerprint)
     every = int(p.get("checkpoint_every", 25))
     remaining = {**params, "n_estimators": max(params["n_estimators"] - done, 0)}
-    if remaining["n_estimators"] == 0:
-        model, device = _BoosterModel(init), params["device"]  # a loaded checkpoint's config names no device
-    else:
+
+    def fit_model():
+        if remaining["n_estimators"] == 0:
+            return _BoosterModel(init), params["device"]  # a loaded checkpoint's config names no device
         callbacks = [CheckpointEvery(ckpt_dir, every)] if every else []
         if engine == "local":
             callbacks.append(RoundProgress(params["n_estimators"]))
-            model = fit_local(spark, df, ctx.table("training_set"), spec, remaining, callbacks, init, vocabularies)
+            model = fit_local(spark, df, ctx.table("training_set"), spec, remaining, callbacks, init, vocabularies, parts)
         else:
             model = fit(df, spec, remaining, workers, callbacks, init)
-        device = trained_on(model.get_booster())
+        return model, trained_on(model.get_booster())
+    window = train_window(spark, ctx).cache()
+    summaries = (partial(fit_baseline, window, ctx, p), partial(fit_profile, window, ctx, p))
+    if engine == "local":  # the fit runs in this process: the Spark jobs of the baseline and profile run beside it
+        (model, device), baseline, profile = concurrently(fit_model, *summaries)
+    else:  # the fit's barrier stage takes every task slot of the cluster: nothing runs beside it
+        model, device = fit_model()
+        baseline, profile = concurrently(*summaries)
+    window.unpersist()
     path, booster = save_booster(model, spec, ctx.run_dir / "model")
     storage.remove_tree(ckpt_dir)
-    window = train_window(spark, ctx).cache()
-    baseline, profile = concurrently(partial(fit_baseline, window, ctx, p), partial(fit_profile, window, ctx, p))
-    window.unpersist()
     best = booster.attr("best_iteration")
     doc = {"artifact": path.name, "sha256": sha256_file(path), "format": "ubj", "engine": engine, "num_workers": workers,
            "trained_on": device, "params": params, "counts": counts, "feature_names": spec.features.names,

@@ -42,6 +42,21 @@ def test_the_local_engine_reads_the_snapshots_files_with_the_frames_rows(spark, 
     pd.testing.assert_frame_equal(by_arrow[by_spark.columns], by_spark)  # same rows, same values, same dtypes
 
 
+def test_the_class_counts_of_the_local_rows_are_sparks(spark, cards, tmp_path):
+    """train's local engine counts the classes on the rows it read (``class_balance_rows``), not in a Spark
+    pass: the same counts for every task, zero-weight rows left out as Spark leaves them out."""
+    path = str(tmp_path / "ts")
+    df = train.training_frame(small_training_set(spark, cards, path), cards)
+    df = df.withColumn("weight", F.when(F.col("txn_id").endswith("7"), F.lit(0.0)).otherwise(F.col("weight")))
+    data = df.toArrow()
+    binary = train.class_balance_rows(data, "is_fraud")
+    assert binary == train.class_balance(df, "is_fraud") and binary["train_pos"] and binary["valid_neg"]
+    assert sum(binary.values()) < data.num_rows  # the zero-weight rows are not counted
+    assert train.class_balance_rows(data, "is_fraud", "regression") == train.class_balance(df, "is_fraud", "regression")
+    assert (train.class_balance_rows(data, "is_fraud", "multiclass", ("no", "yes"))
+            == train.class_balance(df, "is_fraud", "multiclass", ("no", "yes")))
+
+
 def test_a_table_with_deletion_vectors_is_read_through_spark(spark, tmp_path):
     path = str(tmp_path / "d")
     (spark.range(0, 1000, 1, 2).withColumn("x", F.rand(1)).write.format("delta")
