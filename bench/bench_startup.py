@@ -1,5 +1,6 @@
 """Benchmark: what a pipeline step pays to start Spark, with and without the JVM class-data archive
-(``make jvm``, ``jobs/common/jvm_cds.py``), and with the C1-only JIT that the tests use.
+(``make jvm``, ``jobs/common/jvm_cds.py``), and with the JVM's default tiered JIT instead of conf/local.yaml's
+C1-only one.
 
 Each run is a fresh process that does what every step does first: ``get_spark`` with conf/local.yaml's
 settings (local[*], the Delta jars; the archive applied when it exists), then a first Delta round trip
@@ -9,9 +10,10 @@ compiles the Delta and Parquet code) and ``total_s``; peak RSS and PSS sums of t
 bench_train.py. The variants alternate, ``--repeat`` runs each; medians.
 
 - **cold**: ``TRAINYARD_JVM_CDS=off``, the JVM loads every class from the jars.
-- **archive**: the JVM maps the classes from ``state/jvm`` (built first, untimed, if absent).
-- **archive+c1**: the archive and ``-XX:TieredStopAtLevel=1`` (tests/conftest.py's setting: short runs
-  do not live long enough to pay back the C2 compiler's work).
+- **archive**: the JVM maps the classes from ``state/jvm`` (built first, untimed, if absent); C1 only
+  (``-XX:TieredStopAtLevel=1``, conf/local.yaml: short runs do not live long enough to pay back the C2
+  compiler's work).
+- **archive+tiered**: the archive with the JVM's default tiered JIT (C1, then C2 for hot code).
 
     .venv/bin/python bench/bench_startup.py --repeat 3
 """
@@ -35,7 +37,7 @@ from bench_train import environment, run_sampled  # noqa: E402  (bench/ is this 
 
 CONF = ROOT / "conf" / "local.yaml"
 C1 = "-XX:TieredStopAtLevel=1"
-VARIANTS = {"cold": {"TRAINYARD_JVM_CDS": "off"}, "archive": {}, "archive+c1": {"BENCH_JAVA_OPTIONS": C1}}
+VARIANTS = {"cold": {"TRAINYARD_JVM_CDS": "off"}, "archive": {}, "archive+tiered": {"BENCH_TIERED_JIT": "1"}}
 
 
 def run_one(work: Path) -> dict:
@@ -45,10 +47,9 @@ def run_one(work: Path) -> dict:
     from jobs.common.config import Settings
     from jobs.common.spark import get_spark
     settings = Settings.load(CONF)
-    extra = os.environ.get("BENCH_JAVA_OPTIONS")
-    if extra:
+    if os.environ.get("BENCH_TIERED_JIT"):
         conf = dict(settings.spark_conf)
-        conf["spark.driver.extraJavaOptions"] = f"{conf.get('spark.driver.extraJavaOptions', '')} {extra}".strip()
+        conf["spark.driver.extraJavaOptions"] = conf.get("spark.driver.extraJavaOptions", "").replace(C1, "").strip()
         settings = dataclasses.replace(settings, spark_conf=conf)
     t0 = time.perf_counter()
     spark = get_spark(settings, "bench-startup")

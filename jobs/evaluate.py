@@ -420,8 +420,8 @@ def run(ctx: StepContext) -> None:
                         *[attr_col(a) for a in attrs])
     scored = predict(holdout, model).cache()
     task, classes = spec.task, spec.label.classes
-    overall = overall_metrics(scored, label, threshold, fpr_target, task, classes=classes)
-    if not overall["n"]:
+    n = scored.count()  # materialises the cached scores that every metric below reads
+    if not n:
         raise DataError(f"training_set cutoff_ds={ctx.ds}: the holdout window is empty; nothing to evaluate")
     min_size = int(p.get("min_slice_size", 50))
     booster = model.booster()
@@ -439,12 +439,14 @@ def run(ctx: StepContext) -> None:
         return champion, golden_metrics(spark, ctx, version, model, champ_model, threshold) if version is not None else None
 
     def explained():
-        return (shap_summary(encode(scored, model.vocabularies), overall["n"], booster, names, types,
+        return (shap_summary(encode(scored, model.vocabularies), n, booster, names, types,
                              int(p.get("shap_rows", 2000)), seed),
                 profile(scored.select("score"), ["score"], [])["score"], task_curves(scored, label, task))
     # independent of each other once the scored holdout is cached: side by side (the driver's work of one
     # overlaps the tasks of another)
-    (slices, reps), (champion, golden), (shap, score_profile, curves) = concurrently(per_slice, against_champion, explained)
+    overall, (slices, reps), (champion, golden), (shap, score_profile, curves) = concurrently(
+        partial(overall_metrics, scored, label, threshold, fpr_target, task, classes=classes), per_slice,
+        against_champion, explained)
     sensitive = [s for s in slices if s["attribute"] in spec.sensitive]
     fairness = task_fairness(task, sensitive, min_size, reps, int(p.get("min_slice_class_count", 10)), classes)
     importance = {k: float(v) for k, v in booster.get_score(importance_type="total_gain").items()}

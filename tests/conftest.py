@@ -40,8 +40,8 @@ SPARK_CONF = {"spark.sql.shuffle.partitions": "2", "spark.default.parallelism": 
               "spark.ui.showConsoleProgress": "false", "spark.databricks.delta.snapshotPartitions": "1",
               "spark.driver.memory": "2g", "spark.sql.session.timeZone": "UTC",
               "spark.databricks.delta.properties.defaults.dataSkippingNumIndexedCols": "4",
-              # tests run many short JVMs on tiny data: the C2 compiler's CPU never pays back there
-              # (an etl step on 2,000 rows: 80 -> 50-63 s of JVM CPU); production keeps the default tiered JIT
+              # as conf/local.yaml: many short JVMs on tiny data, where the C2 compiler's CPU never pays back
+              # (an etl step on 2,000 rows: 80 -> 50-63 s of JVM CPU)
               "spark.driver.extraJavaOptions": "-XX:TieredStopAtLevel=1"}
 
 
