@@ -30,6 +30,7 @@ from jobs.common.config import Column, LabelSpec, Source
 from jobs.common.errors import DataError
 from jobs.common.landing import (LandedFile, check_columns, check_complete, check_parquet_types, csv_header, json_keys,
                                  list_source_files, parquet_schema)
+from jobs.common.spark import concurrently
 from jobs.common.sqlexpr import rebind
 
 SCHEMA_VERSION = 1
@@ -333,16 +334,13 @@ def process_source(spark, ctx: StepContext, source: Source) -> list[dict]:
     clashes = collisions(within, published, source).localCheckpoint(eager=True) if published is not None else None
     judged = against_published(within, clashes, source)
     ledger = ledger_rows(judged, source)
-    # quarantine first, so that a rate failure leaves the rejected rows there to inspect
-    write(quarantine_rows(judged, source), "quarantine")
-    for r in ledger:
-        rate = r["rows_quarantined"] / max(r["rows_read"], 1)
-        if rate > source.max_quarantine_rate:
-            raise DataError(f"source '{name}' ds={r['ds']}: {r['rows_quarantined']} of {r['rows_read']} rows "
-                            f"quarantined ({rate:.1%} > max_quarantine_rate {source.max_quarantine_rate:.1%}); "
-                            f"by reason: {r['quarantined_by_reason']}")
+    too_many = quarantine_rate_error(ledger, source)
+    if too_many:  # the rejected rows are left in quarantine to inspect; nothing is staged
+        write(quarantine_rows(judged, source), "quarantine")
+        raise DataError(too_many)
     dims = [(_read_dimension(spark, ctx, e), e.key) for e in source.enrich]
-    write(enrich(silver_rows(judged, source), dims), "staged")  # validate audits, then publishes them to silver
+    concurrently(partial(write, quarantine_rows(judged, source), "quarantine"),  # independent tables: side by side
+                 partial(write, enrich(silver_rows(judged, source), dims), "staged"))  # validate audits, then publishes
     ledger = reconcile(ledger, written, source)
     unbalanced = [r for r in ledger if not r["balanced"]]
     if unbalanced:
@@ -350,8 +348,19 @@ def process_source(spark, ctx: StepContext, source: Source) -> list[dict]:
     return ledger
 
 
+def quarantine_rate_error(ledger: list[dict], source: Source) -> str | None:
+    """Why the ledger's quarantined share is above the source's ``max_quarantine_rate`` on a day, or None."""
+    for r in ledger:
+        rate = r["rows_quarantined"] / max(r["rows_read"], 1)
+        if rate > source.max_quarantine_rate:
+            return (f"source '{source.name}' ds={r['ds']}: {r['rows_quarantined']} of {r['rows_read']} rows "
+                    f"quarantined ({rate:.1%} > max_quarantine_rate {source.max_quarantine_rate:.1%}); "
+                    f"by reason: {r['quarantined_by_reason']}")
+    return None
+
+
 def run(ctx: StepContext) -> None:
-    from jobs.common.spark import concurrently, get_spark
+    from jobs.common.spark import get_spark
     spark = get_spark(ctx.settings, "etl")
     ledger: list[dict] = []
     sources = list(ctx.dataset.sources.values())
