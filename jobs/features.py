@@ -433,7 +433,9 @@ def run(ctx: StepContext) -> None:
     golden_path = ctx.table("golden_set")
     golden_rows = delta_io.read_pinned(spark, golden_path, ctx.reads, "golden_set") if delta_io.is_delta(spark, golden_path) else None
     ts = golden.exclude(ts, golden_rows, src.key)  # never fitted on: moved to split "golden"
-    ts = ts.withColumn("cutoff_ds", F.lit(ctx.ds)).cache()
+    # materialised once for its counts and its write, as a local checkpoint rather than a cache: the rows are
+    # kept as they are instead of encoded into compressed column batches (as etl's judged rows)
+    ts = ts.withColumn("cutoff_ds", F.lit(ctx.ds)).localCheckpoint(eager=True)
     # per split and label value (binary), or labelled or not (regression: a value per row)
     by = F.col(spec.label.name) if spec.task == "binary" else F.when(F.col(spec.label.name).isNotNull(), "labelled")
     counts = {(r["split"], r["_label"]): r["count"] for r in ts.groupBy("split", by.alias("_label")).count().collect()}
