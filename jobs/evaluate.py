@@ -292,7 +292,7 @@ def slice_metrics(scored: DataFrame, label: str, attrs: list[str], threshold: fl
     """Metrics per slice (``headline_keys`` of the task) with 95% bootstrap
     intervals (``<metric>_ci``), and the bootstrap replicates per (attribute, value). Single-attribute slices are all kept (``small`` marks those under ``min_size``);
     intersections under ``min_size`` rows are left out."""
-    sliced = slice_frame(scored, attrs, pairs).cache()
+    sliced = slice_frame(scored, attrs, pairs).localCheckpoint(eager=True)
     by = ["attribute", "value"]
     if task == "regression":
         reps = regression_replicates(sliced, label, by, weight="weight", replicates=replicates, seed=seed) if replicates else {}
@@ -314,7 +314,6 @@ def slice_metrics(scored: DataFrame, label: str, attrs: list[str], threshold: fl
         ci = cis.get((r["attribute"], r["value"]), {})
         rows.append({"attribute": r["attribute"], "value": r["value"], "small": r["n"] < min_size,
                      **{k: r[k] for k in keys}, **{f"{m}_ci": v for m, v in ci.items()}})
-    sliced.unpersist()
     return sorted(rows, key=lambda r: (" & " in r["attribute"], r["attribute"], str(r["value"]))), reps
 
 
@@ -391,12 +390,11 @@ def champion_metrics(holdout: DataFrame, registry, spec, names: list[str], label
     champion = from_registry(registry, spec.name, alias["version"])
     if champion.feature_names != names:
         return {"version": champion.version, "note": "champion uses other features; not comparable on this holdout"}, None
-    cs = predict(holdout, champion).cache()
+    cs = predict(holdout, champion).localCheckpoint(eager=True)
     doc = {"version": champion.version, "sha256": champion.sha256,
            "overall": _headline(overall_metrics(cs, label, threshold, fpr_target, spec.task, classes=spec.label.classes),
                                 spec.task, spec.label.classes),
            "curves": task_curves(cs, label, spec.task)}
-    cs.unpersist()
     return doc, champion
 
 
@@ -418,9 +416,11 @@ def run(ctx: StepContext) -> None:
     attrs = list(dict.fromkeys([*spec.sensitive, *spec.slices]))
     holdout = ts.select(*names, F.col(label).cast("double").alias(label), F.coalesce(F.col("weight"), F.lit(1.0)).alias("weight"),
                         *[attr_col(a) for a in attrs])
-    scored = predict(holdout, model).cache()
+    # scored once and materialised as a local checkpoint (rows kept as they are: cheaper to build than a
+    # compressed columnar cache, and no lineage back to the scoring): every metric below reads it
+    scored = predict(holdout, model).localCheckpoint(eager=True)
     task, classes = spec.task, spec.label.classes
-    n = scored.count()  # materialises the cached scores that every metric below reads
+    n = scored.count()
     if not n:
         raise DataError(f"training_set cutoff_ds={ctx.ds}: the holdout window is empty; nothing to evaluate")
     min_size = int(p.get("min_slice_size", 50))
@@ -432,7 +432,7 @@ def run(ctx: StepContext) -> None:
                              task=task, classes=classes)
 
     def against_champion():
-        # the champion scores the same rows, read from the challenger's cached frame (not from Delta again)
+        # the champion scores the same rows, read from the challenger's materialised frame (not from Delta again)
         champion, champ_model = champion_metrics(scored.select(*holdout.columns), open_registry(ctx.settings.registry),
                                                  spec, names, label, threshold, fpr_target)
         version = golden_set.version(spark, ctx)
@@ -442,7 +442,7 @@ def run(ctx: StepContext) -> None:
         return (shap_summary(encode(scored, model.vocabularies), n, booster, names, types,
                              int(p.get("shap_rows", 2000)), seed),
                 profile(scored.select("score"), ["score"], [])["score"], task_curves(scored, label, task))
-    # independent of each other once the scored holdout is cached: side by side (the driver's work of one
+    # independent of each other once the scored holdout is materialised: side by side (the driver's work of one
     # overlaps the tasks of another)
     overall, (slices, reps), (champion, golden), (shap, score_profile, curves) = concurrently(
         partial(overall_metrics, scored, label, threshold, fpr_target, task, classes=classes), per_slice,
@@ -472,7 +472,6 @@ def run(ctx: StepContext) -> None:
     write_plots(out / "plots", doc)
     (out / "report.html").write_text(report.render(doc))
     (out / "model_card.md").write_text(report.model_card(doc))
-    scored.unpersist()
     key = {"regression": ("rmse", "mae", "r2"), "multiclass": ("logloss", "macro_f1", "accuracy")}.get(task, ("auc", "pr_auc"))
     ctx.counts.update({k: overall[k] for k in key} | {"blessed": blessing["blessed"], "failed": blessing["failed"],
                                                        "warnings": blessing["warnings"]})
@@ -506,7 +505,7 @@ def task_curves(scored: DataFrame, label: str, task: str) -> list[dict]:
 def golden_metrics(spark, ctx: StepContext, version: int, model: Model, champion: Model | None,
                    threshold: float) -> dict[str, Any]:
     """Challenger (and champion) on the golden set at a Delta version (``jobs.golden``): AUC (binary) or
-    RMSE (regression). Each model scores the set once (cached): its metrics' aggregations then share it."""
+    RMSE (regression). Each model scores the set once (a local checkpoint): its metrics' aggregations then share it."""
     label = ctx.dataset.label.name
     path = ctx.table("golden_set")
     if not delta_io.is_delta(spark, path):
@@ -518,11 +517,9 @@ def golden_metrics(spark, ctx: StepContext, version: int, model: Model, champion
     metric = PRIMARY[ctx.dataset.task]
 
     def of(m: Model) -> float | None:
-        scored = predict(df, m).cache()
-        value = overall_metrics(scored, label, threshold, 0.01, ctx.dataset.task, weight=None,
-                                classes=ctx.dataset.label.classes)[metric]
-        scored.unpersist()
-        return value
+        scored = predict(df, m).localCheckpoint(eager=True)
+        return overall_metrics(scored, label, threshold, 0.01, ctx.dataset.task, weight=None,
+                               classes=ctx.dataset.label.classes)[metric]
     out = {"version": version, "metric": metric, f"challenger_{metric}": of(model)}
     if champion:
         out[f"champion_{metric}"] = of(champion)

@@ -446,7 +446,7 @@ def run(ctx: StepContext) -> None:
         else:
             model = fit(df, spec, remaining, workers, callbacks, init)
         return model, trained_on(model.get_booster())
-    window = train_window(spark, ctx).cache()
+    window = train_window(spark, ctx).localCheckpoint(eager=True)
     summaries = (partial(fit_baseline, window, ctx, p), partial(fit_profile, window, ctx, p))
     if engine == "local":  # the fit runs in this process: the Spark jobs of the baseline and profile run beside it
         (model, device), baseline, profile = concurrently(fit_model, *summaries)
