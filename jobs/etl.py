@@ -334,12 +334,12 @@ def process_source(spark, ctx: StepContext, source: Source) -> list[dict]:
     clashes = collisions(within, published, source).localCheckpoint(eager=True) if published is not None else None
     judged = against_published(within, clashes, source)
     ledger = ledger_rows(judged, source)
-    too_many = quarantine_rate_error(ledger, source)
+    quarantine, too_many = quarantine_rows(judged, source), quarantine_rate_error(ledger, source)
     if too_many:  # the rejected rows are left in quarantine to inspect; nothing is staged
-        write(quarantine_rows(judged, source), "quarantine")
+        write(quarantine, "quarantine")
         raise DataError(too_many)
     dims = [(_read_dimension(spark, ctx, e), e.key) for e in source.enrich]
-    concurrently(partial(write, quarantine_rows(judged, source), "quarantine"),  # independent tables: side by side
+    concurrently(partial(write, quarantine, "quarantine"),  # independent tables: side by side
                  partial(write, enrich(silver_rows(judged, source), dims), "staged"))  # validate audits, then publishes
     ledger = reconcile(ledger, written, source)
     unbalanced = [r for r in ledger if not r["balanced"]]

@@ -453,7 +453,6 @@ def run(ctx: StepContext) -> None:
     else:  # the fit's barrier stage takes every task slot of the cluster: nothing runs beside it
         model, device = fit_model()
         baseline, profile = concurrently(*summaries)
-    window.unpersist()
     path, booster = save_booster(model, spec, ctx.run_dir / "model")
     storage.remove_tree(ckpt_dir)
     best = booster.attr("best_iteration")
